@@ -1,0 +1,66 @@
+"""The Flask application factory. ``gunicorn app:app`` serves the module-level ``app``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ruta import crypto
+from ruta.config import from_environment, require
+from ruta.db import db
+from ruta.flowstore import FlowCache
+from ruta.redis_conn import connect
+
+#: Largest request body accepted; Twilio bodies are at most 1600 characters of text.
+MAX_CONTENT_LENGTH = 64 * 1024
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, with ``config`` overriding any setting."""
+    settings = from_environment()
+    settings.update(config or {})
+    require(settings, "RUTA_SECRET_KEY", "RUTA_DATA_KEY")
+
+    app = Flask(__name__, instance_path=settings["RUTA_INSTANCE_DIR"])
+    app.config.update(settings)
+    app.config["SECRET_KEY"] = settings["RUTA_SECRET_KEY"]
+    app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
+    if settings["RUTA_TRUST_PROXY"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    crypto.install(crypto.Vault(settings["RUTA_DATA_KEY"]))
+    db.init(settings["DATABASE_URL"])
+    app.extensions["ruta.redis"] = connect(settings["REDIS_URL"], settings["RUTA_INSTANCE_DIR"])
+    app.extensions["ruta.flows"] = FlowCache(
+        session_timeout_minutes=settings["RUTA_SESSION_TIMEOUT_MINUTES"]
+    )
+
+    from gateway import africastalking_sms, health, twilio_sms
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(twilio_sms.bp)
+    app.register_blueprint(africastalking_sms.bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return Response(f"{exc.code} {exc.name}\n", status=exc.code, mimetype="text/plain")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # Logged with the trace here; the client never sees it.
+        logging.getLogger("ruta").exception("unhandled error")
+        return Response("Service unavailable, try again later\n", 503, mimetype="text/plain")
+
+    return app
+
+
+def __getattr__(name: str) -> Flask:
+    # Built on first use, so importing this module (tests, tools) reads no environment.
+    if name == "app":
+        globals()["app"] = create_app()
+        return globals()["app"]
+    raise AttributeError(name)

@@ -1,0 +1,90 @@
+"""What a node sees while it runs, and what it answers: the seam between engine and node kinds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flows.encoding import sms_cost
+from flows.model import Flow, Node, Settings, Texts
+from flows.services import Services
+from flows.text import fill
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much one reply may hold on a channel."""
+
+    channel: str = "sms"
+    max_segments: int = 2
+    max_chars: int | None = None  # USSD screens count characters, not segments
+
+    def fits(self, text: str) -> bool:
+        if self.max_chars is not None:
+            return len(text) <= self.max_chars
+        return sms_cost(text).segments <= self.max_segments
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the host must persist or act on (goflow's events); the engine does no I/O."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# Outcomes a node returns.
+@dataclass(frozen=True)
+class Next:
+    node: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    pass
+
+
+@dataclass(frozen=True)
+class EnterFlow:
+    key: str
+
+
+@dataclass(frozen=True)
+class End:
+    pass
+
+
+Outcome = Next | Wait | EnterFlow | End
+
+
+@dataclass
+class Context:
+    flow: Flow
+    node: Node
+    language: str
+    variables: dict[str, Any]
+    scratch: dict[str, Any]  # per-node working state (attempts, page); reset on entering a node
+    services: Services
+    settings: Settings
+    budget: Budget
+    now: datetime
+    replies: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def values(self) -> dict[str, Any]:
+        return {**self.variables, "contact.language": self.language}
+
+    def render(self, texts: Texts | str) -> str:
+        template = texts if isinstance(texts, str) else self.flow.text(texts, self.language)
+        return fill(template, self.values())
+
+    def say(self, text: str) -> None:
+        if text:
+            self.replies.append(text)
+
+    def message(self, key: str) -> str:
+        return fill(self.settings.message(key, self.language), self.values())
+
+    def emit(self, kind: str, **data: Any) -> None:
+        self.events.append(Event(kind, data))

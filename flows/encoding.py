@@ -1,0 +1,56 @@
+"""SMS encoding and segment counting (3GPP TS 23.038), as PROTOCOLS.md section 3 sets out.
+
+A text that fits the GSM 7-bit default alphabet (plus its extension table, two septets each) costs
+160 septets in one SMS and 153 per part when concatenated; anything else goes as UCS-2: 70 UTF-16
+units in one SMS, 67 per part. An extension character is never split across two parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\x0c")
+
+GSM7_SINGLE, GSM7_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+
+Encoding = Literal["GSM-7", "UCS-2"]
+
+
+@dataclass(frozen=True)
+class SmsCost:
+    encoding: Encoding
+    units: int  # septets for GSM-7, UTF-16 code units for UCS-2
+    segments: int
+
+
+def is_gsm7(text: str) -> bool:
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+
+
+def _pack(widths: list[int], single: int, part: int) -> int:
+    total = sum(widths)
+    if total <= single:
+        return 1  # an empty SMS still costs one
+    segments, used = 1, 0
+    for width in widths:
+        if used + width > part:  # a two-unit character moves whole to the next part
+            segments += 1
+            used = 0
+        used += width
+    return segments
+
+
+def sms_cost(text: str) -> SmsCost:
+    """How ``text`` travels as SMS: its encoding, size in units and number of segments."""
+    if is_gsm7(text):
+        widths = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
+        return SmsCost("GSM-7", sum(widths), _pack(widths, GSM7_SINGLE, GSM7_PART))
+    # UTF-16: characters outside the BMP (emoji) take a surrogate pair and must not be split.
+    widths = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+    return SmsCost("UCS-2", sum(widths), _pack(widths, UCS2_SINGLE, UCS2_PART))

@@ -1,0 +1,262 @@
+"""The flow engine: pure. It takes a session state, a contact view and an inbound text, and returns
+the replies, the new state and events for the host to persist (goflow's shape). No I/O happens
+here except through the ``Services`` the host injects for actions.
+
+Global keywords (restart, back, help, language, opt-out and opt-in) are read before the flow.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flows.context import Budget, Context, End, EnterFlow, Event, Next, Outcome, Wait
+from flows.model import MAX_STEPS_PER_MESSAGE, Library
+from flows.nodes import KINDS
+from flows.services import Services
+from flows.text import clean_input, fold
+
+DEFAULT_SESSION_TIMEOUT = timedelta(minutes=30)
+#: What separates several texts the engine produced for one inbound message, in one SMS.
+REPLY_SEPARATOR = "\n"
+
+
+@dataclass(frozen=True)
+class ContactView:
+    language: str | None
+    opted_out: bool = False
+
+
+@dataclass
+class StepResult:
+    replies: list[str]
+    state: dict[str, Any] | None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return REPLY_SEPARATOR.join(self.replies)
+
+    def has(self, kind: str) -> bool:
+        return any(e.kind == kind for e in self.events)
+
+
+class Engine:
+    def __init__(
+        self, library: Library, *, session_timeout: timedelta = DEFAULT_SESSION_TIMEOUT
+    ) -> None:
+        self.library = library
+        self.session_timeout = session_timeout
+        settings = library.settings
+        self._words = {role: {fold(w) for w in words} for role, words in settings.keywords.items()}
+
+    def is_keyword(self, role: str, text: str) -> bool:
+        return fold(clean_input(text)) in self._words.get(role, set())
+
+    def step(
+        self,
+        state: dict[str, Any] | None,
+        contact: ContactView,
+        text: str | None,
+        *,
+        services: Services,
+        budget: Budget,
+        now: datetime,
+    ) -> StepResult:
+        """Advance one conversation by one inbound message."""
+        text = clean_input(text)
+        word = fold(text)
+        settings = self.library.settings
+        run = _Run(self, copy.deepcopy(state) if state else None, services, budget, now)
+
+        def role(name: str) -> bool:
+            return word in self._words.get(name, set())
+
+        if contact.opted_out:
+            if not role("opt_in"):
+                return StepResult([], state, [Event("ignored_while_opted_out")])
+            run.events.append(Event("contact_opted_in"))
+            run.language = contact.language or settings.default_language
+            run.replies.append(settings.message("opted_in", run.language))
+            run.start()
+        elif role("opt_out"):
+            language = (state or {}).get("lang") or contact.language or settings.default_language
+            reply = settings.message("opted_out", language)
+            return StepResult([reply], None, [Event("contact_opted_out")])
+        elif run.state is None or run.state.get("ended"):
+            run.language = self._language_for_new(contact, word, run)
+            run.start()
+        elif now - datetime.fromisoformat(run.state["last"]) > self.session_timeout:
+            run.language = run.state.get("lang") or settings.default_language
+            run.events.append(Event("session_expired"))
+            run.replies.append(settings.message("expired", run.language))
+            run.start()
+        else:
+            run.language = run.state.get("lang") or settings.default_language
+            if role("restart"):
+                run.start()
+            elif run.state.get("pending") == "language":
+                run.choose_language(word)
+            elif role("help"):
+                run.replies.append(settings.message("help", run.language))
+                run.reenter()
+            elif role("language"):
+                run.show_language_menu()
+            elif role("back"):
+                run.back()
+            else:
+                run.resume(text)
+        return run.result()
+
+    def _language_for_new(self, contact: ContactView, word: str, run: _Run) -> str:
+        settings = self.library.settings
+        if contact.language:
+            return contact.language
+        hinted = settings.keyword_language.get(word)
+        if hinted:
+            run.events.append(Event("contact_language_changed", {"language": hinted}))
+            return hinted
+        return settings.default_language
+
+
+class _Run:
+    """One step's working state: where the conversation is and what it has produced."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        state: dict[str, Any] | None,
+        services: Services,
+        budget: Budget,
+        now: datetime,
+    ) -> None:
+        self.engine = engine
+        self.library = engine.library
+        self.state = state
+        self.services = services
+        self.budget = budget
+        self.now = now
+        self.language = self.library.settings.default_language
+        self.replies: list[str] = []
+        self.events: list[Event] = []
+
+    # state
+
+    def start(self) -> None:
+        """Begin the main flow afresh, pinning the versions current now."""
+        main = self.library.current(self.library.settings.main_flow)
+        self.state = {
+            "flow": main.key,
+            "node": main.start,
+            "pins": {main.key: main.version},
+            "vars": {},
+            "scratch": {},
+            "history": [],
+            "pending": None,
+            "started": self.now.isoformat(),
+            "ended": False,
+        }
+        self.events.append(Event("flow_started", {"flow": main.key, "version": main.version}))
+        self.follow(Next(main.start))
+
+    def result(self) -> StepResult:
+        if self.state is not None:
+            self.state["lang"] = self.language
+            self.state["last"] = self.now.isoformat()
+        return StepResult(self.replies, self.state, self.events)
+
+    def _context(self) -> Context:
+        assert self.state is not None
+        flow = self.library.get(self.state["flow"], self.state["pins"].get(self.state["flow"]))
+        return Context(
+            flow=flow,
+            node=flow.nodes[self.state["node"]],
+            language=self.language,
+            variables=self.state["vars"],
+            scratch=self.state["scratch"],
+            services=self.services,
+            settings=self.library.settings,
+            budget=self.budget,
+            now=self.now,
+            replies=self.replies,
+            events=self.events,
+        )
+
+    def follow(self, outcome: Outcome) -> None:
+        """Walk from ``outcome`` until a node waits for input or the conversation ends."""
+        assert self.state is not None
+        for _ in range(MAX_STEPS_PER_MESSAGE):
+            if isinstance(outcome, Wait):
+                here = [self.state["flow"], self.state["node"]]
+                history = self.state["history"]
+                if not history or history[-1] != here:
+                    history.append(here)
+                return
+            if isinstance(outcome, End):
+                self.state["ended"] = True
+                self.events.append(Event("flow_ended"))
+                return
+            if isinstance(outcome, EnterFlow):
+                flow = self.library.get(outcome.key, self.state["pins"].get(outcome.key))
+                self.state["pins"].setdefault(flow.key, flow.version)
+                self.state["flow"] = flow.key
+                outcome = Next(flow.start)
+                continue
+            self.state["node"] = outcome.node
+            self.state["scratch"] = {}
+            ctx = self._context()
+            outcome = KINDS[ctx.node.kind].enter(ctx)
+            self.language = ctx.language  # an action may have switched it
+        self.events.append(Event("loop_stopped", {"node": self.state["node"]}))
+        self.replies.append(self.library.settings.message("error", self.language))
+        self.state["ended"] = True
+
+    def resume(self, text: str) -> None:
+        ctx = self._context()
+        kind = KINDS[ctx.node.kind]
+        if not kind.waits:  # a published flow changed under a stored state: start clean
+            self.start()
+            return
+        self.follow(kind.resume(ctx, text))
+
+    def reenter(self) -> None:
+        assert self.state is not None
+        self.state["pending"] = None
+        self.follow(Next(self.state["node"]))
+
+    def back(self) -> None:
+        assert self.state is not None
+        history = self.state["history"]
+        if len(history) >= 2:
+            history.pop()
+            self.state["flow"], self.state["node"] = history[-1]
+        self.reenter()
+
+    def show_language_menu(self) -> None:
+        assert self.state is not None
+        settings = self.library.settings
+        lines = [settings.message("language_menu", self.language)]
+        lines += [f"{n} {name}" for n, name in enumerate(settings.languages.values(), 1)]
+        self.replies.append("\n".join(lines))
+        self.state["pending"] = "language"
+
+    def choose_language(self, word: str) -> None:
+        codes = list(self.library.settings.languages)
+        names = {fold(name): code for code, name in self.library.settings.languages.items()}
+        chosen = None
+        if word.isdigit() and 1 <= int(word) <= len(codes):
+            chosen = codes[int(word) - 1]
+        elif word in codes:
+            chosen = word
+        elif word in names:
+            chosen = names[word]
+        if chosen is None:
+            self.replies.append(self.library.settings.message("invalid_option", self.language))
+            self.show_language_menu()
+            return
+        self.language = chosen
+        self.events.append(Event("contact_language_changed", {"language": chosen}))
+        self.replies.append(self.library.settings.message("language_set", chosen))
+        self.reenter()

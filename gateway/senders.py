@@ -1,0 +1,315 @@
+"""Outbound SMS senders built on the official Twilio and Africa's Talking SDKs.
+
+Protection rule: no exception raised from here carries a phone number or a message body,
+and provider exceptions are never chained (``from None``) because their text often does.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from africastalking.Service import AfricasTalkingException
+from africastalking.SMS import SMSService
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.rest import Client as TwilioClient
+
+__all__ = [
+    "AfricasTalkingSender",
+    "SendError",
+    "SendResult",
+    "Sender",
+    "TwilioSender",
+    "build_sender",
+]
+
+# Twilio error codes where retrying cannot help: invalid 'To' (21211), opted out (21610),
+# unreachable / not a mobile number (21612, 21614).
+TWILIO_PERMANENT_CODES = frozenset({21211, 21610, 21612, 21614})
+# Rate limited (20429) or the sender's queue is full (21611): the same request works later.
+TWILIO_TRANSIENT_CODES = frozenset({20429, 21611})
+# HTTP statuses that are transient even though they are 4xx.
+_TRANSIENT_HTTP_4XX = frozenset({408, 409, 425, 429})
+
+AT_SUCCESS_CODES = frozenset({100, 101, 102})
+# RiskHold, InvalidSenderId, InvalidPhoneNumber, UnsupportedNumberType, UserInBlacklist.
+AT_PERMANENT_CODES = frozenset({401, 402, 403, 404, 406})
+# InsufficientBalance, CouldNotRoute, DoNotDisturb/Duplicate, Internal/Gateway errors.
+AT_TRANSIENT_CODES = frozenset({405, 407, 409, 500, 501, 502})
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """Outcome of a message the provider accepted."""
+
+    provider: str
+    provider_message_id: str
+    status: str
+    segments: int | None = None
+
+
+class SendError(Exception):
+    """A send the provider did not accept; ``permanent`` says whether a retry can help."""
+
+    def __init__(self, message: str, *, permanent: bool, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"SendError({self.message!r}, permanent={self.permanent}, code={self.code!r})"
+
+
+class Sender(Protocol):
+    """Anything that can send one SMS."""
+
+    provider: str
+
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult: ...
+
+
+def _rebase_url(url: str, base: str) -> str:
+    """Replace scheme and host of ``url`` with those of ``base``; keep path and query."""
+    target = urlsplit(base)
+    parts = urlsplit(url)
+    path = target.path.rstrip("/") + parts.path
+    return urlunsplit((target.scheme, target.netloc, path, parts.query, parts.fragment))
+
+
+class _RebasingTwilioHttpClient(TwilioHttpClient):
+    """TwilioHttpClient that sends every request to ``base_url`` (a fake or a proxy)."""
+
+    def __init__(self, base_url: str, *, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.base_url = base_url
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        return super().request(
+            method,
+            _rebase_url(url, self.base_url),
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+
+
+def _classify_twilio(status: int | None, code: int | None) -> SendError:
+    code_str = str(code) if code is not None else None
+    text = f"twilio rejected the message (HTTP {status}, code {code_str})"
+    if code in TWILIO_PERMANENT_CODES:
+        return SendError(text, permanent=True, code=code_str)
+    if code in TWILIO_TRANSIENT_CODES or status is None:
+        return SendError(text, permanent=False, code=code_str)
+    if status >= 500 or status in _TRANSIENT_HTTP_4XX:
+        return SendError(text, permanent=False, code=code_str)
+    # Any other 4xx is a request Twilio will keep refusing (bad parameters, auth, region).
+    return SendError(text, permanent=status >= 400, code=code_str)
+
+
+def _parse_segments(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+class TwilioSender:
+    """Sends via ``twilio.rest.Client().messages.create``."""
+
+    provider = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        *,
+        api_base_url: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.from_number = from_number
+        self.api_base_url = api_base_url
+        http_client: TwilioHttpClient
+        if api_base_url:
+            http_client = _RebasingTwilioHttpClient(api_base_url, timeout=timeout)
+        else:
+            http_client = TwilioHttpClient(timeout=timeout)
+        self._client = TwilioClient(account_sid, auth_token, http_client=http_client)
+
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult:
+        """Send one SMS; raises SendError on any failure."""
+        kwargs: dict[str, Any] = {"to": to, "body": body}
+        # A Messaging Service SID goes in its own field; Twilio then picks the number.
+        if self.from_number.startswith("MG"):
+            kwargs["messaging_service_sid"] = self.from_number
+        else:
+            kwargs["from_"] = self.from_number
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        try:
+            message = self._client.messages.create(**kwargs)
+        except requests.RequestException as exc:
+            raise SendError(
+                f"twilio request failed: {type(exc).__name__}", permanent=False, code=None
+            ) from None
+        except TwilioException as exc:
+            status = getattr(exc, "status", None)
+            code = getattr(exc, "code", None)
+            raise _classify_twilio(
+                status if isinstance(status, int) else None,
+                code if isinstance(code, int) else None,
+            ) from None
+        if not message.sid:
+            raise SendError("twilio answered without a message sid", permanent=False)
+        return SendResult(
+            provider=self.provider,
+            provider_message_id=message.sid,
+            status=str(message.status or "queued"),
+            segments=_parse_segments(message.num_segments),
+        )
+
+
+def _redirect_at_service(service: SMSService, api_base_url: str) -> None:
+    """Point an Africa's Talking SMSService at ``api_base_url``.
+
+    The SDK has no base-URL option, so this sets its private ``_baseUrl``.
+    test_senders.py checks the attribute still exists, so an SDK upgrade that renames it
+    fails the tests instead of silently sending to the real API.
+    """
+    if not hasattr(service, "_baseUrl"):
+        raise RuntimeError("africastalking SDK no longer has SMSService._baseUrl")
+    service._baseUrl = api_base_url.rstrip("/") + "/version1"
+
+
+class AfricasTalkingSender:
+    """Sends via ``africastalking.SMS.SMSService.send``, one recipient per call."""
+
+    provider = "africastalking"
+
+    def __init__(
+        self,
+        username: str,
+        api_key: str,
+        *,
+        sender_id: str | None = None,
+        api_base_url: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.sender_id = sender_id
+        self.timeout = timeout
+        # Own instance rather than africastalking.initialize(): that sets module globals,
+        # which would be shared between configs and threads.
+        self._service = SMSService(username, api_key)
+        if api_base_url:
+            _redirect_at_service(self._service, api_base_url)
+
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult:
+        """Send one SMS; ``status_callback`` is ignored (AT sets DLR URLs per account)."""
+        try:
+            answer = self._service.send(body, [to], sender_id=self.sender_id, timeout=self.timeout)
+        except ValueError:
+            # The SDK's own E.164 check; its message includes the number.
+            raise SendError(
+                "africastalking rejected the number format", permanent=True, code="403"
+            ) from None
+        except requests.RequestException as exc:
+            raise SendError(
+                f"africastalking request failed: {type(exc).__name__}", permanent=False
+            ) from None
+        except AfricasTalkingException:
+            # The SDK raises with the response text only, so the HTTP status is lost.
+            raise SendError(
+                "africastalking answered with an HTTP error", permanent=False, code="http_error"
+            ) from None
+        return self._parse_answer(answer)
+
+    def _parse_answer(self, answer: object) -> SendResult:
+        if not isinstance(answer, dict):
+            # The SDK returns text when the content type is not exactly application/json.
+            raise SendError(
+                "africastalking answered with a non-JSON body",
+                permanent=False,
+                code="bad_response",
+            )
+        data = answer.get("SMSMessageData")
+        recipients = data.get("Recipients") if isinstance(data, dict) else None
+        if not isinstance(recipients, list) or not recipients:
+            raise SendError(
+                "africastalking answered without recipients", permanent=False, code="no_recipients"
+            )
+        first = recipients[0]
+        if not isinstance(first, dict):
+            raise SendError(
+                "africastalking answered a malformed recipient",
+                permanent=False,
+                code="bad_response",
+            )
+        try:
+            status_code = int(first.get("statusCode", -1))
+        except (TypeError, ValueError):
+            status_code = -1
+        status = str(first.get("status", ""))
+        if status_code in AT_SUCCESS_CODES:
+            message_id = first.get("messageId")
+            if not message_id or message_id == "None":
+                raise SendError(
+                    "africastalking answered without a messageId",
+                    permanent=False,
+                    code="bad_response",
+                )
+            return SendResult(
+                provider=self.provider, provider_message_id=str(message_id), status=status
+            )
+        text = f"africastalking rejected the message (statusCode {status_code} {status})"
+        # Unknown codes are retried: a failed send did not deliver, so a retry cannot duplicate.
+        permanent = status_code in AT_PERMANENT_CODES
+        raise SendError(text, permanent=permanent, code=str(status_code))
+
+
+def _require(config: Mapping[str, Any], *names: str) -> list[str]:
+    missing = [name for name in names if not config.get(name)]
+    if missing:
+        raise ValueError(f"missing configuration: {', '.join(missing)}")
+    return [str(config[name]) for name in names]
+
+
+def _optional(config: Mapping[str, Any], name: str) -> str | None:
+    value = config.get(name)
+    return str(value) if value else None
+
+
+def build_sender(provider: str, config: Mapping[str, Any]) -> Sender:
+    """Build the sender for ``provider`` ("twilio" | "africastalking") from config keys."""
+    if provider == "twilio":
+        sid, token, from_number = _require(
+            config, "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"
+        )
+        return TwilioSender(
+            sid, token, from_number, api_base_url=_optional(config, "TWILIO_API_BASE_URL")
+        )
+    if provider == "africastalking":
+        username, api_key = _require(config, "AT_USERNAME", "AT_API_KEY")
+        return AfricasTalkingSender(
+            username,
+            api_key,
+            sender_id=_optional(config, "AT_SENDER_ID"),
+            api_base_url=_optional(config, "AT_API_BASE_URL"),
+        )
+    raise ValueError(f"unknown SMS provider: {provider!r}")

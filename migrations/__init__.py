@@ -1,0 +1,1 @@
+"""Alembic migrations; run through ``ruta db upgrade`` (see ``ruta.migrate``)."""

@@ -1,0 +1,3 @@
+from ruta.cli import main
+
+main()

@@ -1,0 +1,324 @@
+"""``ruta``: every command, as a thin layer over functions the tests also call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flows.context import Budget
+from flows.loader import DEFINITIONS_DIR, load_directory
+from flows.model import DefinitionError
+
+DEV_KEYS_FILE = "dev-keys.env"
+
+
+def _instance_dir() -> Path:
+    return Path(os.environ.get("RUTA_INSTANCE_DIR", "instance")).resolve()
+
+
+def _dev_keys(create: bool) -> dict[str, str]:
+    """Keys for local development, kept in instance/dev-keys.env (never for production)."""
+    from ruta.crypto import generate_key
+
+    path = _instance_dir() / DEV_KEYS_FILE
+    if not path.exists():
+        if not create:
+            return {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        import secrets
+
+        path.write_text(
+            f"RUTA_SECRET_KEY={secrets.token_urlsafe(32)}\nRUTA_DATA_KEY={generate_key()}\n"
+            f"AT_CALLBACK_TOKEN={secrets.token_urlsafe(16)}\n",
+            encoding="utf-8",
+        )
+        path.chmod(0o600)
+    pairs = (line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines())
+    return {k: v for k, v in pairs if k}
+
+
+def _use_dev_keys(create: bool = False) -> None:
+    """Fill missing key variables from instance/dev-keys.env, saying so."""
+    missing = [k for k in ("RUTA_SECRET_KEY", "RUTA_DATA_KEY") if not os.environ.get(k)]
+    if not missing:
+        return
+    keys = _dev_keys(create)
+    if keys:
+        for name, value in keys.items():
+            os.environ.setdefault(name, value)
+        click.echo(f"(using development keys from {_instance_dir() / DEV_KEYS_FILE})", err=True)
+
+
+def _app(**overrides: Any) -> Any:
+    from app import create_app
+    from ruta.config import ConfigError
+
+    _use_dev_keys()
+    try:
+        return create_app(overrides or None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(help="Ruta: SMS/USSD referral and alert gateway.")
+def main() -> None:
+    pass
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+@main.group(help="Encryption keys.")
+def keys() -> None:
+    pass
+
+
+@keys.command("generate", help="Print a new Fernet key for RUTA_DATA_KEY.")
+def keys_generate() -> None:
+    from ruta.crypto import generate_key
+
+    click.echo(generate_key())
+
+
+# --- database -----------------------------------------------------------------------------
+
+
+@main.group(help="Database schema.")
+def db() -> None:
+    pass
+
+
+@db.command("upgrade", help="Apply every pending migration.")
+def db_upgrade() -> None:
+    from ruta import migrate
+
+    _app()
+    migrate.upgrade()
+    click.echo(f"database at revision {migrate.current()}")
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+@main.group(help="Demo data (fictional; never for production).")
+def demo() -> None:
+    pass
+
+
+@demo.command("load", help="Load the demo directory into a migrated database (idempotent).")
+def demo_load() -> None:
+    from ruta import demo_data
+    from ruta.db import db as database
+
+    _app()
+    with database.transaction() as session:
+        added = demo_data.load(session)
+    click.echo(f"demo data loaded: {added['services']} services added")
+
+
+# --- flows --------------------------------------------------------------------------------
+
+
+@main.group(help="Conversation flows: validate, test, publish.")
+def flows() -> None:
+    pass
+
+
+def _budgets(max_segments: int) -> list[Budget]:
+    return [Budget("sms", max_segments)]
+
+
+@flows.command("validate", help="Check every flow; exit 1 on any error.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFINITIONS_DIR,
+    show_default=True,
+    help="Folder of flow files.",
+)
+@click.option("--max-segments", default=2, show_default=True, help="SMS reply budget.")
+def flows_validate(folder: Path, max_segments: int) -> None:
+    from flows.validate import validate_library
+
+    try:
+        issues = validate_library(load_directory(folder), _budgets(max_segments))
+    except DefinitionError as exc:
+        issues = exc.issues
+    for issue in issues:
+        click.echo(str(issue))
+    errors = sum(1 for i in issues if i.error)
+    click.echo(f"{errors} errors, {len(issues) - errors} warnings")
+    if errors:
+        sys.exit(1)
+
+
+@flows.command("test", help="Run every flow's example conversations against the demo data.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFINITIONS_DIR,
+    show_default=True,
+)
+@click.option("-v", "--verbose", is_flag=True, help="Print each transcript.")
+def flows_test(folder: Path, verbose: bool) -> None:
+    from datetime import timedelta
+
+    from flows.engine import Engine
+    from flows.testing import run_all
+    from ruta import crypto, demo_data, migrate
+    from ruta.db import db as database
+    from ruta.directory import DatabaseServices
+
+    try:
+        library = load_directory(folder)
+    except DefinitionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with tempfile.TemporaryDirectory() as tmp:
+        # A throwaway database with the demo directory: examples never touch real data.
+        crypto.install(crypto.Vault(crypto.generate_key()))
+        database.init(f"sqlite:///{tmp}/flows-test.db")
+        migrate.upgrade()
+        with database.transaction() as session:
+            demo_data.load(session)
+        engine = Engine(library, session_timeout=timedelta(minutes=30))
+        with database.transaction() as session:
+            results = run_all(
+                engine,
+                DatabaseServices(session, channel="test", contact_id=None),
+                Budget("sms", 2),
+            )
+    failed = [r for r in results if not r.passed]
+    for result in results:
+        click.echo(f"{'ok  ' if result.passed else 'FAIL'} {result.flow}: {result.example}")
+        for failure in result.failures:
+            click.echo(f"     {failure}")
+        if verbose:
+            for sent, reply in result.transcript:
+                click.echo(f"     > {sent}\n     < " + reply.replace("\n", "\n       "))
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        sys.exit(1)
+
+
+@flows.command("publish", help="Publish changed flow files as new versions.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFINITIONS_DIR,
+    show_default=True,
+)
+@click.option("--by", "published_by", default="cli", show_default=True)
+def flows_publish(folder: Path, published_by: str) -> None:
+    from ruta.db import db as database
+    from ruta.flowstore import publish_directory
+
+    app = _app()
+    try:
+        with database.transaction() as session:
+            report = publish_directory(
+                session,
+                folder,
+                published_by=published_by,
+                budgets=_budgets(app.config["RUTA_SMS_MAX_SEGMENTS"]),
+            )
+    except DefinitionError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        raise click.ClickException("nothing published: fix the errors above") from exc
+    for key, version in report.published:
+        click.echo(f"published {key} v{version}")
+    for key in report.unchanged:
+        click.echo(f"unchanged {key}")
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+@main.command(help="Run an RQ worker (with its scheduler) on Ruta's queues.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def worker(burst: bool) -> None:
+    from workers.entry import run
+
+    run(_app(), burst=burst)
+
+
+@main.command("fake-provider", help="Serve the fake Twilio/Africa's Talking API on loopback.")
+@click.option("--port", default=8099, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def fake_provider(port: int, host: str) -> None:
+    from gateway.fake_provider import serve
+
+    serve(host, port)
+
+
+@main.command(help="Chat with the flows in the terminal as a given phone number.")
+@click.option("--number", default="+50600000001", show_default=True, help="Your phone number.")
+def chat(number: str) -> None:
+    from gateway.console import send
+
+    app = _app()
+    click.echo("Type a message (HOLA to start, Ctrl-D to quit).")
+    with app.app_context():
+        while True:
+            try:
+                text = input("> ")
+            except EOFError:
+                click.echo()
+                return
+            for line in send(number, text):
+                click.echo(line)
+
+
+def prepare_dev() -> dict[str, str]:
+    """Keys, embedded Redis, migrations, flows and demo data for ``ruta dev``."""
+    from ruta import demo_data, migrate
+    from ruta.db import db as database
+    from ruta.flowstore import publish_directory
+    from ruta.redis_conn import url_of
+
+    _use_dev_keys(create=True)
+    app = _app()
+    migrate.upgrade()
+    with database.transaction() as session:
+        report = publish_directory(session, published_by="ruta dev")
+        if demo_data.is_empty(session):
+            demo_data.load(session)
+            click.echo("loaded the demo directory (fictional services)")
+    for key, version in report.published:
+        click.echo(f"published flow {key} v{version}")
+    env = dict(os.environ)
+    env["REDIS_URL"] = url_of(app.extensions["ruta.redis"])
+    return env
+
+
+@main.command(help="Run Ruta locally: migrate, demo data, web server and one worker.")
+@click.option("--port", default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def dev(port: int, host: str) -> None:
+    env = prepare_dev()
+    worker_process = subprocess.Popen([sys.executable, "-m", "ruta", "worker"], env=env)
+    os.environ["REDIS_URL"] = env["REDIS_URL"]
+    app = _app()
+    token = env.get("AT_CALLBACK_TOKEN", "")
+    click.echo(
+        f"\nRuta is running on http://{host}:{port}  (health: /healthz, ready: /readyz)\n"
+        f"  Twilio SMS webhook:          http://{host}:{port}/webhooks/twilio/sms"
+        " (set TWILIO_AUTH_TOKEN to accept signed requests)\n"
+        f"  Africa's Talking SMS:        http://{host}:{port}/webhooks/africastalking/{token}/sms\n"
+        "  Talk to the flows:           ruta chat   (in another terminal)\n"
+    )
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        worker_process.send_signal(signal.SIGTERM)
+        worker_process.wait(timeout=30)

