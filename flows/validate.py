@@ -39,15 +39,18 @@ def validate_flow(flow: Flow, library: Library, budgets: list[Budget]) -> list[I
         issues.append(Issue(path, f"default language '{flow.default_language}' is not declared"))
     if flow.start not in flow.nodes:
         issues.append(Issue(path, f"start node '{flow.start}' does not exist"))
+    malformed = set()
     for node in flow.nodes.values():
         where = f"{path} node[{node.id}]"
         kind = KINDS.get(node.kind)
         if kind is None:
             issues.append(Issue(where, f"unknown type '{node.kind}' (known: {', '.join(KINDS)})"))
+            malformed.add(node.id)
             continue
         shape = kind.check(flow, node, where)
         issues += shape
         if shape:
+            malformed.add(node.id)
             continue
         for target in kind.targets(node):
             if target not in flow.nodes:
@@ -67,8 +70,7 @@ def validate_flow(flow: Flow, library: Library, budgets: list[Budget]) -> list[I
         if node.spec.get("review"):
             issues.append(Issue(where, "text marked for review by this deployment", error=False))
     issues += _unreachable(flow, path)
-    if not any(i.error for i in issues):
-        issues += _budgets(flow, path, budgets)
+    issues += _budgets(flow, path, budgets, malformed)
     return issues
 
 
@@ -118,17 +120,18 @@ def _shadowed_keywords(node: Node, library: Library, where: str) -> list[Issue]:
     return issues
 
 
-def _budgets(flow: Flow, path: str, budgets: list[Budget]) -> list[Issue]:
+def _budgets(flow: Flow, path: str, budgets: list[Budget], malformed: set[str]) -> list[Issue]:
     """Render every static reply (a node alone, and a message followed by what it leads to)."""
     issues = []
+    nodes = [n for n in flow.nodes.values() if n.id not in malformed]
     for language in flow.languages:
-        samples = {}
-        for node in flow.nodes.values():
+        samples: dict[str, list[str]] = {}
+        for node in nodes:
             for template in KINDS[node.kind].screens(flow, node, language):
                 samples.setdefault(node.id, []).append(template)
-        for node in flow.nodes.values():
+        for node in nodes:
             if node.kind == "message":
-                chain = _chain(flow, node, language)
+                chain = _chain(flow, node, language, malformed)
                 if chain:
                     samples.setdefault(node.id, []).append(chain)
         for node_id, templates in samples.items():
@@ -145,14 +148,14 @@ def _budgets(flow: Flow, path: str, budgets: list[Budget]) -> list[Issue]:
     return issues
 
 
-def _chain(flow: Flow, node: Node, language: str) -> str | None:
+def _chain(flow: Flow, node: Node, language: str, malformed: set[str]) -> str | None:
     """The one SMS a run of message nodes and the node it ends on become."""
     parts, current, seen = [], node, set()
     while current.kind == "message" and current.id not in seen:
         seen.add(current.id)
         parts.append(flow.text(texts_of(current.spec["text"]) or {}, language))
         target = current.spec.get("next")
-        if not isinstance(target, str) or target not in flow.nodes:
+        if not isinstance(target, str) or target not in flow.nodes or target in malformed:
             return "\n".join(parts) if len(parts) > 1 else None
         current = flow.nodes[target]
     screens = KINDS[current.kind].screens(flow, current, language)

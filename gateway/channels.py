@@ -7,6 +7,7 @@ from flask import current_app
 from flows.context import Budget
 from ruta.conversation import Handled, InboundMessage, handle_inbound
 from ruta.db import db
+from ruta.models import utcnow
 from workers.jobs import send_message
 from workers.queues import HIGH, SEND_RETRY, enqueue
 
@@ -23,6 +24,7 @@ def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:
         message,
         budget=sms_budget(),
         reply_inline=reply_inline,
+        now=current_app.extensions.get("ruta.clock", utcnow)(),
     )
     for message_id in handled.outbound_ids:
         enqueue(

@@ -7,6 +7,7 @@ not inline is the caller's job once this transaction has committed.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,7 @@ from ruta.models import (
     ConversationSession,
     Direction,
     Message,
+    MessagePurpose,
     MessageStatus,
     utcnow,
 )
@@ -112,8 +114,6 @@ def _handle(
             ConversationSession.contact_id == contact.id,
         )
     )
-    import json
-
     state = json.loads(conversation.state) if conversation is not None else None
     engine = flows.engine(session)
     result = engine.step(
@@ -162,6 +162,11 @@ def _handle(
             segments=cost.segments,
             encoding=cost.encoding,
             in_reply_to_id=inbound.id,
+            purpose=(
+                MessagePurpose.OPT_OUT_CONFIRMATION
+                if result.has("contact_opted_out")
+                else MessagePurpose.REPLY
+            ).value,
         )
         session.add(outbound)
         session.flush()

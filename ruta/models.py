@@ -82,6 +82,11 @@ class MessageStatus(str, Enum):
     SUPPRESSED = "suppressed"  # not sent: the contact opted out
 
 
+class MessagePurpose(str, Enum):
+    REPLY = "reply"
+    OPT_OUT_CONFIRMATION = "opt_out_confirmation"  # the one message sent after STOP
+
+
 class ServiceStatus(str, Enum):
     ACTIVE = "active"
     INACTIVE = "inactive"
@@ -116,6 +121,7 @@ class Message(Base):
     )
     body: Mapped[str | None] = mapped_column(EncryptedText)
     status: Mapped[str] = mapped_column(String(16), index=True)
+    purpose: Mapped[str] = mapped_column(String(24), default=MessagePurpose.REPLY.value)
     segments: Mapped[int | None] = mapped_column(Integer)
     encoding: Mapped[str | None] = mapped_column(String(8))
     error_code: Mapped[str | None] = mapped_column(String(32))

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from gateway.senders import SendError, build_sender
 from ruta.db import db
-from ruta.models import Contact, Message, MessageStatus, utcnow
+from ruta.models import Contact, Message, MessagePurpose, MessageStatus, utcnow
 from workers.queues import SEND_RETRY, enqueue
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def send_message(message_id: int) -> str:
         message = session.get(Message, message_id)
         assert message is not None
         contact = session.get(Contact, message.contact_id)
-        if contact is None or contact.opted_out:
+        confirmation = message.purpose == MessagePurpose.OPT_OUT_CONFIRMATION.value
+        if contact is None or (contact.opted_out and not confirmation):
             message.status = MessageStatus.SUPPRESSED.value
             return "suppressed"
         to, body, channel = contact.phone, message.body or "", message.channel

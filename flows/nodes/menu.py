@@ -1,13 +1,15 @@
 """``menu``: numbered options; an option is chosen by its number, its label or a keyword.
 
-Static menus list ``options``; dynamic ones read ``options_from`` (a variable an action filled with
-``{value, label}`` items) and are paged to fit the channel's budget, with 9 for "more".
+Static menus list ``options``. Dynamic ones take their options from ``options_action`` (a named
+action run at each showing, so a language switch relabels them) or ``options_from`` (a variable
+holding ``{value, label}`` items), and are paged to fit the channel's budget, with 9 for "more".
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from flows.actions import ACTIONS
 from flows.context import Context, Next, Outcome, Wait
 from flows.model import MAX_MENU_OPTIONS, Flow, Issue, Node, Texts
 from flows.nodes.base import NodeKind, register, texts_of
@@ -45,8 +47,13 @@ main_menu:
     def check(self, flow: Flow, node: Node, path: str) -> list[Issue]:
         issues = super().check(flow, node, path)
         spec = node.spec
-        if "options" in spec == ("options_from" in spec):
-            issues.append(Issue(path, "a menu needs exactly one of 'options' or 'options_from'"))
+        sources = [k for k in ("options", "options_from", "options_action") if k in spec]
+        if len(sources) != 1:
+            issues.append(
+                Issue(path, "a menu needs one of 'options', 'options_from', 'options_action'")
+            )
+        if "options_action" in spec and spec["options_action"] not in ACTIONS:
+            issues.append(Issue(path, f"unknown action {spec['options_action']!r}"))
         options = spec.get("options")
         if options is not None:
             if not isinstance(options, list) or not 1 <= len(options) <= MAX_MENU_OPTIONS:
@@ -59,7 +66,7 @@ main_menu:
                 elif "goto" not in option and "next" not in spec:
                     issues.append(Issue(where, "an option needs 'goto' (or the menu a 'next')"))
         elif "next" not in spec:
-            issues.append(Issue(path, "a menu with 'options_from' needs 'next'"))
+            issues.append(Issue(path, "a menu with dynamic options needs 'next'"))
         return issues
 
     def _static(self, node: Node) -> list[dict[str, Any]]:
@@ -87,7 +94,7 @@ main_menu:
         return [source] if isinstance(source, str) else []
 
     def screens(self, flow: Flow, node: Node, language: str) -> list[str]:
-        if "options_from" in node.spec:
+        if "options" not in node.spec:
             return []  # dynamic menus are paged to the budget at run time
         labels = [flow.text(o["label"], language) for o in self._static(node)]
         return [self._render(flow.text(node.spec["text"], language), labels, None)]
@@ -97,6 +104,9 @@ main_menu:
     def _options(self, ctx: Context) -> list[tuple[str, str, dict[str, Any]]]:
         """(value, label, option) for every option in the person's language."""
         spec = ctx.node.spec
+        if "options_action" in spec:
+            items = ACTIONS[spec["options_action"]].run(ctx, {}).value or []
+            return [(str(i["value"]), str(i["label"]), {}) for i in items]
         if "options_from" in spec:
             items = ctx.variables.get(spec["options_from"]) or []
             return [(str(i["value"]), str(i["label"]), {}) for i in items]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 10:59:47.304278
+Create Date: 2026-11-23 11:03:24.224342
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def upgrade() -> None:
         sa.Column("contact_id", sa.Integer(), nullable=False),
         sa.Column("body", sa.Text(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("purpose", sa.String(length=24), nullable=False),
         sa.Column("segments", sa.Integer(), nullable=True),
         sa.Column("encoding", sa.String(length=8), nullable=True),
         sa.Column("error_code", sa.String(length=32), nullable=True),

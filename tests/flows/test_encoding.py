@@ -1,0 +1,42 @@
+"""SMS segment counting against the figures in PROTOCOLS.md section 3."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.encoding import is_gsm7, sms_cost
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "units", "segments"),
+    [
+        ("", "GSM-7", 0, 1),
+        ("a" * 160, "GSM-7", 160, 1),
+        ("a" * 161, "GSM-7", 161, 2),
+        ("a" * 306, "GSM-7", 306, 2),
+        ("a" * 307, "GSM-7", 307, 3),
+        ("€" * 80, "GSM-7", 160, 1),  # extension characters count twice
+        ("€" * 81, "GSM-7", 162, 2),
+        ("a" * 152 + "€" + "a" * 10, "GSM-7", 164, 2),  # the € moves whole to part 2
+        ("a" * 152 + "€" + "a" * 152, "GSM-7", 306, 3),
+        ("ñÑéÉüÜ¿¡àèìòù", "GSM-7", 13, 1),
+        ("¿Cómo está?", "UCS-2", 11, 1),
+        ("á" * 70, "UCS-2", 70, 1),
+        ("á" * 71, "UCS-2", 71, 2),
+        ("á" * 134, "UCS-2", 134, 2),
+        ("á" * 135, "UCS-2", 135, 3),
+        ("🆘" * 35, "UCS-2", 70, 1),  # outside the BMP: two UTF-16 units
+        ("á" * 66 + "🆘" + "á" * 66, "UCS-2", 134, 3),  # a surrogate pair is never split
+        ("`", "UCS-2", 1, 1),  # backtick is not in the GSM basic table
+    ],
+)
+def test_cost(text: str, encoding: str, units: int, segments: int) -> None:
+    cost = sms_cost(text)
+    assert (cost.encoding, cost.units, cost.segments) == (encoding, units, segments)
+
+
+def test_spanish_vowels_with_acute_force_ucs2() -> None:
+    for ch in "áíóúÁÍÓÚç":
+        assert not is_gsm7(ch), ch
+    for ch in "éÉñÑüÜ¿¡":
+        assert is_gsm7(ch), ch
