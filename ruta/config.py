@@ -22,8 +22,6 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_INSTANCE_DIR": ("instance", "folder for the SQLite file, embedded Redis and dev keys"),
     "RUTA_SESSION_TIMEOUT_MINUTES": ("30", "inactivity after which a conversation starts over"),
     "RUTA_SMS_MAX_SEGMENTS": ("2", "largest reply, in SMS segments, the validator accepts"),
-    "RUTA_DEFAULT_LANGUAGE": ("es", "language of a new contact"),
-    "RUTA_DEFAULT_REGION": ("CR", "region used to read numbers typed without a country code"),
     "TWILIO_ACCOUNT_SID": (None, "Twilio account SID (AC...)"),
     "TWILIO_AUTH_TOKEN": (None, "Twilio auth token: signs webhooks and authenticates sends"),
     "TWILIO_FROM_NUMBER": (None, "Twilio sender number, E.164"),

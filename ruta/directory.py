@@ -64,14 +64,20 @@ def search(
     session: Session, municipality_code: str, category_code: str, language: str
 ) -> list[Service]:
     """Active services at a location in the municipality, of the category, by name."""
+    # EXISTS rather than DISTINCT: a service at two locations of one place is listed once, and
+    # PostgreSQL cannot compare the JSON columns DISTINCT would need.
+    in_place = (
+        select(ServiceAtLocation.id)
+        .join(Location, ServiceAtLocation.location_id == Location.id)
+        .join(Municipality, Location.municipality_id == Municipality.id)
+        .where(ServiceAtLocation.service_id == Service.id, Municipality.code == municipality_code)
+        .exists()
+    )
     query = (
         select(Service)
         .join(Category, Service.category_id == Category.id)
-        .join(ServiceAtLocation, ServiceAtLocation.service_id == Service.id)
-        .join(Location, ServiceAtLocation.location_id == Location.id)
-        .join(Municipality, Location.municipality_id == Municipality.id)
         .where(
-            Municipality.code == municipality_code,
+            in_place,
             Category.code == category_code,
             Service.status == ServiceStatus.ACTIVE.value,
         )
@@ -81,7 +87,6 @@ def search(
             selectinload(Service.organization),
         )
         .order_by(Service.name)
-        .distinct()
         .limit(MAX_RESULTS)
     )
     return list(session.scalars(query))
