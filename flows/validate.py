@@ -177,7 +177,7 @@ def _over_budget(text: str, budget: Budget) -> str:
 
 
 class _Samples(dict[str, str]):
-    def get(self, key: str, default: object = None) -> str:  # type: ignore[override]
+    def get(self, key: str, default: object = None) -> str:
         return SAMPLE_VALUE
 
 

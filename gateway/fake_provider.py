@@ -5,7 +5,6 @@ records every accepted message, and can be scripted to fail.
 """
 
 import json
-import math
 import re
 import threading
 import time
@@ -18,6 +17,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from flows.encoding import sms_cost
 
 __all__ = ["PROVIDERS", "FakeProviderServer", "FakeProviderState", "create_app", "serve"]
 
@@ -56,20 +57,10 @@ _AT_STATUSES: dict[int, str] = {
     502: "RejectedByGateway",
 }
 
-_GSM_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENSION = frozenset("^{}\\[~]|€\x0c")
-
 
 def count_segments(body: str) -> int:
-    """Segments for ``body`` (GSM-7 153/160 or UCS-2 67/70); rough, for the fake only."""
-    if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in body):
-        units, single, multi = sum(2 if ch in _GSM_EXTENSION else 1 for ch in body), 160, 153
-    else:
-        units, single, multi = len(body.encode("utf-16-le")) // 2, 70, 67
-    return 1 if units <= single else math.ceil(units / multi)
+    """Segments for ``body``, as the provider would bill them."""
+    return sms_cost(body).segments
 
 
 def _now_iso() -> str:

@@ -317,6 +317,8 @@ def dev(port: int, host: str) -> None:
         f"  Africa's Talking SMS:        http://{host}:{port}/webhooks/africastalking/{token}/sms\n"
         "  Talk to the flows:           ruta chat   (in another terminal)\n"
     )
+    # SIGTERM (a process manager, `kill`) must stop the worker too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
     finally:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from gateway.senders import SendError, build_sender
 from ruta.db import db
@@ -27,12 +28,12 @@ def send_message(message_id: int) -> str:
     RQ's Retry runs; permanent ones mark the message failed.
     """
     with db.transaction() as session:
-        claimed = session.execute(
+        claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Message)
             .where(Message.id == message_id, Message.status == MessageStatus.QUEUED.value)
             .values(status=MessageStatus.SENDING.value, attempts=Message.attempts + 1)
-        ).rowcount
-        if not claimed:
+        )
+        if not claimed.rowcount:
             return "not queued"
         message = session.get(Message, message_id)
         assert message is not None

@@ -213,3 +213,10 @@ def _defaults() -> list[dict[str, Any]]:
         for path in sorted(DEFINITIONS_DIR.glob("*.yaml"))
         if path.name != SETTINGS_FILE
     ]
+
+
+def test_a_missing_translation_falls_back_to_the_default_language(session: Session) -> None:
+    doc = flow({"hi": {"type": "end", "text": {"es": "Hola solo en es"}}})
+    doc["languages"] = ["es", "en", "fr"]
+    talk = Talk(Engine(library(doc)), session, language="fr")
+    assert talk.send("HOLA").text == "Hola solo en es"

@@ -24,6 +24,7 @@ def test_each_mistake_is_named_and_the_exit_is_non_zero() -> None:
     assert "flow[main] node[one] lang[en]: missing translation of 'text'" in output
     assert "flow[main] node[long] lang[es]: reply is 3 SMS segments (GSM-7" in output
     assert "the limit is 2" in output
+    assert "flow[main] node[long]: variable 'never_set' is used before any path sets it" in output
 
 
 def test_the_default_flows_are_valid() -> None:

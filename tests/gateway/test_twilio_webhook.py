@@ -78,3 +78,25 @@ def test_signed_request_without_from_gets_400(client: Any) -> None:
     )
     assert response.status_code == 400
     assert count(Message) == 0
+
+
+def test_behind_a_trusted_proxy_the_forwarded_url_is_signed(app: Any, client: Any) -> None:
+    from app import create_app
+
+    proxied = create_app({**app.config, "PUBLIC_BASE_URL": None, "RUTA_TRUST_PROXY": True})
+    phone = TwilioPhone(proxied.test_client())
+    params = phone.params("HOLA")
+    signature = sign("https://public.example.net/webhooks/twilio/sms", params)
+    headers = {
+        "X-Twilio-Signature": signature,
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "public.example.net",
+    }
+    response = phone.client.post("/webhooks/twilio/sms", data=params, headers=headers)
+    assert response.status_code == 200
+    # Without trusting the proxy the same request is refused: the URL seen is the internal one.
+    untrusted = create_app({**app.config, "PUBLIC_BASE_URL": None, "RUTA_TRUST_PROXY": False})
+    params = phone.params("HOLA")
+    headers["X-Twilio-Signature"] = sign("https://public.example.net/webhooks/twilio/sms", params)
+    response = untrusted.test_client().post("/webhooks/twilio/sms", data=params, headers=headers)
+    assert response.status_code == 403

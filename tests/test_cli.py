@@ -1,0 +1,79 @@
+"""The `ruta` commands newcomers and operators use: demo load, chat, fake-provider, publish."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import requests
+from click.testing import CliRunner
+from flask import Flask
+from sqlalchemy import func, select
+
+from ruta import demo_data
+from ruta.cli import main
+from ruta.db import db
+from ruta.flowstore import publish_directory
+from ruta.models import FlowVersion, Service
+
+
+def test_demo_load_is_idempotent(app: Flask) -> None:
+    with db.transaction() as session:
+        before = session.scalar(select(func.count()).select_from(Service))
+        assert demo_data.load(session) == {"services": 0}
+        after = session.scalar(select(func.count()).select_from(Service))
+    assert before == after and (before or 0) > 30
+
+
+def test_publishing_unchanged_flows_makes_no_new_version(app: Flask) -> None:
+    with db.transaction() as session:
+        versions = session.scalar(select(func.count()).select_from(FlowVersion))
+        report = publish_directory(session, published_by="test")
+        assert report.published == []
+        assert session.scalar(select(func.count()).select_from(FlowVersion)) == versions
+
+
+def test_chat_shows_replies_with_their_cost(app: Flask, monkeypatch: Any) -> None:
+    for name in ("RUTA_SECRET_KEY", "RUTA_DATA_KEY", "DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(name, app.config[name])
+    result = CliRunner().invoke(main, ["chat", "--number", "+50688009999"], input="HOLA\n1\n")
+    assert result.exit_code == 0, result.output
+    assert "1 Buscar servicios" in result.output
+    assert "GSM-7, 1 SMS segment(s)" in result.output
+    assert "municipio" in result.output
+
+
+def test_fake_provider_command_serves_on_loopback() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ruta", "fake-provider", "--port", str(port)],
+        env={**os.environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/_fake/messages", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert answer.status_code == 200 and answer.json() == []
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_missing_keys_fail_fast(monkeypatch: Any, tmp_path: Any) -> None:
+    monkeypatch.delenv("RUTA_SECRET_KEY", raising=False)
+    monkeypatch.delenv("RUTA_DATA_KEY", raising=False)
+    monkeypatch.setenv("RUTA_INSTANCE_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code != 0
+    assert "missing configuration: RUTA_SECRET_KEY, RUTA_DATA_KEY" in result.output
