@@ -10,8 +10,7 @@ import hmac
 
 from flask import Blueprint, Response, abort, current_app, request
 
-from gateway.channels import receive
-from ruta.contacts import InvalidNumber, normalise_number
+from gateway.channels import BadInbound, inbound_fields, receive
 from ruta.conversation import InboundMessage
 
 bp = Blueprint("africastalking_sms", __name__)
@@ -27,13 +26,10 @@ def check_token(token: str) -> None:
 @bp.post("/webhooks/africastalking/<token>/sms")
 def inbound(token: str) -> Response:
     check_token(token)
-    sender, message_id = request.form.get("from", ""), request.form.get("id", "")
-    if not message_id or len(message_id) > 64:
-        return Response("id is required\n", 400, mimetype="text/plain")
     try:
-        number = normalise_number(sender)
-    except InvalidNumber:
-        return Response("from is not a phone number\n", 400, mimetype="text/plain")
+        number, message_id = inbound_fields(request.form, sender="from", message_id="id")
+    except BadInbound as exc:
+        return Response(f"{exc}\n", 400, mimetype="text/plain")
     receive(
         InboundMessage(
             CHANNEL, number, request.form.get("text", ""), provider_message_id=message_id

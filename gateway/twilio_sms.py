@@ -6,8 +6,7 @@ from flask import Blueprint, Response, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway.channels import receive
-from ruta.contacts import InvalidNumber, normalise_number
+from gateway.channels import BadInbound, inbound_fields, receive
 from ruta.conversation import InboundMessage
 
 bp = Blueprint("twilio_sms", __name__)
@@ -44,13 +43,10 @@ def twiml(text: str | None) -> Response:
 def inbound() -> Response:
     if not signature_valid():
         return Response("invalid signature\n", 403, mimetype="text/plain")
-    sender, sid = request.form.get("From", ""), request.form.get("MessageSid", "")
-    if not sid or len(sid) > 64:
-        return Response("MessageSid is required\n", 400, mimetype="text/plain")
     try:
-        number = normalise_number(sender)
-    except InvalidNumber:
-        return Response("From is not a phone number\n", 400, mimetype="text/plain")
+        number, sid = inbound_fields(request.form, sender="From", message_id="MessageSid")
+    except BadInbound as exc:
+        return Response(f"{exc}\n", 400, mimetype="text/plain")
     handled = receive(
         InboundMessage(CHANNEL, number, request.form.get("Body", ""), provider_message_id=sid),
         reply_inline=True,

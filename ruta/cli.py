@@ -131,12 +131,7 @@ def flows() -> None:
     pass
 
 
-def _budgets(max_segments: int) -> list[Budget]:
-    return [Budget("sms", max_segments)]
-
-
-@flows.command("validate", help="Check every flow; exit 1 on any error.")
-@click.option(
+dir_option = click.option(
     "--dir",
     "folder",
     type=click.Path(path_type=Path, file_okay=False),
@@ -144,6 +139,14 @@ def _budgets(max_segments: int) -> list[Budget]:
     show_default=True,
     help="Folder of flow files.",
 )
+
+
+def _budgets(max_segments: int) -> list[Budget]:
+    return [Budget("sms", max_segments)]
+
+
+@flows.command("validate", help="Check every flow; exit 1 on any error.")
+@dir_option
 @click.option("--max-segments", default=2, show_default=True, help="SMS reply budget.")
 def flows_validate(folder: Path, max_segments: int) -> None:
     from flows.validate import validate_library
@@ -161,13 +164,7 @@ def flows_validate(folder: Path, max_segments: int) -> None:
 
 
 @flows.command("test", help="Run every flow's example conversations against the demo data.")
-@click.option(
-    "--dir",
-    "folder",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFINITIONS_DIR,
-    show_default=True,
-)
+@dir_option
 @click.option("-v", "--verbose", is_flag=True, help="Print each transcript.")
 def flows_test(folder: Path, verbose: bool) -> None:
     from datetime import timedelta
@@ -210,13 +207,7 @@ def flows_test(folder: Path, verbose: bool) -> None:
 
 
 @flows.command("publish", help="Publish changed flow files as new versions.")
-@click.option(
-    "--dir",
-    "folder",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFINITIONS_DIR,
-    show_default=True,
-)
+@dir_option
 @click.option("--by", "published_by", default="cli", show_default=True)
 def flows_publish(folder: Path, published_by: str) -> None:
     from ruta.db import db as database
