@@ -18,13 +18,18 @@ class Choice:
 
 @dataclass(frozen=True)
 class CaseRequest:
+    """What a person said when asking for help; ``None`` where they have not said it yet."""
+
     category: str
     municipality: str | None
-    urgency: str
+    safe: bool
     consent: bool
     consent_wording: str
-    description: str | None
     channel: str
+    description: str | None = None
+    shared_phone: bool | None = None
+    safe_times: str | None = None
+    contact_ok: bool = False
 
 
 class Services(Protocol):
@@ -39,5 +44,9 @@ class Services(Protocol):
         ...
 
     def create_case(self, request: CaseRequest) -> str:
-        """Store a case and return its reference."""
+        """Store (or complete) the person's case and return its reference."""
+        ...
+
+    def emergency_numbers(self) -> str:
+        """Emergency numbers for the country of the person's phone."""
         ...

@@ -84,7 +84,10 @@ def _choice(text: str, spec: dict[str, Any], language: str) -> str | None:
 
 
 def _text(text: str, spec: dict[str, Any], language: str) -> str | None:
+    """Free text; a ``skip`` word (``NO``) answers with nothing rather than being saved."""
     text = text.strip()
+    if fold(text) in {fold(str(w)) for w in spec.get("skip", [])}:
+        return ""
     if not text or len(text) > int(spec.get("max_length", 500)):
         return None
     return text

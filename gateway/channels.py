@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from flask import current_app
 
 from flows.context import Budget
+from ruta import clock, referrals
+from ruta import policy as policies
 from ruta.contacts import InvalidNumber, normalise_number
-from ruta.conversation import Handled, InboundMessage, handle_inbound
+from ruta.conversation import Handled, InboundMessage, Route, handle_inbound
 from ruta.db import db
-from ruta.models import utcnow
-from workers.jobs import send_message
-from workers.queues import HIGH, SEND_RETRY, enqueue
+from workers.jobs import hand_over
 
 #: Longest provider message id we store (Twilio SIDs are 34 characters).
 MAX_PROVIDER_ID = 64
@@ -38,22 +38,15 @@ def sms_budget() -> Budget:
 
 
 def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:
-    """Run ``message`` through the flows; queue replies that are not inline after commit."""
-    handled = handle_inbound(
-        db,
-        current_app.extensions["ruta.flows"],
-        message,
+    """Run ``message`` through the flows; hand queued replies and referrals to RQ after commit."""
+    route = Route(
         budget=sms_budget(),
         reply_inline=reply_inline,
-        now=current_app.extensions.get("ruta.clock", utcnow)(),
+        policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
+        outbound_channel=referrals.outbound_channel(current_app.config),
     )
-    for message_id in handled.outbound_ids:
-        enqueue(
-            current_app.extensions["ruta.redis"],
-            current_app.config["RUTA_QUEUE_PREFIX"],
-            send_message,
-            message_id,
-            priority=HIGH,  # a person is waiting on the other end
-            retry=SEND_RETRY,
-        )
+    handled = handle_inbound(
+        db, current_app.extensions["ruta.flows"], message, route, now=clock.now()
+    )
+    hand_over(handled.work)
     return handled

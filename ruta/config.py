@@ -32,6 +32,8 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "AT_CALLBACK_TOKEN": (None, "secret path token in the Africa's Talking callback URLs"),
     "AT_API_BASE_URL": (None, "send to this base URL instead of api.africastalking.com"),
     "RUTA_QUEUE_PREFIX": ("ruta", "prefix of the RQ queue names"),
+    "RUTA_POLICY_FILE": (None, "referral policy YAML; default: ruta/referral_policy.yaml"),
+    "RUTA_OUTBOUND_PROVIDER": (None, "provider for alerts and notices: twilio or africastalking"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
 }
 

@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 from flows.context import Budget
 from flows.encoding import sms_cost
 from flows.engine import ContactView, StepResult
-from ruta import contacts
+from ruta import contacts, referrals
 from ruta.db import Database
 from ruta.directory import DatabaseServices
 from ruta.flowstore import FlowCache
 from ruta.models import (
+    Contact,
     ConversationSession,
     Direction,
     Message,
@@ -31,6 +32,8 @@ from ruta.models import (
     MessageStatus,
     utcnow,
 )
+from ruta.policy import Policy
+from ruta.referrals import Work
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +51,41 @@ class InboundMessage:
 
 @dataclass
 class Handled:
-    """What the adapter needs to answer: the reply text and the outbound rows to send."""
+    """What the adapter needs to answer: the reply text, and the work to hand to RQ."""
 
     reply: str | None
-    outbound_ids: list[int]
+    work: Work = field(default_factory=Work)
     duplicate: bool = False
     result: StepResult | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the channel at hand replies, and what referrals need to know."""
+
+    budget: Budget
+    reply_inline: bool
+    policy: Policy
+    outbound_channel: str
 
 
 def handle_inbound(
     database: Database,
     flows: FlowCache,
     message: InboundMessage,
+    route: Route,
     *,
-    budget: Budget,
-    reply_inline: bool,
     now: datetime | None = None,
 ) -> Handled:
-    """Run one inbound message through the flows; idempotent on the provider message id."""
+    """Run one inbound message through the flows; idempotent on the provider message id.
+
+    A registered focal point's command (``OK R7K2P``) and a person's rating of closed help are
+    answered before the flows; everything else is one engine step.
+    """
     for attempt in range(2):
         try:
             with database.transaction() as session:
-                return _handle(session, flows, message, budget, reply_inline, now or utcnow())
+                return _handle(session, flows, message, route, now or utcnow())
         except IntegrityError:
             # The same provider id inserted by a concurrent delivery: the second pass sees it.
             if attempt:
@@ -78,12 +94,7 @@ def handle_inbound(
 
 
 def _handle(
-    session: Session,
-    flows: FlowCache,
-    message: InboundMessage,
-    budget: Budget,
-    reply_inline: bool,
-    now: datetime,
+    session: Session, flows: FlowCache, message: InboundMessage, route: Route, now: datetime
 ) -> Handled:
     contact = contacts.lock_contact(session, message.sender)
     if message.provider_message_id:
@@ -108,6 +119,65 @@ def _handle(
     session.add(inbound)
     session.flush()
 
+    special: tuple[str, Work] | None = None
+    if not contact.opted_out:
+        special = referrals.handle_command(
+            session, contact, message.text, now=now, channel=route.outbound_channel
+        )
+        if special is None:
+            rating = referrals.handle_rating(session, contact, message.text, now=now)
+            special = (rating, Work()) if rating else None
+    result = None
+    reply: str | None
+    if special is not None:
+        reply, work = special
+        purpose = MessagePurpose.REPLY
+    else:
+        result, work = _step(session, flows, message, route, contact, now)
+        reply = result.text or None
+        purpose = (
+            MessagePurpose.OPT_OUT_CONFIRMATION
+            if result.has("contact_opted_out")
+            else MessagePurpose.REPLY
+        )
+    if reply:
+        cost = sms_cost(reply)
+        outbound = Message(
+            direction=Direction.OUTBOUND.value,
+            channel=message.channel,
+            contact_id=contact.id,
+            body=reply,
+            status=(
+                MessageStatus.REPLIED_INLINE if route.reply_inline else MessageStatus.QUEUED
+            ).value,
+            segments=cost.segments,
+            encoding=cost.encoding,
+            in_reply_to_id=inbound.id,
+            purpose=purpose.value,
+        )
+        session.add(outbound)
+        session.flush()
+        if not route.reply_inline:
+            work.message_ids.insert(0, outbound.id)
+    log.info(
+        "inbound handled: channel=%s message=%s contact=%s events=%s",
+        message.channel,
+        inbound.id,
+        contact.id,
+        ",".join(e.kind for e in result.events) if result else "command",
+    )
+    return Handled(reply, work, result=result)
+
+
+def _step(
+    session: Session,
+    flows: FlowCache,
+    message: InboundMessage,
+    route: Route,
+    contact: Contact,
+    now: datetime,
+) -> tuple[StepResult, Work]:
+    """One engine step; its events applied to the contact, its state saved."""
     conversation = session.scalar(
         select(ConversationSession).where(
             ConversationSession.channel == message.channel,
@@ -115,13 +185,20 @@ def _handle(
         )
     )
     state = json.loads(conversation.state) if conversation is not None else None
-    engine = flows.engine(session)
-    result = engine.step(
+    services = DatabaseServices(
+        session,
+        channel=message.channel,
+        contact_id=contact.id,
+        number=message.sender,
+        now=now,
+        policy=route.policy,
+    )
+    result = flows.engine(session).step(
         state,
         ContactView(language=contact.language, opted_out=contact.opted_out),
         message.text,
-        services=DatabaseServices(session, channel=message.channel, contact_id=contact.id),
-        budget=budget,
+        services=services,
+        budget=route.budget,
         now=now,
     )
     for event in result.events:
@@ -148,38 +225,7 @@ def _handle(
         conversation.updated_at = now
     if result.state and contact.language is None:
         contact.language = result.state.get("lang")
-
-    reply = result.text or None
-    outbound_ids: list[int] = []
-    if reply:
-        cost = sms_cost(reply)
-        outbound = Message(
-            direction=Direction.OUTBOUND.value,
-            channel=message.channel,
-            contact_id=contact.id,
-            body=reply,
-            status=(MessageStatus.REPLIED_INLINE if reply_inline else MessageStatus.QUEUED).value,
-            segments=cost.segments,
-            encoding=cost.encoding,
-            in_reply_to_id=inbound.id,
-            purpose=(
-                MessagePurpose.OPT_OUT_CONFIRMATION
-                if result.has("contact_opted_out")
-                else MessagePurpose.REPLY
-            ).value,
-        )
-        session.add(outbound)
-        session.flush()
-        if not reply_inline:
-            outbound_ids.append(outbound.id)
-    log.info(
-        "inbound handled: channel=%s message=%s contact=%s events=%s",
-        message.channel,
-        inbound.id,
-        contact.id,
-        ",".join(e.kind for e in result.events) or "-",
-    )
-    return Handled(reply, outbound_ids, result=result)
+    return result, services.work
 
 
 def _replay(session: Session, earlier: Message) -> Handled:
@@ -188,4 +234,4 @@ def _replay(session: Session, earlier: Message) -> Handled:
         select(Message.body).where(Message.in_reply_to_id == earlier.id).order_by(Message.id)
     ).all()
     log.info("duplicate delivery ignored: channel=%s message=%s", earlier.channel, earlier.id)
-    return Handled("\n".join(r for r in replies if r) or None, [], duplicate=True)
+    return Handled("\n".join(r for r in replies if r) or None, duplicate=True)

@@ -103,7 +103,63 @@ def load(session: Session, path: Path = DEMO_FILE) -> dict[str, int]:
         session.add(service)
         added["services"] += 1
     session.flush()
+    _load_routing(session, doc)
     return added
+
+
+def _load_routing(session: Session, doc: dict[str, Any]) -> None:
+    from datetime import date as date_type
+
+    from ruta import focal_points
+    from ruta.models import DataSharingAgreement, RoutingChain
+
+    for agreement in doc.get("agreements", []):
+        org = session.scalar(select(Organization).where(Organization.name == agreement["org"]))
+        exists = org is not None and session.scalar(
+            select(DataSharingAgreement.id).where(
+                DataSharingAgreement.organization_id == org.id,
+                DataSharingAgreement.reference == agreement["reference"],
+            )
+        )
+        if not exists:
+            expires = agreement["expires_on"]
+            focal_points.add_agreement(
+                session,
+                agreement["org"],
+                agreement["reference"],
+                expires if isinstance(expires, date_type) else date_type.fromisoformat(expires),
+            )
+    ids: dict[str, int] = {}
+    for fp in doc.get("focal_points", []):
+        ids[fp["key"]] = focal_points.add_focal_point(
+            session,
+            name=fp["name"],
+            phone=fp["phone"],
+            organization=fp["org"],
+            country=fp["country"],
+            municipality=fp.get("municipality"),
+            languages=fp.get("languages"),
+            coordinator=bool(fp.get("coordinator")),
+        ).id
+    for route in doc.get("routing", []):
+        for category in doc.get("help_categories", []):
+            place = session.scalar(
+                select(Municipality).where(Municipality.code == route["municipality"])
+            )
+            assert place is not None
+            if session.scalar(
+                select(RoutingChain.id).where(
+                    RoutingChain.municipality_id == place.id,
+                    RoutingChain.category_code == category,
+                )
+            ):
+                continue
+            focal_points.set_chain(
+                session,
+                route["municipality"],
+                category,
+                [[ids[key] for key in position] for position in route["positions"]],
+            )
 
 
 def is_empty(session: Session) -> bool:

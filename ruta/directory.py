@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from flows.services import CaseRequest, Choice
-from ruta import cases
+from ruta import cases, referrals
+from ruta import policy as policies
 from ruta.models import (
     Category,
     Location,
@@ -14,7 +17,9 @@ from ruta.models import (
     Service,
     ServiceAtLocation,
     ServiceStatus,
+    utcnow,
 )
+from ruta.policy import Policy
 
 #: Most services one search returns (the flow pages them two or three to an SMS).
 MAX_RESULTS = 9
@@ -93,12 +98,29 @@ def search(
 
 
 class DatabaseServices:
-    """``flows.services.Services`` over the database, for one inbound message."""
+    """``flows.services.Services`` over the database, for one inbound message.
 
-    def __init__(self, session: Session, *, channel: str, contact_id: int | None) -> None:
+    Work the actions cause (outbox events to dispatch) collects in ``work`` for the caller to
+    hand to RQ after commit.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        channel: str,
+        contact_id: int | None,
+        number: str | None = None,
+        now: datetime | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.session = session
         self.channel = channel
         self.contact_id = contact_id
+        self.number = number
+        self.now = now or utcnow()
+        self.policy = policy or policies.load()
+        self.work = referrals.Work()
 
     def municipalities(self, language: str) -> list[Choice]:
         rows = self.session.scalars(
@@ -121,4 +143,17 @@ class DatabaseServices:
         return [format_entry(service, language) for service in found]
 
     def create_case(self, request: CaseRequest) -> str:
-        return cases.open_case(self.session, request, contact_id=self.contact_id)
+        case, work = referrals.open_case(
+            self.session,
+            request,
+            contact_id=self.contact_id,
+            now=self.now,
+            policy=self.policy,
+            reference=cases.new_reference(self.session),
+        )
+        self.work.merge(work)
+        return case.reference
+
+    def emergency_numbers(self) -> str:
+        country = referrals.country_of(self.number) if self.number else None
+        return self.policy.emergency_numbers(country)

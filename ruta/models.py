@@ -7,19 +7,22 @@ Personal data (numbers, message bodies, free text, session variables) is stored 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -85,6 +88,8 @@ class MessageStatus(str, Enum):
 class MessagePurpose(str, Enum):
     REPLY = "reply"
     OPT_OUT_CONFIRMATION = "opt_out_confirmation"  # the one message sent after STOP
+    ALERT = "alert"  # a referral alert to a focal point
+    NOTICE = "notice"  # a case update to the person (accepted, closed)
 
 
 class ServiceStatus(str, Enum):
@@ -261,13 +266,37 @@ class Schedule(Base):
 
 
 class CaseStatus(str, Enum):
-    NEW = "new"
+    NEW = "new"  # stored; not forwarded (no consent yet, or no routing chain)
+    FORWARDED = "forwarded"  # a focal point was alerted; waiting for acceptance
+    ACCEPTED = "accepted"
+    CLOSED = "closed"
+
+
+OPEN_CASE_STATUSES = (CaseStatus.NEW.value, CaseStatus.FORWARDED.value, CaseStatus.ACCEPTED.value)
+
+
+class Tier(str, Enum):
+    """Urgency tiers with deadlines to acceptance, as in established case management."""
+
+    IMMEDIATE = "immediate"
+    URGENT = "urgent"
+    STANDARD = "standard"
 
 
 class Case(Base):
-    """A request for help. Forwarding to focal points is not built yet (see issue 3)."""
+    """A request for help: its reference, consent, routing position and deadline."""
 
     __tablename__ = "cases"
+    __table_args__ = (
+        # One open case per person, whatever races the application code misses.
+        Index(
+            "one_open_case_per_contact",
+            "contact_id",
+            unique=True,
+            sqlite_where=text("status != 'closed'"),
+            postgresql_where=text("status != 'closed'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(8), unique=True)
@@ -276,12 +305,132 @@ class Case(Base):
     )
     category_code: Mapped[str] = mapped_column(String(32))
     municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipalities.id"))
+    country: Mapped[str | None] = mapped_column(String(2))
     urgency: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.NEW.value)
+    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.NEW.value, index=True)
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consent_channel: Mapped[str | None] = mapped_column(String(32))
     consent_wording: Mapped[str | None] = mapped_column(String(120))
     description: Mapped[str | None] = mapped_column(EncryptedText)
+    shared_phone: Mapped[bool | None] = mapped_column(Boolean)
+    contact_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    safe_times: Mapped[str | None] = mapped_column(String(32))
+    chain_position: Mapped[int] = mapped_column(Integer, default=0)
+    assigned_focal_point_id: Mapped[int | None] = mapped_column(ForeignKey("focal_points.id"))
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    accepted_by_id: Mapped[int | None] = mapped_column(ForeignKey("focal_points.id"))
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    rating: Mapped[int | None] = mapped_column(Integer)
+    rating_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    municipality: Mapped[Municipality | None] = relationship()
+
+
+class CaseEvent(Base):
+    """Append-only case history: created, consent, forwarded, delivered, accepted, escalated..."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxEvent(Base):
+    """Work committed with the change that caused it; a job or the sweeper dispatches it."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    priority: Mapped[str] = mapped_column(String(8), default="default")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class FocalPoint(Base):
+    """A person at an organisation who receives referrals by SMS (or a country coordinator)."""
+
+    __tablename__ = "focal_points"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), unique=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipalities.id"))
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    is_coordinator: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    contact: Mapped[Contact] = relationship()
+    organization: Mapped[Organization] = relationship()
+
+
+class RoutingChain(Base):
+    """Who receives cases of a category in a municipality, in order."""
+
+    __tablename__ = "routing_chains"
+    __table_args__ = (UniqueConstraint("municipality_id", "category_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipalities.id"))
+    category_code: Mapped[str] = mapped_column(String(32))
+
+    steps: Mapped[list[RoutingStep]] = relationship(
+        cascade="all, delete-orphan", order_by="RoutingStep.position"
+    )
+
+
+class RoutingStep(Base):
+    """Position 0 holds the primary focal points, 1 the first backups, and so on."""
+
+    __tablename__ = "routing_steps"
+    __table_args__ = (UniqueConstraint("chain_id", "focal_point_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int] = mapped_column(ForeignKey("routing_chains.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    focal_point_id: Mapped[int] = mapped_column(ForeignKey("focal_points.id"))
+
+    focal_point: Mapped[FocalPoint] = relationship()
+
+
+class DataSharingAgreement(Base):
+    """An organisation receives referrals only while one of these is in force."""
+
+    __tablename__ = "data_sharing_agreements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(120))
+    expires_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Referral(Base):
+    """One alert of one case to one focal point, recorded before the provider is called."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (UniqueConstraint("event_id", "focal_point_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
+    focal_point_id: Mapped[int] = mapped_column(ForeignKey("focal_points.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

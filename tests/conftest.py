@@ -19,12 +19,22 @@ from flask import Flask
 from redis import Redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text, update
 from twilio.request_validator import RequestValidator
 
 from gateway.fake_provider import FakeProviderServer
 from ruta import crypto
-from ruta.models import Base, Case, Contact, ConversationSession, Message
+from ruta.models import (
+    Base,
+    Case,
+    CaseEvent,
+    Contact,
+    ConversationSession,
+    FocalPoint,
+    Message,
+    OutboxEvent,
+    Referral,
+)
 
 PUBLIC_BASE_URL = "https://ruta.example.org"
 TWILIO_TOKEN = "test-twilio-auth-token"
@@ -117,9 +127,13 @@ def app(prepared: dict[str, Any], fake_provider: FakeProviderServer) -> Iterator
     fake_provider.reset()
     with application.app_context():
         yield application
-    with db.transaction() as session:  # per-test rows; the directory and flows stay
-        for model in (Case, Message, ConversationSession, Contact):
+    with db.transaction() as session:  # per-test rows; directory, routing and flows stay
+        for model in (Referral, CaseEvent, OutboxEvent, Case, Message, ConversationSession):
             session.execute(delete(model))
+        focal = select(FocalPoint.contact_id)
+        session.execute(delete(Contact).where(Contact.id.not_in(focal)))
+        session.execute(update(Contact).values(opted_out=False, opted_out_at=None))
+        session.execute(update(FocalPoint).values(active=True))
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
 from ruta.db import db
-from workers.jobs import sweep_outbox
+from workers.jobs import sweep
 from workers.queues import queues
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,9 @@ def _sweep_forever(app: Flask, stop: threading.Event) -> None:
     while not stop.wait(SWEEP_INTERVAL_SECONDS):
         with app.app_context():
             try:
-                moved = sweep_outbox()
-                if moved:
-                    log.info("outbox sweep re-enqueued %d messages", moved)
+                handed = sweep()
+                if any(handed.values()):
+                    log.info("sweep handed over again: %s", handed)
             except Exception:  # the sweeper must outlive a database or Redis hiccup
                 log.exception("outbox sweep failed")
 

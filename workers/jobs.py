@@ -1,4 +1,8 @@
-"""Jobs: send one outbound message; sweep the outbox for messages no job is carrying."""
+"""Jobs: send one message, dispatch a referral event, check a deadline, sweep for lost work.
+
+Jobs take ids only and re-load rows; exceptions propagate so RQ's Retry and failed-job registry
+work. Each job commits before it hands follow-up work to RQ.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,43 @@ from flask import current_app
 from sqlalchemy import CursorResult, select, update
 
 from gateway.senders import SendError, build_sender
+from ruta import clock, referrals
+from ruta import policy as policies
 from ruta.db import db
-from ruta.models import Contact, Message, MessagePurpose, MessageStatus, utcnow
-from workers.queues import SEND_RETRY, enqueue
+from ruta.models import (
+    Case,
+    CaseStatus,
+    Contact,
+    Message,
+    MessagePurpose,
+    MessageStatus,
+    OutboxEvent,
+)
+from ruta.referrals import Work
+from workers.queues import DEFAULT, HIGH, SEND_RETRY, enqueue, enqueue_at
 
 log = logging.getLogger(__name__)
 
-#: A message queued (or claimed) longer than this without being sent is handed over again.
+#: A message or outbox event left this long without being handed over is handed over again.
 SWEEP_AFTER = timedelta(minutes=2)
+#: Messages a person or focal point may receive although they opted out.
+ALWAYS_SENT = (MessagePurpose.OPT_OUT_CONFIRMATION.value,)
+
+
+def _policy() -> policies.Policy:
+    return policies.load(current_app.config.get("RUTA_POLICY_FILE"))
+
+
+def hand_over(work: Work) -> None:
+    """Give committed work to RQ. Whatever Redis refuses stays in the database for the sweeper."""
+    redis = current_app.extensions["ruta.redis"]
+    prefix = current_app.config["RUTA_QUEUE_PREFIX"]
+    for message_id in work.message_ids:
+        enqueue(redis, prefix, send_message, message_id, priority=HIGH, retry=SEND_RETRY)
+    for event_id in work.outbox_ids:
+        enqueue(redis, prefix, dispatch_event, event_id, priority=HIGH, retry=SEND_RETRY)
+    for case_id, when in work.deadlines:
+        enqueue_at(redis, prefix, when, check_deadline, case_id, priority=HIGH)
 
 
 def send_message(message_id: int) -> str:
@@ -25,7 +58,7 @@ def send_message(message_id: int) -> str:
 
     The row is claimed (queued -> sending) in its own transaction before the provider call, so a
     second run of this job sends nothing twice. Transient provider errors are raised again so
-    RQ's Retry runs; permanent ones mark the message failed.
+    RQ's Retry runs; permanent ones mark the message failed (and move a referral on).
     """
     with db.transaction() as session:
         claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
@@ -38,11 +71,15 @@ def send_message(message_id: int) -> str:
         message = session.get(Message, message_id)
         assert message is not None
         contact = session.get(Contact, message.contact_id)
-        confirmation = message.purpose == MessagePurpose.OPT_OUT_CONFIRMATION.value
-        if contact is None or (contact.opted_out and not confirmation):
+        if contact is None or (contact.opted_out and message.purpose not in ALWAYS_SENT):
             message.status = MessageStatus.SUPPRESSED.value
-            return "suppressed"
-        to, body, channel = contact.phone, message.body or "", message.channel
+            opted_out = True
+        else:
+            opted_out = False
+            to, body, channel = contact.phone, message.body or "", message.channel
+    if opted_out:
+        _failed_alert(message_id, "opted out")
+        return "suppressed"
     try:
         result = build_sender(channel, current_app.config).send(to, body)
     except SendError as exc:
@@ -50,11 +87,13 @@ def send_message(message_id: int) -> str:
             message = session.get(Message, message_id)
             assert message is not None
             message.error_code = exc.code
-            message.status = (MessageStatus.FAILED if exc.permanent else MessageStatus.QUEUED).value
+            status = MessageStatus.FAILED if exc.permanent else MessageStatus.QUEUED
+            message.status = status.value
         log.warning(
             "send failed: message=%s code=%s permanent=%s", message_id, exc.code, exc.permanent
         )
         if exc.permanent:
+            _failed_alert(message_id, f"provider error {exc.code}")
             return "failed"
         raise
     with db.transaction() as session:
@@ -65,24 +104,81 @@ def send_message(message_id: int) -> str:
     return "sent"
 
 
-def sweep_outbox() -> int:
-    """Re-enqueue messages that sat queued too long (Redis was down, a worker died)."""
-    cutoff = utcnow() - SWEEP_AFTER
+def _failed_alert(message_id: int, reason: str) -> None:
+    with db.transaction() as session:
+        work = referrals.alert_failed(session, message_id, now=clock.now(), reason=reason)
+    hand_over(work)
+
+
+def dispatch_event(event_id: int) -> int:
+    """Dispatch a referral event: record an alert per focal point, then send them."""
+    with db.transaction() as session:
+        work = referrals.dispatch(
+            session,
+            event_id,
+            now=clock.now(),
+            policy=_policy(),
+            channel=referrals.outbound_channel(current_app.config),
+        )
+    for case_id, when in work.deadlines:
+        enqueue_at(
+            current_app.extensions["ruta.redis"],
+            current_app.config["RUTA_QUEUE_PREFIX"],
+            when,
+            check_deadline,
+            case_id,
+            priority=HIGH,
+        )
+    for message_id in work.message_ids:
+        send_message(message_id)  # inline: the alert goes out in this job, retried with it
+    return len(work.message_ids)
+
+
+def check_deadline(case_id: int) -> None:
+    with db.transaction() as session:
+        work = referrals.check_deadline(session, case_id, now=clock.now())
+    hand_over(work)
+
+
+def sweep() -> dict[str, int]:
+    """Hand over again whatever no job is carrying: stuck messages, undispatched events,
+    missed deadlines (Redis was down, a worker died, the scheduler was off)."""
+    now = clock.now()
+    cutoff = now - SWEEP_AFTER
     with db.transaction() as session:
         session.execute(
             update(Message)
             .where(Message.status == MessageStatus.SENDING.value, Message.updated_at < cutoff)
             .values(status=MessageStatus.QUEUED.value)
         )
-        stale = session.scalars(
-            select(Message.id).where(
-                Message.status == MessageStatus.QUEUED.value, Message.updated_at < cutoff
+        messages = list(
+            session.scalars(
+                select(Message.id).where(
+                    Message.status == MessageStatus.QUEUED.value, Message.updated_at < cutoff
+                )
             )
-        ).all()
+        )
+        events = list(
+            session.scalars(
+                select(OutboxEvent.id).where(
+                    OutboxEvent.dispatched_at.is_(None), OutboxEvent.created_at < cutoff
+                )
+            )
+        )
+        due = list(
+            session.scalars(
+                select(Case.id).where(
+                    Case.status == CaseStatus.FORWARDED.value, Case.deadline_at <= now
+                )
+            )
+        )
     redis = current_app.extensions["ruta.redis"]
     prefix = current_app.config["RUTA_QUEUE_PREFIX"]
-    count = 0
-    for message_id in stale:
-        if enqueue(redis, prefix, send_message, message_id, retry=SEND_RETRY):
-            count += 1
-    return count
+    handed = {"messages": 0, "events": 0, "deadlines": 0}
+    for message_id in messages:
+        handed["messages"] += enqueue(redis, prefix, send_message, message_id, retry=SEND_RETRY)
+    for event_id in events:
+        handed["events"] += enqueue(redis, prefix, dispatch_event, event_id, retry=SEND_RETRY)
+    for case_id in due:
+        handed["deadlines"] += enqueue(redis, prefix, check_deadline, case_id, priority=DEFAULT)
+    return handed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from redis import Redis
@@ -30,6 +31,25 @@ def queues(connection: Redis, prefix: str) -> list[Queue]:
         Queue(queue_name(prefix, p), connection=connection, serializer=JSONSerializer)
         for p in PRIORITIES
     ]
+
+
+def enqueue_at(
+    connection: Redis,
+    prefix: str,
+    when: datetime,
+    func: Callable[..., Any],
+    *args: Any,
+    priority: str = DEFAULT,
+) -> bool:
+    """Schedule a job (needs a worker with its scheduler); False when Redis is unreachable,
+    in which case the sweeper's deadline check covers it."""
+    queue = Queue(queue_name(prefix, priority), connection=connection, serializer=JSONSerializer)
+    try:
+        queue.enqueue_at(when, func, *args, job_timeout=SEND_TIMEOUT)
+    except RedisError as exc:
+        log.warning("schedule failed, left for the sweeper: %s", type(exc).__name__)
+        return False
+    return True
 
 
 def enqueue(

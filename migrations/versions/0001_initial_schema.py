@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 11:03:24.224342
+Create Date: 2026-11-23 11:15:03.909975
 """
 
 from __future__ import annotations
@@ -83,31 +83,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("name"),
     )
     op.create_table(
-        "cases",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("reference", sa.String(length=8), nullable=False),
-        sa.Column("contact_id", sa.Integer(), nullable=True),
-        sa.Column("category_code", sa.String(length=32), nullable=False),
-        sa.Column("municipality_id", sa.Integer(), nullable=True),
-        sa.Column("urgency", sa.String(length=16), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("consent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("consent_channel", sa.String(length=32), nullable=True),
-        sa.Column("consent_wording", sa.String(length=120), nullable=True),
-        sa.Column("description", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="SET NULL"),
-        sa.ForeignKeyConstraint(
-            ["municipality_id"],
-            ["municipalities.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("reference"),
-    )
-    with op.batch_alter_table("cases", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_cases_contact_id"), ["contact_id"], unique=False)
-
-    op.create_table(
         "conversation_sessions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("channel", sa.String(length=32), nullable=False),
@@ -118,6 +93,57 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("channel", "contact_id"),
     )
+    op.create_table(
+        "data_sharing_agreements",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("organization_id", sa.Integer(), nullable=False),
+        sa.Column("reference", sa.String(length=120), nullable=False),
+        sa.Column("expires_on", sa.Date(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("data_sharing_agreements", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_data_sharing_agreements_organization_id"),
+            ["organization_id"],
+            unique=False,
+        )
+
+    op.create_table(
+        "focal_points",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=False),
+        sa.Column("organization_id", sa.Integer(), nullable=False),
+        sa.Column("municipality_id", sa.Integer(), nullable=True),
+        sa.Column("country", sa.String(length=2), nullable=False),
+        sa.Column("categories", sa.JSON(), nullable=False),
+        sa.Column("languages", sa.JSON(), nullable=False),
+        sa.Column("is_coordinator", sa.Boolean(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["municipality_id"],
+            ["municipalities.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("contact_id"),
+    )
+    with op.batch_alter_table("focal_points", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_focal_points_country"), ["country"], unique=False)
+
     op.create_table(
         "locations",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -167,6 +193,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_messages_status"), ["status"], unique=False)
 
     op.create_table(
+        "routing_chains",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("municipality_id", sa.Integer(), nullable=False),
+        sa.Column("category_code", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["municipality_id"],
+            ["municipalities.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("municipality_id", "category_code"),
+    )
+    op.create_table(
         "services",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("organization_id", sa.Integer(), nullable=False),
@@ -188,6 +226,62 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_services_category_id"), ["category_id"], unique=False)
 
     op.create_table(
+        "cases",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("reference", sa.String(length=8), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("category_code", sa.String(length=32), nullable=False),
+        sa.Column("municipality_id", sa.Integer(), nullable=True),
+        sa.Column("country", sa.String(length=2), nullable=True),
+        sa.Column("urgency", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("consent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("consent_channel", sa.String(length=32), nullable=True),
+        sa.Column("consent_wording", sa.String(length=120), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("shared_phone", sa.Boolean(), nullable=True),
+        sa.Column("contact_ok", sa.Boolean(), nullable=False),
+        sa.Column("safe_times", sa.String(length=32), nullable=True),
+        sa.Column("chain_position", sa.Integer(), nullable=False),
+        sa.Column("assigned_focal_point_id", sa.Integer(), nullable=True),
+        sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("overdue", sa.Boolean(), nullable=False),
+        sa.Column("accepted_by_id", sa.Integer(), nullable=True),
+        sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=True),
+        sa.Column("rating", sa.Integer(), nullable=True),
+        sa.Column("rating_requested_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["accepted_by_id"],
+            ["focal_points.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["assigned_focal_point_id"],
+            ["focal_points.id"],
+        ),
+        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["municipality_id"],
+            ["municipalities.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("reference"),
+    )
+    with op.batch_alter_table("cases", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_cases_contact_id"), ["contact_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_cases_deadline_at"), ["deadline_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_cases_status"), ["status"], unique=False)
+        batch_op.create_index(
+            "one_open_case_per_contact",
+            ["contact_id"],
+            unique=True,
+            sqlite_where=sa.text("status != 'closed'"),
+            postgresql_where=sa.text("status != 'closed'"),
+        )
+
+    op.create_table(
         "phones",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("service_id", sa.Integer(), nullable=False),
@@ -195,6 +289,20 @@ def upgrade() -> None:
         sa.Column("description", sa.String(length=120), nullable=True),
         sa.ForeignKeyConstraint(["service_id"], ["services.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "routing_steps",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("chain_id", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("focal_point_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["chain_id"], ["routing_chains.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["focal_point_id"],
+            ["focal_points.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("chain_id", "focal_point_id"),
     )
     op.create_table(
         "schedules",
@@ -216,18 +324,101 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("service_id", "location_id"),
     )
+    op.create_table(
+        "case_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("actor", sa.String(length=64), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["case_id"], ["cases.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("case_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_case_events_case_id"), ["case_id"], unique=False)
+
+    op.create_table(
+        "outbox_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=True),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("priority", sa.String(length=8), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["case_id"], ["cases.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_outbox_events_dispatched_at"), ["dispatched_at"], unique=False
+        )
+
+    op.create_table(
+        "referrals",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("focal_point_id", sa.Integer(), nullable=False),
+        sa.Column("message_id", sa.Integer(), nullable=True),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["case_id"], ["cases.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["event_id"], ["outbox_events.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["focal_point_id"],
+            ["focal_points.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["messages.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("event_id", "focal_point_id"),
+    )
+    with op.batch_alter_table("referrals", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_referrals_case_id"), ["case_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_referrals_message_id"), ["message_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("referrals", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_referrals_message_id"))
+        batch_op.drop_index(batch_op.f("ix_referrals_case_id"))
+
+    op.drop_table("referrals")
+    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_events_dispatched_at"))
+
+    op.drop_table("outbox_events")
+    with op.batch_alter_table("case_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_case_events_case_id"))
+
+    op.drop_table("case_events")
     op.drop_table("service_at_locations")
     op.drop_table("schedules")
+    op.drop_table("routing_steps")
     op.drop_table("phones")
+    with op.batch_alter_table("cases", schema=None) as batch_op:
+        batch_op.drop_index(
+            "one_open_case_per_contact",
+            sqlite_where=sa.text("status != 'closed'"),
+            postgresql_where=sa.text("status != 'closed'"),
+        )
+        batch_op.drop_index(batch_op.f("ix_cases_status"))
+        batch_op.drop_index(batch_op.f("ix_cases_deadline_at"))
+        batch_op.drop_index(batch_op.f("ix_cases_contact_id"))
+
+    op.drop_table("cases")
     with op.batch_alter_table("services", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_services_category_id"))
 
     op.drop_table("services")
+    op.drop_table("routing_chains")
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_messages_status"))
         batch_op.drop_index(batch_op.f("ix_messages_in_reply_to_id"))
@@ -238,11 +429,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_locations_municipality_id"))
 
     op.drop_table("locations")
-    op.drop_table("conversation_sessions")
-    with op.batch_alter_table("cases", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_cases_contact_id"))
+    with op.batch_alter_table("focal_points", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_focal_points_country"))
 
-    op.drop_table("cases")
+    op.drop_table("focal_points")
+    with op.batch_alter_table("data_sharing_agreements", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_data_sharing_agreements_organization_id"))
+
+    op.drop_table("data_sharing_agreements")
+    op.drop_table("conversation_sessions")
     op.drop_table("organizations")
     with op.batch_alter_table("municipalities", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_municipalities_country"))

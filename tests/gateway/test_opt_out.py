@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from gateway.fake_provider import FakeProviderServer
+from ruta.contacts import find_contact
 from ruta.db import db
 from ruta.models import Contact, Message
-from tests.conftest import TwilioPhone
+from tests.conftest import PERSON, TwilioPhone
 from tests.gateway.test_africastalking_webhook import AtPhone
 
 
@@ -24,7 +25,7 @@ def test_stop_confirms_once_then_silence(phone: TwilioPhone, word: str) -> None:
     assert phone.text("1") == ""
     assert phone.text(word) == ""  # no second confirmation
     with db.transaction() as session:
-        assert session.scalars(select(Contact.opted_out)).one() is True
+        assert _person(session).opted_out is True
         replies = session.scalars(select(Message).where(Message.direction == "out")).all()
     assert len(replies) == 2  # the menu and the one confirmation
 
@@ -35,7 +36,7 @@ def test_start_brings_the_contact_back(phone: TwilioPhone) -> None:
     reply = phone.text("START")
     assert "Bienvenida de nuevo" in reply and "1 Buscar servicios" in reply
     with db.transaction() as session:
-        assert session.scalars(select(Contact.opted_out)).one() is False
+        assert _person(session).opted_out is False
 
 
 def test_stop_over_africastalking_queues_nothing_more(
@@ -66,7 +67,7 @@ def test_a_queued_reply_is_not_sent_after_opt_out(
     phone = AtPhone(client)
     phone.post("HOLA")  # reply queued, not yet sent
     with db.transaction() as session:
-        session.scalars(select(Contact)).one().opted_out = True
+        _person(session).opted_out = True
     worker()
     assert fake_provider.messages() == []
     with db.transaction() as session:
@@ -78,3 +79,9 @@ def _queues(app: Any) -> list[Any]:
     from workers.queues import queues
 
     return queues(app.extensions["ruta.redis"], app.config["RUTA_QUEUE_PREFIX"])
+
+
+def _person(session: Any) -> Contact:
+    found = find_contact(session, PERSON)
+    assert found is not None
+    return found
