@@ -88,10 +88,24 @@ class FakeProviderState:
         self._messages: list[dict[str, Any]] = []
         self._scripts: dict[str, deque[dict[str, Any]]] = {p: deque() for p in PROVIDERS}
         self._fail_numbers: dict[str, dict[str, int]] = {p: {} for p in PROVIDERS}
+        self._holds: dict[str, deque[float]] = {p: deque() for p in PROVIDERS}
 
     def record(self, message: dict[str, Any]) -> None:
         with self._lock:
             self._messages.append(dict(message))
+
+    def hold(self, provider: str, seconds: float) -> None:
+        """Accept and record the next message to ``provider``, then hold the answer: the
+        provider has it, the client does not know yet (a crash then makes a duplicate)."""
+        _check_provider(provider)
+        with self._lock:
+            self._holds[provider].append(seconds)
+
+    def wait_if_held(self, provider: str) -> None:
+        with self._lock:
+            seconds = self._holds[provider].popleft() if self._holds[provider] else 0.0
+        if seconds:
+            time.sleep(seconds)
 
     def messages(self, provider: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -101,6 +115,7 @@ class FakeProviderState:
         with self._lock:
             self._messages.clear()
             for provider in PROVIDERS:
+                self._holds[provider].clear()
                 self._scripts[provider].clear()
                 self._fail_numbers[provider].clear()
 
@@ -256,6 +271,7 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
                 "status_callback": form.get("StatusCallback") or None,
             }
         )
+        state.wait_if_held("twilio")
         resp = jsonify(resource)
         resp.status_code = 201
         return resp
@@ -320,6 +336,7 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
                     "status_callback": None,
                 }
             )
+        state.wait_if_held("africastalking")
         summary = f"Sent to {sent}/{len(recipients)} Total Cost: KES {0.8 * sent:.4f}"
         return _at_json({"SMSMessageData": {"Message": summary, "Recipients": recipients}})
 
@@ -401,6 +418,9 @@ class FakeProviderServer:
 
     def script(self, provider: str, responses: Iterable[int | Mapping[str, Any]]) -> None:
         self.state.script(provider, responses)
+
+    def hold(self, provider: str, seconds: float) -> None:
+        self.state.hold(provider, seconds)
 
     def fail_number(self, provider: str, number: str, code: int | None = None) -> None:
         self.state.fail_number(provider, number, code)

@@ -81,7 +81,9 @@ def send_message(message_id: int) -> str:
         _failed_alert(message_id, "opted out")
         return "suppressed"
     try:
-        result = build_sender(channel, current_app.config).send(to, body)
+        result = build_sender(channel, current_app.config).send(
+            to, body, status_callback=_status_callback(channel)
+        )
     except SendError as exc:
         with db.transaction() as session:
             message = session.get(Message, message_id)
@@ -102,6 +104,13 @@ def send_message(message_id: int) -> str:
         message.status = MessageStatus.SENT.value
         message.provider_message_id = result.provider_message_id
     return "sent"
+
+
+def _status_callback(channel: str) -> str | None:
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if channel == "twilio" and base:
+        return base.rstrip("/") + "/webhooks/twilio/status"
+    return None  # Africa's Talking delivery reports are set per account, not per message
 
 
 def _failed_alert(message_id: int, reason: str) -> None:

@@ -1,0 +1,414 @@
+"""Referrals end to end: a request for help reaches the focal point through a real RQ worker and
+the real twilio SDK against the fake provider; acceptance, escalation and failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from redis import Redis
+from sqlalchemy import func, select
+
+from gateway.fake_provider import FakeProviderServer
+from ruta.db import db
+from ruta.models import Case, CaseEvent, Message, OutboxEvent
+from tests.conftest import PERSON, Clock, TwilioPhone
+from workers.jobs import sweep
+
+UPALA_1, UPALA_2, CR_COORDINATOR = "+50600001001", "+50600001002", "+50600001999"
+LOS_CHILES_1 = "+50600001011"
+DESCRIPTION = "necesito ver a un medico por mi hija"
+
+
+def ask_for_help(phone: TwilioPhone, *, safe: str = "si", shared: str = "no") -> str:
+    """Walk the ask-help flow with consent; return the reference the person was given."""
+    phone.text("HOLA")
+    phone.text("2")
+    phone.text(safe)
+    phone.text("1")  # health
+    phone.text("upala")
+    phone.text(DESCRIPTION)
+    phone.text("si")  # consent
+    phone.text(shared)
+    done = phone.text("2")  # afternoon
+    assert "Referencia:" in done, done
+    return done.split("Referencia: ")[1][:5]
+
+
+def case(reference: str) -> Case:
+    with db.transaction() as session:
+        found = session.scalar(select(Case).where(Case.reference == reference))
+        assert found is not None
+        return found
+
+
+def events(reference: str) -> list[str]:
+    with db.transaction() as session:
+        return list(
+            session.scalars(
+                select(CaseEvent.kind)
+                .join(Case, Case.id == CaseEvent.case_id)
+                .where(Case.reference == reference)
+                .order_by(CaseEvent.id)
+            )
+        )
+
+
+def sent_to(fake: FakeProviderServer, number: str) -> list[str]:
+    return [m["body"] for m in fake.messages() if m["to"] == number]
+
+
+@pytest.fixture()
+def clock(app: Flask) -> Clock:
+    app.extensions["ruta.clock"] = Clock(datetime.now(UTC))
+    return app.extensions["ruta.clock"]  # type: ignore[no-any-return]
+
+
+def test_alert_reaches_the_focal_point_with_the_minimum(
+    phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    reference = ask_for_help(phone)
+    assert fake_provider.messages() == []  # nothing goes out before a worker runs
+    worker()
+    alerts = sent_to(fake_provider, UPALA_1)
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert reference in alert and f"OK {reference}" in alert
+    assert "HEALTH" in alert and "Upala" in alert and "NORMAL" in alert
+    assert PERSON not in alert and PERSON.lstrip("+") not in alert
+    assert "medico" not in alert and DESCRIPTION not in alert
+    assert fake_provider.messages()[0]["status_callback"].endswith("/webhooks/twilio/status")
+    assert case(reference).status == "forwarded"
+    assert events(reference) == ["created", "consent", "forwarded"]
+    worker()  # running again sends nothing twice
+    assert len(fake_provider.messages()) == 1
+
+
+def test_ok_from_the_focal_point_accepts_and_tells_the_person(
+    client: Any, phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    reference = ask_for_help(phone)
+    worker()
+    stranger = TwilioPhone(client, "+50688776655")
+    reply = stranger.text(f"OK {reference}")
+    assert "Buscar servicios" in reply  # anyone else just gets the normal flow
+    assert case(reference).status == "forwarded"
+    other_focal_point = TwilioPhone(client, LOS_CHILES_1)
+    assert "No encontramos el caso" in other_focal_point.text(f"OK {reference}")
+    assert case(reference).status == "forwarded"
+
+    focal_point = TwilioPhone(client, UPALA_1)
+    assert f"Caso {reference} aceptado" in focal_point.text(f"ok {reference.lower()}")
+    accepted = case(reference)
+    assert accepted.status == "accepted" and accepted.accepted_at is not None
+    worker()
+    notices = sent_to(fake_provider, PERSON)
+    assert notices == [f"Ruta: su solicitud {reference} esta en curso. Le contactaran pronto."]
+    # The backup (a later OK) is told it is taken; only the first wins.
+    coordinator = TwilioPhone(client, CR_COORDINATOR)
+    assert "ya fue aceptado" in coordinator.text(f"ACEPTO {reference}")
+
+
+def test_no_notice_when_the_phone_is_shared(
+    client: Any, phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    reference = ask_for_help(phone, shared="si")
+    worker()
+    TwilioPhone(client, UPALA_1).text(f"OK {reference}")
+    worker()
+    assert sent_to(fake_provider, PERSON) == []
+
+
+def test_close_info_and_rating(
+    client: Any, phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    reference = ask_for_help(phone)
+    worker()
+    focal_point = TwilioPhone(client, UPALA_1)
+    assert "Primero acepte" in focal_point.text(f"CERRAR {reference} 1")
+    focal_point.text(f"OK {reference}")
+    info = focal_point.text(f"INFO {reference}")
+    assert "prioridad NORMAL" in info and "Upala" in info and "afternoon" in info
+    assert PERSON in info  # the person agreed to be contacted
+    assert "info_read" in events(reference)
+    assert f"Caso {reference} cerrado" in focal_point.text(f"CERRAR {reference} 1")
+    closed = case(reference)
+    assert closed.status == "closed" and closed.outcome == "successful"
+    worker()
+    assert "se cerro" in sent_to(fake_provider, PERSON)[-1]
+    assert "Gracias" in phone.text("3")
+    assert case(reference).rating == 3
+    assert events(reference)[-1] == "rated"
+
+
+def test_no_acceptance_escalates_to_backup_then_coordinator(
+    app: Flask,
+    phone: TwilioPhone,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+) -> None:
+    reference = ask_for_help(phone)
+    worker()
+    assert len(sent_to(fake_provider, UPALA_1)) == 1
+    deadline = case(reference).deadline_at
+    assert deadline is not None and deadline - clock.now > timedelta(hours=23)
+    clock.now += timedelta(hours=23)
+    sweep()
+    worker()
+    assert sent_to(fake_provider, UPALA_2) == []  # not yet
+    clock.now += timedelta(hours=2)
+    assert sweep()["deadlines"] == 1
+    worker()
+    assert len(sent_to(fake_provider, UPALA_2)) == 1
+    assert not case(reference).overdue
+    clock.now += timedelta(hours=25)
+    sweep()
+    worker()
+    assert len(sent_to(fake_provider, CR_COORDINATOR)) == 1
+    escalated = case(reference)
+    assert escalated.overdue and escalated.chain_position == 2
+    assert events(reference).count("escalated") == 2
+    # The coordinator is the end of the chain: no further alerts, however long.
+    clock.now += timedelta(days=5)
+    sweep()
+    worker()
+    assert len(fake_provider.messages()) == 3
+
+
+def test_the_deadline_is_also_scheduled_with_rq(
+    app: Flask, phone: TwilioPhone, worker: Any
+) -> None:
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+    from rq.serializers import JSONSerializer
+
+    reference = ask_for_help(phone)
+    worker()
+    queue = Queue(
+        "ruta-test-high", connection=app.extensions["ruta.redis"], serializer=JSONSerializer
+    )
+    registry = ScheduledJobRegistry(queue=queue)
+    jobs = [queue.fetch_job(job_id) for job_id in registry.get_job_ids()]
+    checks = [j for j in jobs if j is not None and j.func_name.endswith("check_deadline")]
+    assert len(checks) == 1 and checks[0].args == [case(reference).id]
+
+
+def test_pass_moves_the_case_to_the_next_in_the_chain(
+    client: Any, phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    reference = ask_for_help(phone)
+    worker()
+    assert "pasado" in TwilioPhone(client, UPALA_1).text(f"PASAR {reference}")
+    worker()
+    assert len(sent_to(fake_provider, UPALA_2)) == 1
+
+
+def test_redis_down_while_the_case_is_created(
+    app: Flask,
+    phone: TwilioPhone,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+) -> None:
+    redis = app.extensions["ruta.redis"]
+    app.extensions["ruta.redis"] = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    reference = ask_for_help(phone)  # the person still gets their reference
+    with db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 1
+        assert session.scalar(select(OutboxEvent.dispatched_at)) is None
+    assert case(reference).status == "new"
+    app.extensions["ruta.redis"] = redis
+    worker()
+    assert fake_provider.messages() == []  # nothing was ever enqueued
+    clock.now += timedelta(minutes=3)
+    assert sweep()["events"] == 1
+    worker()
+    assert len(sent_to(fake_provider, UPALA_1)) == 1
+    sweep()  # again: the event is dispatched, nothing more goes out
+    worker()
+    assert len(fake_provider.messages()) == 1
+
+
+def test_provider_500_twice_then_200_delivers_one_alert(
+    app: Flask, phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    fake_provider.script("twilio", [{"http_status": 500}, {"http_status": 500}])
+    reference = ask_for_help(phone)
+    for _ in range(3):
+        worker()
+        _run_scheduled_now(app)
+    worker()
+    assert len(sent_to(fake_provider, UPALA_1)) == 1
+    assert case(reference).status == "forwarded"
+    with db.transaction() as session:
+        attempts = session.scalar(select(Message.attempts).where(Message.purpose == "alert"))
+    assert attempts == 3
+
+
+def test_permanent_error_alerts_the_next_focal_point(
+    phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    fake_provider.fail_number("twilio", UPALA_1, 21610)
+    reference = ask_for_help(phone)
+    worker()
+    assert sent_to(fake_provider, UPALA_1) == []
+    assert len(sent_to(fake_provider, UPALA_2)) == 1
+    assert "undeliverable" in events(reference) and "escalated" in events(reference)
+
+
+def test_undelivered_report_moves_the_alert_on(
+    client: Any, phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    from tests.conftest import PUBLIC_BASE_URL, sign
+
+    reference = ask_for_help(phone)
+    worker()
+    sid = fake_provider.messages()[0]["id"]
+    url = f"{PUBLIC_BASE_URL}/webhooks/twilio/status"
+
+    def report(status: str) -> int:
+        form = {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC" + "0" * 32}
+        headers = {"X-Twilio-Signature": sign(url, form)}
+        return int(client.post("/webhooks/twilio/status", data=form, headers=headers).status_code)
+
+    assert report("sent") == 204
+    assert report("undelivered") == 204
+    assert report("sent") == 204  # late and out of order: ignored
+    worker()
+    assert len(sent_to(fake_provider, UPALA_2)) == 1
+    with db.transaction() as session:
+        status = session.scalar(select(Message.status).where(Message.provider_message_id == sid))
+    assert status == "failed"
+    assert "undeliverable" in events(reference)
+    forged = client.post(
+        "/webhooks/twilio/status", data={"MessageSid": sid, "MessageStatus": "delivered"}
+    )
+    assert forged.status_code == 403
+
+
+def test_two_simultaneous_requests_make_one_case(app: Flask, phone: TwilioPhone) -> None:
+    for text in ("HOLA", "2", "si", "1", "upala", "no", "si", "no"):
+        phone.text(text)
+    replies: list[str] = []
+    first, second = phone.params("2"), phone.params("2")
+
+    def deliver(params: dict[str, str]) -> None:
+        from tests.conftest import reply_of
+
+        with app.test_client() as client:
+            replies.append(reply_of(TwilioPhone(client).post(params).data))
+
+    threads = [threading.Thread(target=deliver, args=(p,)) for p in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Case)) == 1
+    reference = case_reference()
+    assert any(reference in r for r in replies)
+    # A later request while the case is open returns the same reference.
+    assert reference in ask_for_help(phone)
+
+
+def test_not_safe_opens_an_immediate_case_at_once(phone: TwilioPhone) -> None:
+    phone.text("HOLA")
+    phone.text("2")
+    reply = phone.text("no")
+    assert "911" in reply and "Su referencia:" in reply
+    reference = reply.split("Su referencia: ")[1][:5]
+    opened = case(reference)
+    assert opened.urgency == "immediate" and opened.status == "new"
+    # Answering the rest completes the same case.
+    for text in ("1", "upala", "no", "si", "no"):
+        phone.text(text)
+    done = phone.text("4")
+    assert reference in done
+    completed = case(reference)
+    assert completed.urgency == "immediate" and completed.consent_at is not None
+
+
+def case_reference() -> str:
+    with db.transaction() as session:
+        return str(session.scalar(select(Case.reference)))
+
+
+def _run_scheduled_now(app: Flask) -> None:
+    """Move retries waiting for their backoff to the queue (the clock jumps forward)."""
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+    from rq.serializers import JSONSerializer
+
+    for name in ("ruta-test-high", "ruta-test-default"):
+        queue = Queue(name, connection=app.extensions["ruta.redis"], serializer=JSONSerializer)
+        registry = ScheduledJobRegistry(queue=queue)
+        for job_id in registry.get_job_ids():
+            job = queue.fetch_job(job_id)
+            if job is not None and not job.func_name.endswith("check_deadline"):
+                registry.remove(job_id)
+                queue.enqueue_job(job)
+
+
+def test_worker_killed_mid_forward_sends_at_most_one_duplicate(
+    app: Flask,
+    phone: TwilioPhone,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+) -> None:
+    """SIGKILL while the provider holds its answer. The provider already has the alert, Ruta does
+    not know it, so the re-sent alert is the one duplicate: the focal point gets it twice."""
+    fake_provider.hold("twilio", 20)
+    reference = ask_for_help(phone)
+    names = (
+        "RUTA_SECRET_KEY",
+        "RUTA_DATA_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PUBLIC_BASE_URL",
+        "RUTA_QUEUE_PREFIX",
+        "RUTA_INSTANCE_DIR",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_FROM_NUMBER",
+        "TWILIO_API_BASE_URL",
+    )
+    env = {**os.environ, **{name: str(app.config[name]) for name in names}}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ruta", "worker"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not fake_provider.messages() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(sent_to(fake_provider, UPALA_1)) == 1  # the provider has it...
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # ...and the worker dies before the answer
+        process.wait(timeout=10)
+    with db.transaction() as session:
+        assert session.scalar(select(Message.status).where(Message.purpose == "alert")) == "sending"
+    clock.now += timedelta(minutes=3)
+    assert sweep()["messages"] == 1
+    worker()
+    alerts = sent_to(fake_provider, UPALA_1)
+    assert len(alerts) == 2 and alerts[0] == alerts[1]  # exactly one duplicate, same alert
+    assert reference in alerts[1]
+    with db.transaction() as session:
+        assert session.scalar(select(Message.status).where(Message.purpose == "alert")) == "sent"
+    sweep()
+    worker()
+    assert len(sent_to(fake_provider, UPALA_1)) == 2  # and no more
