@@ -232,6 +232,142 @@ def flows_publish(folder: Path, published_by: str) -> None:
         click.echo(f"unchanged {key}")
 
 
+# --- focal points -------------------------------------------------------------------------
+
+
+def _mask(number: str) -> str:
+    return number[:4] + "*" * max(0, len(number) - 7) + number[-3:]
+
+
+@main.group("focal-points", help="Focal points, routing chains and data-sharing agreements.")
+def focal_points_group() -> None:
+    pass
+
+
+@focal_points_group.command("add", help="Register a focal point (or update the one with PHONE).")
+@click.option("--name", required=True)
+@click.option("--phone", required=True, help="E.164, e.g. +50688001122")
+@click.option("--org", "organization", required=True, help="Organisation name")
+@click.option("--country", required=True, help="ISO 3166 code, e.g. CR")
+@click.option("--municipality", help="Municipality code, e.g. cr-upala")
+@click.option("--language", "languages", multiple=True, default=["es"], show_default=True)
+@click.option("--coordinator", is_flag=True, help="The country's coordinator (end of chains).")
+def focal_points_add(
+    name: str,
+    phone: str,
+    organization: str,
+    country: str,
+    municipality: str | None,
+    languages: tuple[str, ...],
+    coordinator: bool,
+) -> None:
+    from ruta import focal_points
+    from ruta.contacts import InvalidNumber
+    from ruta.db import db as database
+
+    _app()
+    try:
+        with database.transaction() as session:
+            fp = focal_points.add_focal_point(
+                session,
+                name=name,
+                phone=phone,
+                organization=organization,
+                country=country,
+                municipality=municipality,
+                languages=list(languages),
+                coordinator=coordinator,
+            )
+            click.echo(f"focal point {fp.id}: {name} ({_mask(fp.contact.phone)})")
+    except (InvalidNumber, focal_points.NotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@focal_points_group.command("list", help="List focal points (numbers masked).")
+def focal_points_list() -> None:
+    from sqlalchemy import select
+
+    from ruta.db import db as database
+    from ruta.models import FocalPoint
+
+    _app()
+    with database.transaction() as session:
+        for fp in session.scalars(select(FocalPoint).order_by(FocalPoint.country, FocalPoint.id)):
+            flags = ("coordinator " if fp.is_coordinator else "") + (
+                "active" if fp.active else "inactive"
+            )
+            click.echo(
+                f"{fp.id:>4}  {fp.country}  {fp.name}  [{fp.organization.name}]  "
+                f"{_mask(fp.contact.phone)}  {flags}"
+            )
+
+
+@focal_points_group.command("deactivate", help="Stop sending referrals to a focal point.")
+@click.argument("focal_point_id", type=int)
+def focal_points_deactivate(focal_point_id: int) -> None:
+    _set_active(focal_point_id, False)
+
+
+@focal_points_group.command("activate", help="Send referrals to a focal point again.")
+@click.argument("focal_point_id", type=int)
+def focal_points_activate(focal_point_id: int) -> None:
+    _set_active(focal_point_id, True)
+
+
+def _set_active(focal_point_id: int, active: bool) -> None:
+    from ruta import focal_points
+    from ruta.db import db as database
+
+    _app()
+    try:
+        with database.transaction() as session:
+            fp = focal_points.set_active(session, focal_point_id, active)
+            click.echo(f"focal point {fp.id} {'activated' if active else 'deactivated'}")
+    except focal_points.NotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@focal_points_group.command("route", help="Set the chain for a municipality and kind of help.")
+@click.argument("municipality")
+@click.argument("category")
+@click.option(
+    "--position",
+    "positions",
+    multiple=True,
+    required=True,
+    help="Comma-separated focal point ids; repeat for backups, in order.",
+)
+def focal_points_route(municipality: str, category: str, positions: tuple[str, ...]) -> None:
+    from ruta import focal_points
+    from ruta.db import db as database
+
+    _app()
+    try:
+        ids = [[int(x) for x in p.split(",") if x.strip()] for p in positions]
+    except ValueError as exc:
+        raise click.ClickException("--position takes focal point ids like 3,4") from exc
+    try:
+        with database.transaction() as session:
+            focal_points.set_chain(session, municipality, category, ids)
+    except focal_points.NotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"chain {municipality}/{category}: " + " -> ".join(positions) + " -> coordinator")
+
+
+@focal_points_group.command("agreement", help="Record an organisation's data-sharing agreement.")
+@click.argument("organization")
+@click.argument("reference")
+@click.option("--expires", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+def focal_points_agreement(organization: str, reference: str, expires: Any) -> None:
+    from ruta import focal_points
+    from ruta.db import db as database
+
+    _app()
+    with database.transaction() as session:
+        focal_points.add_agreement(session, organization, reference, expires.date())
+    click.echo(f"agreement {reference} for {organization} until {expires.date()}")
+
+
 # --- running ------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from ruta import demo_data
 from ruta.cli import main
 from ruta.db import db
 from ruta.flowstore import publish_directory
-from ruta.models import FlowVersion, Service
+from ruta.models import FlowVersion, FocalPoint, RoutingChain, Service
 
 
 def test_demo_load_is_idempotent(app: Flask) -> None:
@@ -77,3 +77,47 @@ def test_missing_keys_fail_fast(monkeypatch: Any, tmp_path: Any) -> None:
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code != 0
     assert "missing configuration: RUTA_SECRET_KEY, RUTA_DATA_KEY" in result.output
+
+
+def test_focal_points_commands(app: Flask, monkeypatch: Any) -> None:
+    for name in ("RUTA_SECRET_KEY", "RUTA_DATA_KEY", "DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(name, app.config[name])
+    runner = CliRunner()
+    added = runner.invoke(
+        main,
+        [
+            "focal-points",
+            "add",
+            "--name",
+            "Oficina prueba",
+            "--phone",
+            "+50600002001",
+            "--org",
+            "Municipalidad (demo)",
+            "--country",
+            "CR",
+            "--municipality",
+            "cr-la-cruz",
+        ],
+    )
+    assert added.exit_code == 0, added.output
+    fp_id = int(added.output.split()[2].rstrip(":"))
+    assert "+506" in added.output and "2001" not in added.output  # masked
+    listed = runner.invoke(main, ["focal-points", "list"])
+    assert "Oficina prueba" in listed.output and "+50600002001" not in listed.output
+    routed = runner.invoke(
+        main, ["focal-points", "route", "cr-la-cruz", "health", "--position", str(fp_id)]
+    )
+    assert routed.exit_code == 0, routed.output
+    bad = runner.invoke(main, ["focal-points", "route", "nowhere", "health", "--position", "1"])
+    assert bad.exit_code != 0 and "no municipality" in bad.output
+    off = runner.invoke(main, ["focal-points", "deactivate", str(fp_id)])
+    assert off.exit_code == 0 and "deactivated" in off.output
+    with db.transaction() as session:  # put things back as the demo data had them
+        fp = session.get(FocalPoint, fp_id)
+        assert fp is not None and fp.active is False
+        for chain in session.scalars(select(RoutingChain)):
+            if any(step.focal_point_id == fp_id for step in chain.steps):
+                session.delete(chain)
+        session.flush()
+        session.delete(fp)

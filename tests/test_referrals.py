@@ -412,3 +412,121 @@ def test_worker_killed_mid_forward_sends_at_most_one_duplicate(
     sweep()
     worker()
     assert len(sent_to(fake_provider, UPALA_1)) == 2  # and no more
+
+
+def test_an_expired_agreement_stops_referrals_to_that_organisation(
+    phone: TwilioPhone,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+) -> None:
+    from sqlalchemy import update
+
+    from ruta.models import DataSharingAgreement
+
+    with db.transaction() as session:  # the backup's organisation: agreement expired
+        session.execute(
+            update(DataSharingAgreement)
+            .where(DataSharingAgreement.reference == "DEMO-ACUERDO-2")
+            .values(expires_on=datetime(2020, 1, 1).date())
+        )
+    try:
+        reference = ask_for_help(phone)
+        worker()
+        clock.now += timedelta(hours=25)
+        sweep()
+        worker()
+        assert sent_to(fake_provider, UPALA_2) == []
+        assert len(sent_to(fake_provider, CR_COORDINATOR)) == 1
+        assert "skipped" in events(reference)
+    finally:
+        with db.transaction() as session:
+            session.execute(
+                update(DataSharingAgreement)
+                .where(DataSharingAgreement.reference == "DEMO-ACUERDO-2")
+                .values(expires_on=datetime(2030, 12, 31).date())
+            )
+
+
+def test_alerts_over_africastalking_and_its_delivery_reports(
+    app: Flask,
+    client: Any,
+    phone: TwilioPhone,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    from tests.conftest import AT_TOKEN
+
+    app.config["RUTA_OUTBOUND_PROVIDER"] = "africastalking"
+    reference = ask_for_help(phone)
+    worker()
+    alert = fake_provider.messages("africastalking")
+    assert [m["to"] for m in alert] == [UPALA_1] and reference in alert[0]["body"]
+    url = f"/webhooks/africastalking/{AT_TOKEN}/delivery"
+    form = {
+        "id": alert[0]["id"],
+        "status": "Failed",
+        "phoneNumber": UPALA_1,
+        "failureReason": "UserInBlackList",
+        "networkCode": "63902",
+    }
+    assert client.post(url, data=form).status_code == 204
+    assert client.post("/webhooks/africastalking/wrong/delivery", data=form).status_code == 404
+    worker()
+    assert [m["to"] for m in fake_provider.messages("africastalking")] == [UPALA_1, UPALA_2]
+    with db.transaction() as session:
+        error = session.scalar(
+            select(Message.error_code).where(Message.provider_message_id == alert[0]["id"])
+        )
+    assert error == "UserInBlackList"
+
+
+def test_policy_deadlines_by_tier_country_and_category() -> None:
+    from ruta.policy import Policy, check
+
+    policy = Policy(
+        {
+            "deadlines": {
+                "default": {"immediate": 15, "urgent": 240, "standard": 1440},
+                "countries": {"PA": {"standard": 720}},
+                "categories": {"PA/children": {"standard": 60}},
+            },
+            "category_tiers": {"safety": "urgent"},
+            "emergency_numbers": {"default": "911", "GT": "110"},
+        }
+    )
+    assert policy.deadline("immediate", "CR", "health") == timedelta(minutes=15)
+    assert policy.deadline("standard", "CR", "health") == timedelta(hours=24)
+    assert policy.deadline("standard", "PA", "health") == timedelta(hours=12)
+    assert policy.deadline("standard", "PA", "children") == timedelta(hours=1)
+    assert policy.tier("safety", safe=True) == "urgent"
+    assert policy.tier("health", safe=False) == "immediate"
+    assert policy.emergency_numbers("GT") == "110" and policy.emergency_numbers("XX") == "911"
+    assert check({"deadlines": {"default": {}}, "emergency_numbers": {}}) == [
+        "deadlines.default.immediate is missing",
+        "deadlines.default.urgent is missing",
+        "deadlines.default.standard is missing",
+        "emergency_numbers.default is missing",
+    ]
+
+
+def test_case_history_is_append_only_in_order(
+    client: Any, phone: TwilioPhone, worker: Callable[[], None]
+) -> None:
+    reference = ask_for_help(phone)
+    worker()
+    focal_point = TwilioPhone(client, UPALA_1)
+    focal_point.text(f"OK {reference}")
+    focal_point.text(f"INFO {reference}")
+    focal_point.text(f"CERRAR {reference} 2")
+    assert events(reference) == [
+        "created",
+        "consent",
+        "forwarded",
+        "accepted",
+        "person_notified",
+        "info_read",
+        "closed",
+        "person_notified",
+    ]
+    assert case(reference).outcome == "unsuccessful"
