@@ -23,17 +23,11 @@ TO2 = "+254711000222"
 BODY = "Su cita es el martes a las 9"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as srv:
-        yield srv
-
-
 @pytest.fixture()
-def fake(server: FakeProviderServer) -> Iterator[FakeProviderServer]:
-    server.reset()
-    yield server
-    server.reset()
+def fake(fake_provider: FakeProviderServer) -> Iterator[FakeProviderServer]:
+    fake_provider.reset()
+    yield fake_provider
+    fake_provider.reset()
 
 
 @pytest.fixture()
