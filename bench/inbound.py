@@ -87,7 +87,9 @@ def prepare_database(admin_url: str, database: str) -> str:
     return bench_url
 
 
-def ruta_environment(database_url: str, redis_url: str, port: int, instance: Path) -> dict[str, str]:
+def ruta_environment(
+    database_url: str, redis_url: str, port: int, instance: Path
+) -> dict[str, str]:
     from ruta.crypto import generate_key
 
     env = dict(os.environ)
@@ -122,12 +124,16 @@ class ServerSettings:
     worker_class: str
     threads: int
     backlog: int = 2048
+    config: str | None = None
 
     def args(self) -> list[str]:
         args = ["--workers", str(self.workers), "--worker-class", self.worker_class]
+        if self.config:
+            args += ["--config", self.config]
         if self.worker_class == "gthread":
             args += ["--threads", str(self.threads), "--keep-alive", "5"]
-        return args + ["--backlog", str(self.backlog), "--graceful-timeout", "5"]
+        # --timeout 20 as in the Procfile; a short graceful timeout for a quick tear-down.
+        return [*args, "--timeout", "20", "--backlog", str(self.backlog), "--graceful-timeout", "5"]
 
 
 class Server:
@@ -197,10 +203,11 @@ def phone_number(index: int) -> str:
 
 
 class RequestBook:
-    """The requests of every phone, pre-signed before timing; signed on the fly past the pool.
+    """The requests of every phone, pre-signed before timing (``presign`` per phone).
 
     Message ``k`` of phone ``i`` is the same bytes for both targets, with a MessageSid unique in
     the run and a correct X-Twilio-Signature for ``PUBLIC_BASE_URL + /webhooks/twilio/sms``.
+    Ruta never runs past the pool at the default size; the bare app does, and repeats it.
     """
 
     def __init__(self, public_base_url: str, host_header: str, phones: int, presign: int) -> None:
@@ -240,10 +247,14 @@ class RequestBook:
         )
         return head.encode() + body
 
-    def get(self, phone: int, seq: int) -> bytes:
+    def get(self, phone: int, seq: int, unique: bool) -> bytes:
+        """Request ``seq`` of ``phone``. Past the pool: signed now when the MessageSid must be
+        unique (Ruta deduplicates on it), else the pool again (the bare app never reads it)."""
         pool = self.pool[phone]
         if seq < len(pool):
             return pool[seq]
+        if not unique:
+            return pool[seq % len(pool)]
         self.signed_in_loop += 1
         return self._build(phone, seq)
 
@@ -312,7 +323,9 @@ class Measurement:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
-    reconnects: int = 0
+    connects: int = 0
+    per_phone_min: int = 0
+    per_phone_max: int = 0
     timed_out: int = 0
 
     def note_error(self, text: str) -> None:
@@ -347,7 +360,13 @@ def expected_reply(body: bytes) -> bool:
 
 
 async def drive(
-    name: str, port: int, book: RequestBook, concurrency: int, warmup: float, duration: float
+    name: str,
+    port: int,
+    book: RequestBook,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    unique_sids: bool,
 ) -> Measurement:
     """Keep exactly ``concurrency`` phones busy for ``warmup + duration`` seconds."""
     loop = asyncio.get_running_loop()
@@ -361,17 +380,19 @@ async def drive(
         _transport, protocol = await loop.create_connection(Connection, HOST, port)
         return protocol
 
+    counts = [0] * concurrency
+
     async def phone(index: int) -> None:
         connection: Connection | None = None
         for seq in range(max_per_phone):
-            request = book.get(index, seq)
+            counts[index] = seq
+            request = book.get(index, seq, unique_sids)
             sent = clock()
             if sent >= measure_until:
                 break
             try:
                 if connection is None or connection.closed:
-                    if connection is not None:
-                        result.reconnects += 1
+                    result.connects += 1
                     connection = await connect()
                 status, body, close = await connection.send(request)
             except (OSError, ResponseError, ValueError) as exc:
@@ -382,8 +403,10 @@ async def drive(
                 connection = None
                 continue
             done = clock()
-            if close and connection.transport is not None:
-                connection.transport.close()
+            if close:  # sync workers answer "Connection: close": reconnect for the next one
+                if connection.transport is not None:
+                    connection.transport.close()
+                connection = None
             if sent < measure_from or done > measure_until:
                 continue  # warm-up, or finished after the window: not counted either way
             result.messages += 1
@@ -400,6 +423,7 @@ async def drive(
         result.timed_out += 1
         result.note_error("no reply 30 s after the end of the run")
     await asyncio.gather(*pending, return_exceptions=True)
+    result.per_phone_min, result.per_phone_max = min(counts), max(counts)
     return result
 
 
@@ -479,13 +503,19 @@ def report(results: list[Measurement], settings: ServerSettings, args: argparse.
             f"{s['max_ms']:>10.2f}{r.errors:>8d}"
         )
     print(
+        "messages per phone, warm-up included (min-max): "
+        + ", ".join(f"{r.target} {r.per_phone_min}-{r.per_phone_max}" for r in results)
+        + "; connections opened: "
+        + ", ".join(f"{r.target} {r.connects}" for r in results)
+    )
+    print(
         f"\nratio ruta/bare: {ratio:.3f}  (target >= {TARGET_RATIO}: "
         f"{'PASS' if ratio_ok else 'FAIL'})\n"
         f"ruta p99: {ruta.percentile(99):.2f} ms  (target <= {TARGET_P99_MS:g} ms: "
         f"{'PASS' if p99_ok else 'FAIL'})"
     )
     if args.signed_in_loop:
-        print(f"note: {args.signed_in_loop} requests were signed in the loop (pool too small)")
+        print(f"note: {args.signed_in_loop} Ruta requests were signed in the loop (pool small)")
     for r in results:
         if r.errors or r.messages == 0:
             print(f"\n!!! {r.target}: {r.errors} ERRORS, {r.messages} messages measured !!!")
@@ -510,15 +540,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="phones = connections")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    # Defaults: the Procfile's web process (gunicorn --workers 2 --threads 4 -k gthread).
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--worker-class", choices=("sync", "gthread"), default="gthread")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument(
+        "--gunicorn-config",
+        help="extra gunicorn config file for both servers (e.g. hooks that profile a worker)",
+    )
     parser.add_argument("--port", type=int, default=8731, help="Ruta; the bare app uses port+1")
     parser.add_argument(
         "--presign-rate",
         type=int,
-        default=6000,
-        help="pre-sign enough requests for this many messages/s (beyond: signed in the loop)",
+        default=3000,
+        help="pre-sign enough requests for this many messages/s; past the pool, Ruta's are "
+        "signed in the loop (counted), the bare app's repeat the pool",
     )
     parser.add_argument("--only", choices=("ruta", "bare"), help="drive one target only")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -544,7 +580,9 @@ def terminate_on_sigterm() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = ServerSettings(args.workers, args.worker_class, args.threads)
+    settings = ServerSettings(
+        args.workers, args.worker_class, args.threads, config=args.gunicorn_config
+    )
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="ruta-bench-") as tmp, terminate_on_sigterm():
         try:
@@ -561,8 +599,11 @@ def main(argv: list[str] | None = None) -> int:
             bare.wait_ready("/healthz")
             check_conversation(args.port)
 
-            per_phone = math.ceil(
-                args.presign_rate * (args.warmup + args.duration) / args.concurrency
+            per_phone = len(CONVERSATION) * math.ceil(
+                args.presign_rate
+                * (args.warmup + args.duration)
+                / args.concurrency
+                / len(CONVERSATION)
             )
             started = time.perf_counter()
             book = RequestBook(
@@ -587,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.concurrency,
                             args.warmup,
                             args.duration,
+                            unique_sids=server.name == "ruta",
                         )
                     )
                 )
