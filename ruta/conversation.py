@@ -96,7 +96,7 @@ def handle_inbound(
 def _handle(
     session: Session, flows: FlowCache, message: InboundMessage, route: Route, now: datetime
 ) -> Handled:
-    contact = contacts.lock_contact(session, message.sender)
+    contact = contacts.lock_contact(session, message.sender, seen_at=now)
     if message.provider_message_id:
         earlier = session.scalar(
             select(Message).where(
@@ -106,7 +106,6 @@ def _handle(
         )
         if earlier is not None:
             return _replay(session, earlier)
-    contacts.touch(contact)
     inbound = Message(
         direction=Direction.INBOUND.value,
         channel=message.channel,

@@ -121,21 +121,29 @@ class DatabaseServices:
         self.now = now or utcnow()
         self.policy = policy or policies.load()
         self.work = referrals.Work()
+        self._municipalities: list[Choice] | None = None
+        self._categories: list[Category] | None = None
 
     def municipalities(self, language: str) -> list[Choice]:
-        rows = self.session.scalars(
-            select(Municipality).order_by(Municipality.country, Municipality.name)
-        )
-        return [Choice(m.code, m.name) for m in rows]
+        # A menu is listed when shown and again when answered: one query per message.
+        if self._municipalities is None:
+            rows = self.session.scalars(
+                select(Municipality).order_by(Municipality.country, Municipality.name)
+            )
+            self._municipalities = [Choice(m.code, m.name) for m in rows]
+        return self._municipalities
 
     def municipality_name(self, code: str) -> str | None:
         return self.session.scalar(select(Municipality.name).where(Municipality.code == code))
 
     def categories(self, language: str) -> list[Choice]:
-        rows = self.session.scalars(select(Category).order_by(Category.position, Category.code))
+        if self._categories is None:
+            self._categories = list(
+                self.session.scalars(select(Category).order_by(Category.position, Category.code))
+            )
         return [
             Choice(c.code, c.names.get(language) or next(iter(c.names.values()), c.code))
-            for c in rows
+            for c in self._categories
         ]
 
     def find_services(self, municipality: str, category: str, language: str) -> list[str]:
