@@ -65,5 +65,3 @@ def find_contact(session: Session, e164: str) -> Contact | None:
     return session.scalar(
         select(Contact).where(Contact.phone_hash == crypto.current().lookup_hash(e164))
     )
-
-
