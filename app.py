@@ -39,12 +39,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         session_timeout_minutes=settings["RUTA_SESSION_TIMEOUT_MINUTES"]
     )
 
-    from gateway import africastalking_sms, delivery, health, twilio_sms
+    from gateway import (
+        africastalking_sms,
+        delivery,
+        health,
+        twilio_sms,
+        ussd_africastalking,
+        ussd_json,
+    )
 
     app.register_blueprint(health.bp)
     app.register_blueprint(twilio_sms.bp)
     app.register_blueprint(africastalking_sms.bp)
     app.register_blueprint(delivery.bp)
+    app.register_blueprint(ussd_africastalking.bp)
+    app.register_blueprint(ussd_json.bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -19,6 +19,11 @@ class Budget:
     channel: str = "sms"
     max_segments: int = 2
     max_chars: int | None = None  # USSD screens count characters, not segments
+    more_number: str = "9"  # what a person sends for the next page ("98" on USSD)
+
+    @classmethod
+    def ussd(cls, max_chars: int = 182) -> Budget:
+        return cls("ussd", max_chars=max_chars, more_number="98")
 
     def fits(self, text: str) -> bool:
         if self.max_chars is not None:
@@ -78,6 +83,12 @@ class Context:
     def render(self, texts: Texts | str) -> str:
         template = texts if isinstance(texts, str) else self.flow.text(texts, self.language)
         return fill(template, self.values())
+
+    def fits(self, text: str) -> bool:
+        """Would ``text`` fit, after what this step has already said, in one reply?"""
+        from flows.engine import REPLY_SEPARATOR
+
+        return self.budget.fits(REPLY_SEPARATOR.join([*self.replies, text]))
 
     def say(self, text: str) -> None:
         if text:

@@ -110,6 +110,23 @@ class Engine:
                 run.resume(text)
         return run.result()
 
+    def redisplay(
+        self,
+        state: dict[str, Any],
+        contact: ContactView,
+        *,
+        services: Services,
+        budget: Budget,
+        now: datetime,
+    ) -> StepResult:
+        """Show again the question the conversation is waiting on (a USSD session resumed)."""
+        run = _Run(self, copy.deepcopy(state), services, budget, now)
+        run.language = (
+            state.get("lang") or contact.language or self.library.settings.default_language
+        )
+        run.reenter()
+        return run.result()
+
     def _language_for_new(self, contact: ContactView, word: str, run: _Run) -> str:
         settings = self.library.settings
         if contact.language:
@@ -228,6 +245,10 @@ class _Run:
 
     def back(self) -> None:
         assert self.state is not None
+        ctx = self._context()
+        previous_page = getattr(KINDS[ctx.node.kind], "previous_page", None)
+        if previous_page is not None and previous_page(ctx):
+            return
         history = self.state["history"]
         if len(history) >= 2:
             history.pop()

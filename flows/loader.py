@@ -31,6 +31,11 @@ SYSTEM_MESSAGES = (
     "more",
     "list_hint",
     "nothing_to_choose",
+    "sms_offer",
+    "sms_coming",
+    "resume",
+    "resume_continue",
+    "resume_restart",
     "error",
 )
 KEYWORD_ROLES = ("restart", "back", "help", "language", "opt_out", "opt_in", "more")

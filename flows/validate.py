@@ -21,8 +21,12 @@ BUILTIN_VARIABLES = frozenset({"contact.language"})
 SAMPLE_VALUE = "X" * 16
 
 
+#: What every reply is checked against unless told otherwise: two SMS, one USSD screen.
+DEFAULT_BUDGETS = (Budget("sms", 2), Budget.ussd(182))
+
+
 def validate_library(library: Library, budgets: list[Budget] | None = None) -> list[Issue]:
-    budgets = budgets or [Budget("sms", 2)]
+    budgets = budgets or list(DEFAULT_BUDGETS)
     issues: list[Issue] = []
     for flow in library.latest():
         issues += validate_flow(flow, library, budgets)
@@ -124,31 +128,31 @@ def _budgets(flow: Flow, path: str, budgets: list[Budget], malformed: set[str]) 
     """Render every static reply (a node alone, and a message followed by what it leads to)."""
     issues = []
     nodes = [n for n in flow.nodes.values() if n.id not in malformed]
-    for language in flow.languages:
+    for language, budget in ((lang, b) for lang in flow.languages for b in budgets):
         samples: dict[str, list[str]] = {}
         for node in nodes:
-            for template in KINDS[node.kind].screens(flow, node, language):
+            for template in KINDS[node.kind].screens(flow, node, language, budget):
                 samples.setdefault(node.id, []).append(template)
         for node in nodes:
             if node.kind == "message":
-                chain = _chain(flow, node, language, malformed)
+                chain = _chain(flow, node, language, malformed, budget)
                 if chain:
                     samples.setdefault(node.id, []).append(chain)
         for node_id, templates in samples.items():
             for template in templates:
                 text = fill(template, _Samples())
-                for budget in budgets:
-                    if not budget.fits(text):
-                        issues.append(
-                            Issue(
-                                f"{path} node[{node_id}] lang[{language}]",
-                                _over_budget(text, budget),
-                            )
+                if not budget.fits(text):
+                    issues.append(
+                        Issue(
+                            f"{path} node[{node_id}] lang[{language}]", _over_budget(text, budget)
                         )
+                    )
     return issues
 
 
-def _chain(flow: Flow, node: Node, language: str, malformed: set[str]) -> str | None:
+def _chain(
+    flow: Flow, node: Node, language: str, malformed: set[str], budget: Budget
+) -> str | None:
     """The one SMS a run of message nodes and the node it ends on become."""
     parts, current, seen = [], node, set()
     while current.kind == "message" and current.id not in seen:
@@ -158,7 +162,7 @@ def _chain(flow: Flow, node: Node, language: str, malformed: set[str]) -> str | 
         if not isinstance(target, str) or target not in flow.nodes or target in malformed:
             return "\n".join(parts) if len(parts) > 1 else None
         current = flow.nodes[target]
-    screens = KINDS[current.kind].screens(flow, current, language)
+    screens = KINDS[current.kind].screens(flow, current, language, budget)
     if current.kind != "message" and screens:
         parts.append(screens[0])
     return "\n".join(parts) if len(parts) > 1 else None

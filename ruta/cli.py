@@ -141,18 +141,19 @@ dir_option = click.option(
 )
 
 
-def _budgets(max_segments: int) -> list[Budget]:
-    return [Budget("sms", max_segments)]
+def _budgets(max_segments: int, ussd_chars: int = 182) -> list[Budget]:
+    return [Budget("sms", max_segments), Budget.ussd(ussd_chars)]
 
 
 @flows.command("validate", help="Check every flow; exit 1 on any error.")
 @dir_option
 @click.option("--max-segments", default=2, show_default=True, help="SMS reply budget.")
-def flows_validate(folder: Path, max_segments: int) -> None:
+@click.option("--ussd-chars", default=182, show_default=True, help="USSD screen budget.")
+def flows_validate(folder: Path, max_segments: int, ussd_chars: int) -> None:
     from flows.validate import validate_library
 
     try:
-        issues = validate_library(load_directory(folder), _budgets(max_segments))
+        issues = validate_library(load_directory(folder), _budgets(max_segments, ussd_chars))
     except DefinitionError as exc:
         issues = exc.issues
     for issue in issues:
@@ -390,19 +391,36 @@ def fake_provider(port: int, host: str) -> None:
 
 @main.command(help="Chat with the flows in the terminal as a given phone number.")
 @click.option("--number", default="+50600000001", show_default=True, help="Your phone number.")
-def chat(number: str) -> None:
-    from gateway.console import send
+@click.option(
+    "--channel",
+    type=click.Choice(["sms", "ussd"]),
+    default="sms",
+    show_default=True,
+    help="sms: replies with their SMS cost; ussd: screens as a handset shows them.",
+)
+def chat(number: str, channel: str) -> None:
+    from gateway.console import UssdConsole, send
 
     app = _app()
-    click.echo("Type a message (HOLA to start, Ctrl-D to quit).")
+    if channel == "ussd":
+        click.echo("Each line is what you key in; an empty line dials again. Ctrl-D to quit.")
+    else:
+        click.echo("Type a message (HOLA to start, Ctrl-D to quit).")
     with app.app_context():
+        handset = (
+            UssdConsole(number, app.config["AT_USSD_MAX_CHARS"]) if channel == "ussd" else None
+        )
+        if handset is not None:
+            for line in handset.dial():
+                click.echo(line)
         while True:
             try:
                 text = input("> ")
             except EOFError:
                 click.echo()
                 return
-            for line in send(number, text):
+            lines = handset.key(text) if handset is not None else send(number, text)
+            for line in lines:
                 click.echo(line)
 
 

@@ -31,6 +31,11 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "AT_SENDER_ID": (None, "Africa's Talking sender id or short code (optional)"),
     "AT_CALLBACK_TOKEN": (None, "secret path token in the Africa's Talking callback URLs"),
     "AT_API_BASE_URL": (None, "send to this base URL instead of api.africastalking.com"),
+    "AT_USSD_MAX_CHARS": ("182", "longest USSD screen sent through Africa's Talking"),
+    "AT_USSD_TRANSLITERATE": ("1", "1: write USSD screens without accents (a for á)"),
+    "USSD_JSON_CALLBACK_TOKEN": (None, "secret path token of the JSON USSD aggregator callback"),
+    "USSD_JSON_MAX_CHARS": ("182", "longest USSD screen sent through the JSON aggregator"),
+    "USSD_JSON_TRANSLITERATE": ("0", "1: write the JSON aggregator's screens without accents"),
     "RUTA_QUEUE_PREFIX": ("ruta", "prefix of the RQ queue names"),
     "RUTA_POLICY_FILE": (None, "referral policy YAML; default: ruta/referral_policy.yaml"),
     "RUTA_OUTBOUND_PROVIDER": (None, "provider for alerts and notices: twilio or africastalking"),
@@ -51,7 +56,14 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         config[name] = value if value not in ("",) else default
     config["RUTA_INSTANCE_DIR"] = str(Path(config["RUTA_INSTANCE_DIR"]).resolve())
     config["RUTA_TRUST_PROXY"] = str(config["RUTA_TRUST_PROXY"]).lower() in ("1", "true", "yes")
-    for name in ("RUTA_SESSION_TIMEOUT_MINUTES", "RUTA_SMS_MAX_SEGMENTS"):
+    for name in ("AT_USSD_TRANSLITERATE", "USSD_JSON_TRANSLITERATE"):
+        config[name] = str(config[name]).lower() in ("1", "true", "yes")
+    for name in (
+        "RUTA_SESSION_TIMEOUT_MINUTES",
+        "RUTA_SMS_MAX_SEGMENTS",
+        "AT_USSD_MAX_CHARS",
+        "USSD_JSON_MAX_CHARS",
+    ):
         try:
             config[name] = int(config[name])
         except (TypeError, ValueError) as exc:

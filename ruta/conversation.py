@@ -132,7 +132,7 @@ def _handle(
         reply, work = special
         purpose = MessagePurpose.REPLY
     else:
-        result, work = _step(session, flows, message, route, contact, now)
+        result, work = step_conversation(session, flows, message, route, contact, now)
         reply = result.text or None
         purpose = (
             MessagePurpose.OPT_OUT_CONFIRMATION
@@ -168,15 +168,22 @@ def _handle(
     return Handled(reply, work, result=result)
 
 
-def _step(
+def step_conversation(
     session: Session,
     flows: FlowCache,
     message: InboundMessage,
     route: Route,
     contact: Contact,
     now: datetime,
+    *,
+    mode: str = "step",
 ) -> tuple[StepResult, Work]:
-    """One engine step; its events applied to the contact, its state saved."""
+    """One engine step; its events applied to the contact, its state saved.
+
+    ``mode`` "fresh" starts over whatever was stored; "redisplay" shows the waiting question again
+    (a USSD session resumed after a drop). USSD is dialled by the person, so an opt-out (which
+    stops messages *to* them) does not silence it.
+    """
     conversation = session.scalar(
         select(ConversationSession).where(
             ConversationSession.channel == message.channel,
@@ -184,6 +191,8 @@ def _step(
         )
     )
     state = json.loads(conversation.state) if conversation is not None else None
+    if mode == "fresh":
+        state = None
     services = DatabaseServices(
         session,
         channel=message.channel,
@@ -192,14 +201,16 @@ def _step(
         now=now,
         policy=route.policy,
     )
-    result = flows.engine(session).step(
-        state,
-        ContactView(language=contact.language, opted_out=contact.opted_out),
-        message.text,
-        services=services,
-        budget=route.budget,
-        now=now,
+    view = ContactView(
+        language=contact.language, opted_out=contact.opted_out and route.budget.channel == "sms"
     )
+    engine = flows.engine(session)
+    if mode == "redisplay" and state is not None:
+        result = engine.redisplay(state, view, services=services, budget=route.budget, now=now)
+    else:
+        result = engine.step(
+            state, view, message.text, services=services, budget=route.budget, now=now
+        )
     for event in result.events:
         if event.kind == "contact_opted_out":
             contact.opted_out, contact.opted_out_at = True, now

@@ -151,6 +151,30 @@ class ConversationSession(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class UssdSession(Base):
+    """One USSD session at one provider: the input path and last screen are kept here, never
+    taken from the provider's history, so a repeated request redraws and advances nothing."""
+
+    __tablename__ = "ussd_sessions"
+    __table_args__ = (UniqueConstraint("provider", "session_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    session_id: Mapped[str] = mapped_column(String(100))
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    last_input: Mapped[str | None] = mapped_column(EncryptedText)
+    last_sequence: Mapped[int | None] = mapped_column(Integer)
+    last_screen: Mapped[str | None] = mapped_column(EncryptedText)
+    last_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    pending: Mapped[str | None] = mapped_column(String(16))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_normally: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class FlowVersion(Base):
     """A published, immutable version of one flow document."""
 

@@ -34,11 +34,13 @@ from ruta.models import (
     Message,
     OutboxEvent,
     Referral,
+    UssdSession,
 )
 
 PUBLIC_BASE_URL = "https://ruta.example.org"
 TWILIO_TOKEN = "test-twilio-auth-token"
 AT_TOKEN = "test-at-callback-token"
+USSD_JSON_TOKEN = "test-ussd-json-token"
 PERSON = "+50688001122"
 
 
@@ -94,6 +96,7 @@ def base_config(
         "AT_CALLBACK_TOKEN": AT_TOKEN,
         "AT_API_BASE_URL": fake_provider.url,
         "RUTA_QUEUE_PREFIX": "ruta-test",
+        "USSD_JSON_CALLBACK_TOKEN": USSD_JSON_TOKEN,
     }
 
 
@@ -128,7 +131,15 @@ def app(prepared: dict[str, Any], fake_provider: FakeProviderServer) -> Iterator
     with application.app_context():
         yield application
     with db.transaction() as session:  # per-test rows; directory, routing and flows stay
-        for model in (Referral, CaseEvent, OutboxEvent, Case, Message, ConversationSession):
+        for model in (
+            Referral,
+            CaseEvent,
+            OutboxEvent,
+            Case,
+            Message,
+            ConversationSession,
+            UssdSession,
+        ):
             session.execute(delete(model))
         focal = select(FocalPoint.contact_id)
         session.execute(delete(Contact).where(Contact.id.not_in(focal)))

@@ -121,3 +121,15 @@ def test_focal_points_commands(app: Flask, monkeypatch: Any) -> None:
                 session.delete(chain)
         session.flush()
         session.delete(fp)
+
+
+def test_chat_over_ussd_shows_screens_with_their_length(app: Flask, monkeypatch: Any) -> None:
+    for name in ("RUTA_SECRET_KEY", "RUTA_DATA_KEY", "DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(name, app.config[name])
+    result = CliRunner().invoke(
+        main, ["chat", "--channel", "ussd", "--number", "+50688009998"], input="1\n5\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 Buscar servicios" in result.output
+    assert "/182 chars, waiting for input" in result.output
+    assert "tipo de servicio" in result.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.context import Context, End, Next, Outcome, Wait
+from flows.context import Budget, Context, End, Next, Outcome, Wait
 from flows.model import Flow, Issue, Node, Texts
 from flows.nodes.base import NodeKind, register, texts_of
 from flows.validators import CHECKS, YES_NO
@@ -46,7 +46,7 @@ ask_age:
     def texts(self, node: Node) -> list[tuple[str, Texts]]:
         return [(f, t) for f in self.text_fields if (t := texts_of(node.spec.get(f))) is not None]
 
-    def screens(self, flow: Flow, node: Node, language: str) -> list[str]:
+    def screens(self, flow: Flow, node: Node, language: str, budget: Budget) -> list[str]:
         question = flow.text(node.spec["text"], language)
         error = node.spec.get("error")
         return [question] + ([flow.text(error, language) + "\n" + question] if error else [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from flows.context import Context, Outcome
+from flows.context import Budget, Context, Outcome
 from flows.model import Flow, Issue, Node, Texts
 
 KINDS: dict[str, NodeKind] = {}
@@ -72,7 +72,7 @@ class NodeKind:
         """Variables read other than through ``{name}`` in texts (conditions, args)."""
         return []
 
-    def screens(self, flow: Flow, node: Node, language: str) -> list[str]:
+    def screens(self, flow: Flow, node: Node, language: str, budget: Budget) -> list[str]:
         """Every reply this node can send by itself, as templates, for budget checks."""
         return [flow.text(t, language) for _, t in self.texts(node) if _ == "text"]
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from flows.actions import ACTIONS
-from flows.context import Context, Next, Outcome, Wait
+from flows.context import Budget, Context, Next, Outcome, Wait
 from flows.model import MAX_MENU_OPTIONS, Flow, Issue, Node, Texts
 from flows.nodes.base import NodeKind, register, texts_of
 from flows.text import fold
-
-MORE_NUMBER = "9"
 
 
 def _keywords(option: dict[str, Any], language: str) -> list[str]:
@@ -93,11 +91,16 @@ main_menu:
         source = node.spec.get("options_from")
         return [source] if isinstance(source, str) else []
 
-    def screens(self, flow: Flow, node: Node, language: str) -> list[str]:
+    def screens(self, flow: Flow, node: Node, language: str, budget: Budget) -> list[str]:
         if "options" not in node.spec:
             return []  # dynamic menus are paged to the budget at run time
         labels = [flow.text(o["label"], language) for o in self._static(node)]
-        return [self._render(flow.text(node.spec["text"], language), labels, None)]
+        header = flow.text(node.spec["text"], language)
+        if budget.max_chars is None:  # an SMS menu must fit whole: paging costs a message
+            return [self._render(header, labels, None)]
+        # USSD pages menus itself: each page must hold the question, an option and "more".
+        longest = max(labels, key=len, default="")
+        return [self._render(header, [longest], f"{budget.more_number} {'X' * 8}")]
 
     # running
 
@@ -119,30 +122,43 @@ main_menu:
     def _render(header: str, labels: list[str], more: str | None) -> str:
         lines = [header] + [f"{n} {label}" for n, label in enumerate(labels, 1)]
         if more:
-            lines.append(f"{MORE_NUMBER} {more}")
+            lines.append(more)
         return "\n".join(lines)
 
+    @staticmethod
+    def _more_line(ctx: Context) -> str:
+        return f"{ctx.budget.more_number} {ctx.message('more')}"
+
     def _pages(self, ctx: Context, labels: list[str]) -> list[tuple[int, int]]:
-        """Split options into (start, end) pages that fit the budget: 9 a page, or 8 and "more"."""
-        if len(labels) <= MAX_MENU_OPTIONS:
-            return [(0, len(labels))]
-        header, more = ctx.render(ctx.node.spec["text"]), ctx.message("more")
+        """Split options into (start, end) pages that fit the budget, with a "more" line.
+
+        Computed when the menu is first shown (the first page shares its reply with any text
+        said before it) and kept, so the numbers a person sees keep their meaning."""
+        stored = ctx.scratch.get("pages")
+        if stored and stored[-1][1] == len(labels):
+            return [(int(p[0]), int(p[1])) for p in stored]
+        header, more = ctx.render(ctx.node.spec["text"]), self._more_line(ctx)
+        # "9 more" on SMS leaves 8 options a page; USSD's "98 more" leaves all nine.
+        cap = MAX_MENU_OPTIONS - 1 if ctx.budget.more_number == "9" else MAX_MENU_OPTIONS
         pages: list[tuple[int, int]] = []
         start = 0
         while start < len(labels):
             rest = labels[start:]
-            if len(rest) <= MAX_MENU_OPTIONS and ctx.budget.fits(self._render(header, rest, None)):
+            fits = ctx.fits if not pages else ctx.budget.fits
+            if len(rest) <= MAX_MENU_OPTIONS and fits(self._render(header, rest, None)):
                 pages.append((start, len(labels)))
                 break
             end = start + 1
             while (
                 end < len(labels)
-                and end - start < MAX_MENU_OPTIONS - 1
-                and ctx.budget.fits(self._render(header, labels[start : end + 1], more))
+                and end - start < cap
+                and fits(self._render(header, labels[start : end + 1], more))
             ):
                 end += 1
             pages.append((start, end))
             start = end
+        pages = pages or [(0, 0)]
+        ctx.scratch["pages"] = [list(p) for p in pages]
         return pages
 
     def _show(self, ctx: Context) -> None:
@@ -150,11 +166,20 @@ main_menu:
         pages = self._pages(ctx, labels)
         page = min(ctx.scratch.get("page", 0), len(pages) - 1)
         start, end = pages[page]
-        more = ctx.message("more") if page < len(pages) - 1 else None
+        more = self._more_line(ctx) if page < len(pages) - 1 else None
         ctx.say(self._render(ctx.render(ctx.node.spec["text"]), labels[start:end], more))
+
+    def previous_page(self, ctx: Context) -> bool:
+        """Back from a later page goes to the page before, not to the previous question."""
+        if ctx.scratch.get("page", 0) <= 0:
+            return False
+        ctx.scratch["page"] -= 1
+        self._show(ctx)
+        return True
 
     def enter(self, ctx: Context) -> Outcome:
         ctx.scratch["page"] = 0
+        ctx.scratch.pop("pages", None)
         if not self._options(ctx):
             ctx.say(ctx.message("nothing_to_choose"))
             return self.next_or_end(ctx.node)
@@ -172,7 +197,7 @@ main_menu:
         has_more = page < len(pages) - 1
         if word.isdigit():
             number = int(word)
-            if has_more and word == MORE_NUMBER:
+            if has_more and word == ctx.budget.more_number:
                 ctx.scratch["page"] = page + 1
                 self._show(ctx)
                 return Wait()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 11:15:03.909975
+Create Date: 2026-11-23 11:33:47.979826
 """
 
 from __future__ import annotations
@@ -226,6 +226,33 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_services_category_id"), ["category_id"], unique=False)
 
     op.create_table(
+        "ussd_sessions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("session_id", sa.String(length=100), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=False),
+        sa.Column("last_input", sa.Text(), nullable=True),
+        sa.Column("last_sequence", sa.Integer(), nullable=True),
+        sa.Column("last_screen", sa.Text(), nullable=True),
+        sa.Column("last_end", sa.Boolean(), nullable=False),
+        sa.Column("pending", sa.String(length=16), nullable=True),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("ended_normally", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("provider", "session_id"),
+    )
+    with op.batch_alter_table("ussd_sessions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_ussd_sessions_contact_id"), ["contact_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ussd_sessions_updated_at"), ["updated_at"], unique=False
+        )
+
+    op.create_table(
         "cases",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("reference", sa.String(length=8), nullable=False),
@@ -414,6 +441,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_cases_contact_id"))
 
     op.drop_table("cases")
+    with op.batch_alter_table("ussd_sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ussd_sessions_updated_at"))
+        batch_op.drop_index(batch_op.f("ix_ussd_sessions_contact_id"))
+
+    op.drop_table("ussd_sessions")
     with op.batch_alter_table("services", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_services_category_id"))
 

@@ -1,0 +1,53 @@
+"""Africa's Talking USSD: ``POST /webhooks/africastalking/<token>/ussd`` (form: sessionId,
+serviceCode, phoneNumber, networkCode, text = every input so far joined by ``*``), answered in
+``text/plain`` as ``CON ...`` (wait for input) or ``END ...``. The end-of-session notice goes to
+``.../ussd/events``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from gateway.africastalking_sms import check_token
+from gateway.ussd import BadUssdRequest, ScreenRules, answer, ended, number, session_id
+from ruta.ussd import UssdReply, UssdRequest
+
+bp = Blueprint("ussd_africastalking", __name__)
+PROVIDER = "africastalking"
+
+
+def render(reply: UssdReply) -> Response:
+    return Response(("END " if reply.end else "CON ") + reply.text, mimetype="text/plain")
+
+
+@bp.post("/webhooks/africastalking/<token>/ussd")
+def ussd_callback(token: str) -> Response:
+    check_token(token)
+    form = request.form
+    try:
+        parsed = UssdRequest(
+            provider=PROVIDER,
+            session_id=session_id(form.get("sessionId")),
+            msisdn=number(form.get("phoneNumber", "")),
+            service_code=form.get("serviceCode", ""),
+            text=form.get("text", ""),
+        )
+    except BadUssdRequest as exc:
+        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    rules = ScreenRules(
+        current_app.config["AT_USSD_MAX_CHARS"], current_app.config["AT_USSD_TRANSLITERATE"]
+    )
+    return render(answer(parsed, rules))
+
+
+@bp.post("/webhooks/africastalking/<token>/ussd/events")
+def ussd_events(token: str) -> Response:
+    check_token(token)
+    try:
+        ended(
+            PROVIDER,
+            request.form.get("sessionId"),
+            completed=request.form.get("status") == "Success",
+        )
+    except BadUssdRequest as exc:
+        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    return Response("", 200, mimetype="text/plain")
