@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -15,6 +16,7 @@ from ruta.db import db
 from ruta.flowstore import FlowCache
 from ruta.redis_conn import connect
 
+ADMIN_STATIC = Path(__file__).parent / "admin" / "static"
 #: Largest request body accepted; Twilio bodies are at most 1600 characters of text.
 MAX_CONTENT_LENGTH = 64 * 1024
 
@@ -25,7 +27,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings.update(config or {})
     require(settings, "RUTA_SECRET_KEY", "RUTA_DATA_KEY")
 
-    app = Flask(__name__, instance_path=settings["RUTA_INSTANCE_DIR"])
+    app = Flask(
+        __name__,
+        instance_path=settings["RUTA_INSTANCE_DIR"],
+        static_folder=None,
+        template_folder="admin/templates",
+    )
     app.config.update(settings)
     app.config["SECRET_KEY"] = settings["RUTA_SECRET_KEY"]
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
@@ -54,6 +61,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(delivery.bp)
     app.register_blueprint(ussd_africastalking.bp)
     app.register_blueprint(ussd_json.bp)
+
+    from admin import init_app as init_admin
+
+    init_admin(app)
+    app.add_url_rule(
+        "/admin/static/<path:filename>",
+        endpoint="static_admin",
+        view_func=lambda filename: send_from_directory(ADMIN_STATIC, filename, max_age=3600),
+    )
+
+    @app.context_processor
+    def navigation() -> dict[str, object]:
+        from admin import NAV_ITEMS
+
+        return {"nav_items": NAV_ITEMS}
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -233,6 +233,51 @@ def flows_publish(folder: Path, published_by: str) -> None:
         click.echo(f"unchanged {key}")
 
 
+# --- users --------------------------------------------------------------------------------
+
+
+@main.group(help="Accounts of the web admin.")
+def users() -> None:
+    pass
+
+
+@users.command(
+    "create",
+    help="Create an admin account; the password is read from standard "
+    "input, or generated and printed once when --generate is given.",
+)
+@click.argument("email")
+@click.option(
+    "--role",
+    required=True,
+    help="admin, flow_editor, directory_editor, coordinator, focal_point or viewer",
+)
+@click.option("--country", help="Coordinators: the country whose cases they see.")
+@click.option("--focal-point", "focal_point_id", type=int, help="Focal point accounts: its id.")
+@click.option("--generate", is_flag=True, help="Generate a password and print it once.")
+def users_create(
+    email: str, role: str, country: str | None, focal_point_id: int | None, generate: bool
+) -> None:
+    from admin.accounts import AccountError, create_user, generate_password
+    from ruta.db import db as database
+
+    _app()
+    if generate:
+        password = generate_password()
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        with database.transaction() as session:
+            user = create_user(
+                session, email, role, password, country=country, focal_point_id=focal_point_id
+            )
+            click.echo(f"user {user.id} {user.email} ({user.role}) created")
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if generate:
+        click.echo(f"password (shown once): {password}")
+
+
 # --- focal points -------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "PUBLIC_BASE_URL": (None, "public https URL the providers call; used to check signatures"),
     "RUTA_TRUST_PROXY": ("0", "1: trust X-Forwarded-Proto/Host when rebuilding the public URL"),
     "RUTA_SECRET_KEY": (None, "Flask secret key; required outside `ruta dev` and tests"),
+    "RUTA_COOKIE_SECURE": ("1", "0 only for plain-http local use: admin cookies over http"),
     "RUTA_DATA_KEY": (None, "Fernet keys, comma-separated, first one current"),
     "RUTA_INSTANCE_DIR": ("instance", "folder for the SQLite file, embedded Redis and dev keys"),
     "RUTA_SESSION_TIMEOUT_MINUTES": ("30", "inactivity after which a conversation starts over"),
@@ -55,7 +56,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         value = env.get(name, default)
         config[name] = value if value not in ("",) else default
     config["RUTA_INSTANCE_DIR"] = str(Path(config["RUTA_INSTANCE_DIR"]).resolve())
-    config["RUTA_TRUST_PROXY"] = str(config["RUTA_TRUST_PROXY"]).lower() in ("1", "true", "yes")
+    for name in ("RUTA_TRUST_PROXY", "RUTA_COOKIE_SECURE"):
+        config[name] = str(config[name]).lower() in ("1", "true", "yes")
     for name in ("AT_USSD_TRANSLITERATE", "USSD_JSON_TRANSLITERATE"):
         config[name] = str(config[name]).lower() in ("1", "true", "yes")
     for name in (

@@ -458,5 +458,58 @@ class Referral(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Role(str, Enum):
+    ADMIN = "admin"
+    FLOW_EDITOR = "flow_editor"
+    DIRECTORY_EDITOR = "directory_editor"
+    COORDINATOR = "coordinator"  # the cases of their country
+    FOCAL_POINT = "focal_point"  # their own cases
+    VIEWER = "viewer"
+
+
+class User(Base):
+    """An account of the web admin. Passwords are argon2 hashes; repeated failures lock it."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(24))
+    country: Mapped[str | None] = mapped_column(String(2))
+    focal_point_id: Mapped[int | None] = mapped_column(ForeignKey("focal_points.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    """Append-only: who did what to which object, when. Never updated or deleted by Ruta."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class FlowDraft(Base):
+    """The working copy of a flow in the admin editor, published as a new FlowVersion."""
+
+    __tablename__ = "flow_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flow_key: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 def as_dict(obj: Base) -> dict[str, Any]:
     return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}

@@ -82,6 +82,7 @@ def base_config(
     return {
         "RUTA_SECRET_KEY": "test-secret",
         "RUTA_DATA_KEY": crypto.generate_key(),
+        "RUTA_COOKIE_SECURE": False,
         "RUTA_INSTANCE_DIR": str(workdir / "instance"),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,

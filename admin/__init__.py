@@ -1,0 +1,50 @@
+"""The web admin: server-rendered pages for flows, the directory, routing and cases.
+
+Every asset is served by Ruta itself (no CDN: it must work on a closed network). Sessions are
+signed cookies (HttpOnly, SameSite=Lax, Secure unless RUTA_COOKIE_SECURE=0); every form carries a
+CSRF token (Flask-WTF).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_login import current_user
+from flask_wtf.csrf import CSRFProtect
+
+from admin import audit_log, auth, cases, directory, flows, home, routing
+from admin.permissions import can
+
+csrf = CSRFProtect()
+
+
+def init_app(app: Flask) -> None:
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = app.config.get("RUTA_COOKIE_SECURE", True)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
+    csrf.init_app(app)
+    auth.login_manager.init_app(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    # Provider webhooks are authenticated by signature or token, not by a browser session.
+    for name in WEBHOOK_BLUEPRINTS:
+        if name in app.blueprints:
+            csrf.exempt(app.blueprints[name])
+
+    @app.context_processor
+    def permissions() -> dict[str, object]:
+        return {"can": lambda permission: can(current_user, permission)}
+
+
+SECTIONS = [home, flows, directory, routing, cases, audit_log]
+BLUEPRINTS = [auth.bp, *(section.bp for section in SECTIONS)]
+#: The menu: (permission, endpoint, label), each shown only to roles holding the permission.
+NAV_ITEMS = [item for section in SECTIONS for item in section.NAV]
+WEBHOOK_BLUEPRINTS = (
+    "twilio_sms",
+    "africastalking_sms",
+    "delivery",
+    "ussd_africastalking",
+    "ussd_json",
+    "health",
+)

@@ -1,0 +1,96 @@
+"""Accounts: argon2 password hashes, lockout after repeated failures, ``ruta users create``."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ruta.models import Role, User
+
+#: Failures in a row that lock an account, and for how long.
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 12
+
+_hasher = PasswordHasher()
+
+
+class AccountError(ValueError):
+    pass
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    return _hasher.hash(password)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def create_user(
+    session: Session,
+    email: str,
+    role: str,
+    password: str,
+    *,
+    country: str | None = None,
+    focal_point_id: int | None = None,
+) -> User:
+    email = email.strip().lower()
+    if "@" not in email:
+        raise AccountError("not an email address")
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise AccountError(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    if chosen is Role.COORDINATOR and not country:
+        raise AccountError("a coordinator needs --country")
+    if chosen is Role.FOCAL_POINT and not focal_point_id:
+        raise AccountError("a focal point account needs --focal-point ID")
+    if session.scalar(select(User.id).where(func.lower(User.email) == email)):
+        raise AccountError(f"{email} already has an account")
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        role=chosen.value,
+        country=country.upper() if country else None,
+        focal_point_id=focal_point_id,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
+    """The user if the password is right and the account is not locked; counts failures."""
+    user = session.scalar(
+        select(User).where(func.lower(User.email) == email.strip().lower()).with_for_update()
+    )
+    if user is None or not user.active:
+        _hasher.hash(password)  # same work either way: no timing hint that the email exists
+        return None
+    if user.locked_until is not None and user.locked_until > now:
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+        return None
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def is_locked(user: User, now: datetime) -> bool:
+    return user.locked_until is not None and user.locked_until > now

@@ -1,0 +1,56 @@
+"""Admin fixtures: one account per role, and logging in through the real form (CSRF and all)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import delete, select
+
+from admin.accounts import create_user
+from ruta.db import db
+from ruta.models import AuditEntry, FocalPoint, Role, User
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture()
+def accounts(app: Flask) -> Iterator[dict[str, str]]:
+    """email per role; the focal point account is Upala's demo focal point."""
+    emails = {}
+    with db.transaction() as session:
+        upala = session.scalar(
+            select(FocalPoint.id).where(FocalPoint.name.like("Punto focal Upala%"))
+        )
+        for role in Role:
+            email = f"{role.value}@ruta.test"
+            create_user(
+                session,
+                email,
+                role.value,
+                PASSWORD,
+                country="CR" if role is Role.COORDINATOR else None,
+                focal_point_id=upala if role is Role.FOCAL_POINT else None,
+            )
+            emails[role.value] = email
+    yield emails
+    with db.transaction() as session:
+        session.execute(delete(User))
+        session.execute(delete(AuditEntry))
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def login(client: Any, email: str, password: str = PASSWORD) -> Any:
+    page = client.get("/admin/login")
+    token = csrf_token(page.get_data(as_text=True))
+    return client.post(
+        "/admin/login", data={"email": email, "password": password, "csrf_token": token}
+    )
