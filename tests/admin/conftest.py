@@ -54,3 +54,39 @@ def login(client: Any, email: str, password: str = PASSWORD) -> Any:
     return client.post(
         "/admin/login", data={"email": email, "password": password, "csrf_token": token}
     )
+
+
+@pytest.fixture()
+def sample_case(app: Flask) -> dict[str, Any]:
+    """A consented case in Upala, forwarded to Upala's demo focal point (alert not sent)."""
+    from flows.services import CaseRequest
+    from ruta import cases, contacts, referrals
+    from ruta import policy as policies
+    from ruta.models import utcnow
+
+    now = utcnow()
+    with db.transaction() as session:
+        person = contacts.lock_contact(session, "+50688004455", seen_at=now)
+        case, work = referrals.open_case(
+            session,
+            CaseRequest(
+                category="health",
+                municipality="cr-upala",
+                safe=True,
+                consent=True,
+                consent_wording="main:v1:consent",
+                channel="twilio",
+                description="necesito un medico",
+                shared_phone=False,
+                safe_times="morning",
+                contact_ok=True,
+            ),
+            contact_id=person.id,
+            now=now,
+            policy=policies.load(),
+            reference=cases.new_reference(session),
+        )
+        session.flush()
+        for event_id in work.outbox_ids:
+            referrals.dispatch(session, event_id, now=now, policy=policies.load(), channel="twilio")
+        return {"id": case.id, "reference": case.reference}

@@ -11,8 +11,23 @@ from admin.permissions import PERMISSIONS
 from ruta.models import Role
 from tests.admin.conftest import PASSWORD, csrf_token, login
 
-#: Values for URL parameters when walking the URL map.
-SAMPLES = {"key": "main", "flow_key": "main", "version": "1", "other": "1", "filename": "admin.css"}
+#: Values for URL parameters when walking the URL map. Admin routes use only these names;
+#: ``reference`` and ``case_id`` come from the ``sample_case`` fixture.
+SAMPLES = {
+    "key": "main",
+    "flow_key": "main",
+    "version": "1",
+    "other": "1",
+    "filename": "admin.css",
+    "service_id": "1",
+    "organization_id": "1",
+    "location_id": "1",
+    "focal_point_id": "1",
+    "chain_id": "1",
+    "agreement_id": "1",
+    "user_id": "1",
+    "format": "csv",
+}
 PUBLIC = {"admin_auth.login", "static_admin"}
 
 
@@ -44,6 +59,12 @@ def test_anonymous_users_never_get_a_page(app: Flask, client: Any) -> None:
             assert response.status_code in (302, 400), (method, url, response.status_code)
             if response.status_code == 302:
                 assert "/admin/login" in response.headers["Location"]
+
+
+@pytest.fixture(autouse=True)
+def _case_samples(sample_case: dict[str, Any]) -> None:
+    SAMPLES["reference"] = sample_case["reference"]
+    SAMPLES["case_id"] = str(sample_case["id"])
 
 
 @pytest.mark.parametrize("role", [r.value for r in Role])
