@@ -19,6 +19,11 @@ def inbound() -> Response:
     return Response(TWIML, mimetype="text/xml")
 
 
+@app.post("/webhooks/africastalking/<token>/ussd")
+def ussd(token: str) -> Response:
+    return Response("CON hola", mimetype="text/plain")
+
+
 @app.get("/healthz")
 def healthz() -> Response:
     return Response("ok\n", mimetype="text/plain")
