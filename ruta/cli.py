@@ -262,10 +262,7 @@ def users_create(
     from ruta.db import db as database
 
     _app()
-    if generate:
-        password = generate_password()
-    else:
-        password = sys.stdin.readline().rstrip("\n")
+    password = generate_password() if generate else sys.stdin.readline().rstrip("\n")
     try:
         with database.transaction() as session:
             user = create_user(
@@ -469,6 +466,26 @@ def chat(number: str, channel: str) -> None:
                 click.echo(line)
 
 
+DEV_ADMIN = "admin@localhost"
+
+
+def _dev_admin(session: Any) -> None:
+    """A first admin account for local use, its password kept in instance/ (mode 600)."""
+    from sqlalchemy import select
+
+    from admin.accounts import create_user, generate_password
+    from ruta.models import User
+
+    if session.scalar(select(User.id).limit(1)) is not None:
+        return
+    password = generate_password()
+    create_user(session, DEV_ADMIN, "admin", password)
+    path = _instance_dir() / "dev-admin-password"
+    path.write_text(password + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    click.echo(f"created the admin account {DEV_ADMIN}; its password is in {path}")
+
+
 def prepare_dev() -> dict[str, str]:
     """Keys, embedded Redis, migrations, flows and demo data for ``ruta dev``."""
     from ruta import demo_data, migrate
@@ -477,6 +494,7 @@ def prepare_dev() -> dict[str, str]:
     from ruta.redis_conn import url_of
 
     _use_dev_keys(create=True)
+    os.environ.setdefault("RUTA_COOKIE_SECURE", "0")  # the dev server speaks plain http
     app = _app()
     migrate.upgrade()
     with database.transaction() as session:
@@ -484,6 +502,7 @@ def prepare_dev() -> dict[str, str]:
         if demo_data.is_empty(session):
             demo_data.load(session)
             click.echo("loaded the demo directory (fictional services)")
+        _dev_admin(session)
     for key, version in report.published:
         click.echo(f"published flow {key} v{version}")
     env = dict(os.environ)
@@ -505,6 +524,7 @@ def dev(port: int, host: str) -> None:
         f"  Twilio SMS webhook:          http://{host}:{port}/webhooks/twilio/sms"
         " (set TWILIO_AUTH_TOKEN to accept signed requests)\n"
         f"  Africa's Talking SMS:        http://{host}:{port}/webhooks/africastalking/{token}/sms\n"
+        f"  Web admin:                   http://{host}:{port}/admin/  ({DEV_ADMIN})\n"
         "  Talk to the flows:           ruta chat   (in another terminal)\n"
     )
     # SIGTERM (a process manager, `kill`) must stop the worker too, as Ctrl-C does.

@@ -12,7 +12,7 @@ from typing import Any
 import requests
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from ruta import demo_data
 from ruta.cli import main
@@ -133,3 +133,45 @@ def test_chat_over_ussd_shows_screens_with_their_length(app: Flask, monkeypatch:
     assert "1 Buscar servicios" in result.output
     assert "/182 chars, waiting for input" in result.output
     assert "tipo de servicio" in result.output
+
+
+def test_users_create_reads_or_generates_the_password(app: Flask, monkeypatch: Any) -> None:
+    from admin.accounts import authenticate
+    from ruta.models import User, utcnow
+
+    for name in ("RUTA_SECRET_KEY", "RUTA_DATA_KEY", "DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(name, app.config[name])
+    runner = CliRunner()
+    typed = runner.invoke(
+        main,
+        ["users", "create", "Editor@Ruta.test", "--role", "flow_editor"],
+        input="a long enough password\n",
+    )
+    assert typed.exit_code == 0, typed.output
+    generated = runner.invoke(
+        main,
+        [
+            "users",
+            "create",
+            "coord@ruta.test",
+            "--role",
+            "coordinator",
+            "--country",
+            "CR",
+            "--generate",
+        ],
+    )
+    assert generated.exit_code == 0, generated.output
+    password = generated.output.split("password (shown once): ")[1].strip()
+    short = runner.invoke(
+        main, ["users", "create", "x@ruta.test", "--role", "viewer"], input="short\n"
+    )
+    assert short.exit_code != 0 and "at least 12 characters" in short.output
+    bad_role = runner.invoke(
+        main, ["users", "create", "y@ruta.test", "--role", "boss", "--generate"]
+    )
+    assert bad_role.exit_code != 0 and "role must be one of" in bad_role.output
+    with db.transaction() as session:
+        assert authenticate(session, "editor@ruta.test", "a long enough password", utcnow())
+        assert authenticate(session, "coord@ruta.test", password, utcnow())
+        session.execute(delete(User))
