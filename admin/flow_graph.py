@@ -1,0 +1,215 @@
+"""A picture of a flow: its nodes as boxes and its transitions as arrows, as server-side SVG.
+
+Layered layout: a node's column is its distance (BFS) from the start node, its row its order
+within that column; nodes nothing reaches get a last column of their own. Arrows to the next
+column are straight curves; arrows back (loops, "back to menu") bend below the boxes. Every text
+is escaped; the SVG is sized to its content, so the page scrolls around a large flow.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+from flows.model import Flow, Node
+from flows.nodes import KINDS
+from flows.nodes.base import texts_of
+
+BOX_W, BOX_H = 168, 44
+COL_GAP, ROW_GAP = 64, 22
+MARGIN = 16
+#: Fill per node kind (waiting kinds in blue, actions in yellow, endings in red...).
+COLOURS = {
+    "message": "#eef3f8",
+    "menu": "#d7e7f7",
+    "ask": "#d7e7f7",
+    "branch": "#f1e8fa",
+    "action": "#fbf0cf",
+    "list": "#e2f2e5",
+    "goto": "#e6e0f5",
+    "end": "#f8dcdc",
+}
+MAX_LABEL = 22
+
+
+@dataclass
+class Edge:
+    source: str
+    target: str
+    label: str = ""
+    external: bool = False  # a goto into another flow
+
+
+def edges_of(node: Node) -> list[Edge]:
+    """The arrows leaving ``node``, labelled with the option number or outcome where known."""
+    kind = KINDS.get(node.kind)
+    if kind is None:
+        return []
+    found: list[Edge] = []
+    spec = node.spec
+    try:
+        if node.kind == "menu" and isinstance(spec.get("options"), list):
+            for i, option in enumerate(spec["options"], 1):
+                if isinstance(option, dict) and isinstance(option.get("goto"), str):
+                    found.append(Edge(node.id, option["goto"], str(i)))
+        if node.kind == "action" and isinstance(spec.get("routes"), dict):
+            for outcome, target in spec["routes"].items():
+                if isinstance(target, str):
+                    found.append(Edge(node.id, target, str(outcome)))
+        labelled = {e.target for e in found}
+        for target in kind.targets(node):
+            if isinstance(target, str) and target not in labelled:
+                found.append(Edge(node.id, target))
+        for key in kind.flow_targets(node):
+            found.append(Edge(node.id, f"flow:{key}", "", external=True))
+    except (AttributeError, KeyError, TypeError):  # a malformed node: draw it without arrows
+        return found
+    return found
+
+
+def layout(flow: Flow) -> dict[str, tuple[int, int]]:
+    """node id -> (column, row)."""
+    depth: dict[str, int] = {}  # insertion order is BFS discovery order
+    if flow.start in flow.nodes:
+        depth[flow.start] = 0
+        queue = deque([flow.start])
+        while queue:
+            current = queue.popleft()
+            for edge in edges_of(flow.nodes[current]):
+                if edge.target in flow.nodes and edge.target not in depth:
+                    depth[edge.target] = depth[current] + 1
+                    queue.append(edge.target)
+    last = max(depth.values(), default=-1) + 1
+    for node_id in flow.nodes:
+        depth.setdefault(node_id, last)
+    rows: dict[int, int] = {}
+    placed = {}
+    # Within a column, BFS discovery order keeps siblings together; unreached nodes in file order.
+    order = {node_id: i for i, node_id in enumerate(depth)}
+    for node_id in sorted(flow.nodes, key=lambda n: (depth[n], order[n])):
+        column = depth[node_id]
+        placed[node_id] = (column, rows.get(column, 0))
+        rows[column] = rows.get(column, 0) + 1
+    return placed
+
+
+def _short(text: str, limit: int = MAX_LABEL) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tooltip(flow: Flow, node: Node) -> str:
+    texts = texts_of(node.spec.get("text"))
+    text = flow.text(texts, flow.default_language) if texts else ""
+    return f"{node.id} ({node.kind})" + (f": {text}" if text else "")
+
+
+def render(flow: Flow, bad_nodes: frozenset[str] | set[str] = frozenset()) -> Markup:
+    """The flow as an ``<svg>`` element; nodes in ``bad_nodes`` are outlined in red."""
+    places = layout(flow)
+    externals: list[str] = []
+    for node in flow.nodes.values():
+        for edge in edges_of(node):
+            if edge.external and edge.target not in externals:
+                externals.append(edge.target)
+    columns = max((c for c, _ in places.values()), default=0) + 1
+    for i, target in enumerate(externals):  # other flows: one column at the right
+        places[target] = (columns, i)
+    if externals:
+        columns += 1
+    height_rows = max((r for _, r in places.values()), default=0) + 1
+
+    def box(node_id: str) -> tuple[int, int]:
+        column, row = places[node_id]
+        return MARGIN + column * (BOX_W + COL_GAP), MARGIN + row * (BOX_H + ROW_GAP)
+
+    width = MARGIN * 2 + columns * (BOX_W + COL_GAP) - COL_GAP
+    height = MARGIN * 2 + height_rows * (BOX_H + ROW_GAP) - ROW_GAP + 40
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="flow-graph" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape("graph of flow " + flow.key)}">',
+        "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='7' "
+        "markerHeight='7' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' "
+        "fill='#55606d'/></marker></defs>",
+    ]
+    bend = 0
+    for node in flow.nodes.values():
+        # A missing target is not drawn: the validator reports it and the node is outlined.
+        drawn = [e for e in edges_of(node) if e.target in places]
+        ahead = [e for e in drawn if places[e.target][0] > places[node.id][0]]
+        for edge in drawn:
+            x1, y1 = box(edge.source)
+            x2, y2 = box(edge.target)
+            sx: float
+            sy: float
+            tx: float
+            ty: float
+            lx: float
+            ly: float
+            forward = places[edge.target][0] > places[edge.source][0]
+            if forward:
+                # Arrows leave spread along the right side; labels sit by the target.
+                share = (ahead.index(edge) + 1) / (len(ahead) + 1)
+                sx, sy, tx, ty = x1 + BOX_W, y1 + BOX_H * share, x2, y2 + BOX_H / 2
+                mid = (sx + tx) / 2
+                d = f"M{sx:.0f},{sy:.0f} C{mid:.0f},{sy:.0f} {mid:.0f},{ty:.0f} {tx:.0f},{ty:.0f}"
+                lx, ly = tx - 18, ty - 5
+            else:  # back or sideways: leave at the bottom, come back in at the bottom
+                bend = (bend + 1) % 4
+                sx, sy, tx, ty = x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2 + 12, y2 + BOX_H
+                low = max(sy, ty) + 14 + bend * 5
+                d = f"M{sx:.0f},{sy:.0f} C{sx:.0f},{low:.0f} {tx:.0f},{low:.0f} {tx:.0f},{ty:.0f}"
+                lx, ly = sx + 4, sy + 12
+            style = (
+                'stroke="#55606d" stroke-width="1.2"'
+                if forward
+                else 'stroke="#8793a0" stroke-width="1.1" stroke-dasharray="5 3"'
+            )
+            parts.append(
+                f'<path class="edge{"" if forward else " back"}" d="{d}" fill="none" {style} '
+                'marker-end="url(#arrow)"/>'
+            )
+            if edge.label:
+                parts.append(
+                    f'<text x="{lx:.0f}" y="{ly:.0f}" font-size="10" fill="#17324d">'
+                    f"{escape(_short(edge.label, 12))}</text>"
+                )
+    for node_id in flow.nodes:
+        node = flow.nodes[node_id]
+        x, y = box(node_id)
+        fill = COLOURS.get(node.kind, "#ffffff")
+        bad = node_id in bad_nodes
+        stroke = "#a4161a" if bad else ("#17324d" if node_id == flow.start else "#8793a0")
+        parts.append(
+            f'<g class="node{" bad" if bad else ""}" data-node="{escape(node_id)}">'
+            f"<title>{escape(_tooltip(flow, node))}</title>"
+            f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{fill}" '
+            f'stroke="{stroke}" stroke-width="{2.2 if bad or node_id == flow.start else 1}"/>'
+            f'<text x="{x + 8}" y="{y + 18}" font-size="12" font-weight="600" fill="#1d2530">'
+            f"{escape(_short(node_id))}</text>"
+            f'<text x="{x + 8}" y="{y + 34}" font-size="10" fill="#55606d">'
+            f"{escape(_short(_kind_line(node), 28))}</text></g>"
+        )
+    for target in externals:
+        x, y = box(target)
+        parts.append(
+            f'<g class="node external"><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" '
+            'rx="18" fill="#fff" stroke="#6b5fa8" stroke-dasharray="4 3"/>'
+            f'<text x="{x + 10}" y="{y + 27}" font-size="12" fill="#3d3470">flow '
+            f"{escape(_short(target.removeprefix('flow:')))}</text></g>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704  (every text above is escaped)
+
+
+def _kind_line(node: Node) -> str:
+    spec = node.spec
+    if node.kind == "goto" and isinstance(spec.get("flow"), str):
+        return f"goto → {spec['flow']}"
+    if node.kind == "action" and isinstance(spec.get("action"), str):
+        return f"action {spec['action']}"
+    if node.kind == "ask" and isinstance(spec.get("validate"), dict):
+        return f"ask ({spec['validate'].get('type', '')})"
+    return node.kind
