@@ -416,10 +416,11 @@ def focal_points_agreement(organization: str, reference: str, expires: Any) -> N
 
 @main.command(help="Run an RQ worker (with its scheduler) on Ruta's queues.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
-def worker(burst: bool) -> None:
+@click.option("--fork", is_flag=True, help="Run each job in a forked process (slower, isolated).")
+def worker(burst: bool, fork: bool) -> None:
     from workers.entry import run
 
-    run(_app(), burst=burst)
+    run(_app(), burst=burst, fork=fork)
 
 
 @main.command("fake-provider", help="Serve the fake Twilio/Africa's Talking API on loopback.")

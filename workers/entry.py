@@ -7,10 +7,11 @@ import threading
 from typing import Any
 
 from flask import Flask
-from rq import Worker
+from rq import SimpleWorker, Worker
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker
 
 from ruta.db import db
 from workers.jobs import sweep
@@ -42,12 +43,19 @@ def _sweep_forever(app: Flask, stop: threading.Event) -> None:
                 log.exception("outbox sweep failed")
 
 
-def run(app: Flask, *, burst: bool = False) -> None:
+def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
+    """Work the queues (high, default, low) with RQ's scheduler and the sweeper.
+
+    By default jobs run in the worker process (``SimpleWorker``): a fork per job re-imports the
+    provider SDKs and opens a new database connection each time, which measured ~6 times slower
+    (docs/benchmarks.md). ``fork=True`` isolates each job in its own process instead.
+    """
     connection = app.extensions["ruta.redis"]
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep_forever, args=(app, stop), daemon=True)
+    worker_class: type[BaseWorker] = RutaWorker if fork else SimpleWorker
     with app.app_context():
-        worker = RutaWorker(
+        worker = worker_class(
             queues(connection, app.config["RUTA_QUEUE_PREFIX"]),
             connection=connection,
             serializer=JSONSerializer,

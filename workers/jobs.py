@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import CursorResult, select, update
 
-from gateway.senders import SendError, build_sender
+from gateway.senders import Sender, SendError, build_sender
 from ruta import clock, referrals
 from ruta import policy as policies
 from ruta.db import db
@@ -81,9 +81,7 @@ def send_message(message_id: int) -> str:
         _failed_alert(message_id, "opted out")
         return "suppressed"
     try:
-        result = build_sender(channel, current_app.config).send(
-            to, body, status_callback=_status_callback(channel)
-        )
+        result = _sender(channel).send(to, body, status_callback=_status_callback(channel))
     except SendError as exc:
         with db.transaction() as session:
             message = session.get(Message, message_id)
@@ -104,6 +102,28 @@ def send_message(message_id: int) -> str:
         message.status = MessageStatus.SENT.value
         message.provider_message_id = result.provider_message_id
     return "sent"
+
+
+#: Provider clients by (channel, their settings): built once per worker process, not per message.
+_SENDERS: dict[tuple[str, ...], Sender] = {}
+_SENDER_SETTINGS = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM_NUMBER",
+    "TWILIO_API_BASE_URL",
+    "AT_USERNAME",
+    "AT_API_KEY",
+    "AT_SENDER_ID",
+    "AT_API_BASE_URL",
+)
+
+
+def _sender(channel: str) -> Sender:
+    config = current_app.config
+    key = (channel, *(str(config.get(name)) for name in _SENDER_SETTINGS))
+    if key not in _SENDERS:
+        _SENDERS[key] = build_sender(channel, config)
+    return _SENDERS[key]
 
 
 def _status_callback(channel: str) -> str | None:
