@@ -278,21 +278,10 @@ def wait_provider(provider: Process, port: int, timeout: float = 30.0) -> None:
 
 
 def worker_command(kind: str) -> list[str]:
-    if kind == "fork":
-        return [str(VENV_BIN / "ruta"), "worker"]  # exactly what the Procfile runs
-    return [sys.executable, str(Path(__file__).resolve()), "--run-simple-worker"]
-
-
-def run_simple_worker() -> None:
-    """``ruta worker`` with one change: RQ's SimpleWorker runs each job in the worker process
-    instead of a forked work-horse (same queues, scheduler and sweeper: ``workers.entry.run``)."""
-    from rq import SimpleWorker
-
-    import workers.entry
-    from app import create_app
-
-    workers.entry.RutaWorker = SimpleWorker  # type: ignore[misc,assignment]
-    workers.entry.run(create_app())
+    """``ruta worker`` exactly as the Procfile runs it (jobs in the worker process), or with
+    ``--fork`` (a forked work-horse per job)."""
+    command = [str(VENV_BIN / "ruta"), "worker"]
+    return [*command, "--fork"] if kind == "fork" else command
 
 
 def wait_workers(workers: list[Process], redis_url: str, timeout: float = 60.0) -> None:
@@ -594,9 +583,9 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         return
     r, lat, cpu = result, result["latency_s"], result["cpu_s"]
     kind = (
-        "ruta worker: a forked work-horse per job"
+        "ruta worker --fork: a forked work-horse per job"
         if r["worker_kind"] == "fork"
-        else ("rq.SimpleWorker: jobs in the worker process")
+        else "ruta worker as deployed: jobs in the worker process"
     )
     cases = r["cases"]
     wall = cpu["machine_total"] / (r["cpus"] or 1)
@@ -685,8 +674,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--worker-kind",
         choices=("fork", "simple"),
-        default="fork",
-        help="fork: `ruta worker` as deployed; simple: the same with rq.SimpleWorker (no fork)",
+        default="simple",
+        help="simple: `ruta worker` as deployed (jobs in the worker process); fork: --fork",
     )
     parser.add_argument(
         "--start-workers",
@@ -697,7 +686,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds from the burst")
     parser.add_argument("--provider-port", type=int, default=0, help="default: a free port")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--run-simple-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 1 <= args.cases <= 100_000 or not 1 <= args.workers <= 16:
         parser.error("need 1 <= --cases <= 100000 and 1 <= --workers <= 16")
@@ -721,9 +709,6 @@ def flush_redis(url: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.run_simple_worker:
-        run_simple_worker()
-        return 0
     workers: list[Process] = []
     others: list[Process] = []
     app: Any = None
