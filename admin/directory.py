@@ -31,13 +31,13 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from admin.audit import audit
 from admin.permissions import requires
 from ruta import directory_io as io
 from ruta.db import db
-from ruta.directory import format_hours
+from ruta.directory import format_hours, full_service_loading
 from ruta.models import (
     Category,
     Location,
@@ -101,15 +101,7 @@ def index() -> ResponseReturnValue:
             select(Service)
             .join(Organization, Service.organization_id == Organization.id)
             .join(Category, Service.category_id == Category.id)
-            .options(
-                selectinload(Service.organization),
-                selectinload(Service.category),
-                selectinload(Service.phones),
-                selectinload(Service.schedules),
-                selectinload(Service.locations)
-                .selectinload(ServiceAtLocation.location)
-                .selectinload(Location.municipality),
-            )
+            .options(*full_service_loading())
             .order_by(Service.name, Organization.name)
         )
         if filters["q"]:

@@ -31,9 +31,9 @@ from ruta.models import (
 from ruta.referrals import (
     TIER_LABELS,
     Work,
-    _in_force,
-    _notify_person,
     chain_positions,
+    in_force,
+    notify_person,
     record,
     text,
 )
@@ -75,7 +75,7 @@ def accept(
     )
     case.deadline_at = None
     record(session, case, "accepted", actor, focal_point=focal_point_id, via="web")
-    return Work(message_ids=_notify_person(session, case, "person_accepted", now, channel))
+    return Work(message_ids=notify_person(session, case, "person_accepted", now, channel))
 
 
 def close(
@@ -91,7 +91,7 @@ def close(
     case.status, case.closed_at, case.deadline_at = CaseStatus.CLOSED.value, now, None
     case.outcome = outcome
     record(session, case, "closed", actor, outcome=outcome, via="web")
-    ids = _notify_person(session, case, "person_closed", now, channel)
+    ids = notify_person(session, case, "person_closed", now, channel)
     if ids:
         case.rating_requested_at = now
     return Work(message_ids=ids)
@@ -106,7 +106,7 @@ def reassign_targets(session: Session, case: Case, now: datetime) -> list[FocalP
         .where(FocalPoint.country == case.country, FocalPoint.active.is_(True))
         .order_by(FocalPoint.is_coordinator, FocalPoint.name)
     )
-    return [fp for fp in candidates if _in_force(session, fp.organization_id, now.date())]
+    return [fp for fp in candidates if in_force(session, fp.organization_id, now.date())]
 
 
 def reassign(
@@ -134,7 +134,7 @@ def reassign(
         raise Refused("choose a focal point of the case's country")
     if not fp.active:
         raise Refused("that focal point is not active")
-    if not _in_force(session, fp.organization_id, now.date()):
+    if not in_force(session, fp.organization_id, now.date()):
         raise Refused("that focal point's organisation has no data-sharing agreement in force")
     event = OutboxEvent(
         kind=REASSIGN,

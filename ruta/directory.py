@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -63,6 +64,19 @@ def format_entry(service: Service, language: str) -> str:
     if hours:
         parts.append(hours)
     return ". ".join(parts)
+
+
+def full_service_loading() -> tuple[Any, ...]:
+    """Loader options for a service with everything an editor or an export shows."""
+    return (
+        selectinload(Service.organization),
+        selectinload(Service.category),
+        selectinload(Service.phones),
+        selectinload(Service.schedules),
+        selectinload(Service.locations)
+        .selectinload(ServiceAtLocation.location)
+        .selectinload(Location.municipality),
+    )
 
 
 def search(

@@ -73,6 +73,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ruta.demo_data import parse_hours
+from ruta.directory import full_service_loading
 from ruta.models import (
     Category,
     Location,
@@ -277,17 +278,7 @@ class Lookup:
         self.municipalities = {m.code: m for m in session.scalars(select(Municipality))}
         self.categories = {c.code: c for c in session.scalars(select(Category))}
         self.organizations = {o.name: o for o in session.scalars(select(Organization))}
-        services = session.scalars(
-            select(Service).options(
-                selectinload(Service.organization),
-                selectinload(Service.category),
-                selectinload(Service.phones),
-                selectinload(Service.schedules),
-                selectinload(Service.locations)
-                .selectinload(ServiceAtLocation.location)
-                .selectinload(Location.municipality),
-            )
-        )
+        services = session.scalars(select(Service).options(*full_service_loading()))
         self.services = {(s.organization.name, s.name): s for s in services}
 
     def category_for(self, candidates: Iterable[str]) -> Category | None:

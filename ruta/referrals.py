@@ -212,7 +212,7 @@ def _forward_event(session: Session, case: Case, position: int, now: datetime) -
 # --- routing -----------------------------------------------------------------------------
 
 
-def _in_force(session: Session, organization_id: int, today: date) -> bool:
+def in_force(session: Session, organization_id: int, today: date) -> bool:
     return (
         session.scalar(
             select(DataSharingAgreement.id)
@@ -257,7 +257,7 @@ def recipients(session: Session, case: Case, position: int, now: datetime) -> li
     else:
         return []
     return [
-        fp for fp in candidates if fp.active and _in_force(session, fp.organization_id, now.date())
+        fp for fp in candidates if fp.active and in_force(session, fp.organization_id, now.date())
     ]
 
 
@@ -474,7 +474,7 @@ def handle_command(
         case.status, case.accepted_by_id, case.accepted_at = "accepted", fp.id, now
         case.deadline_at = None
         record(session, case, "accepted", actor)
-        work.message_ids += _notify_person(session, case, "person_accepted", now, channel)
+        work.message_ids += notify_person(session, case, "person_accepted", now, channel)
         return text(lang, "accepted", ref=ref), work
     if verb == "close":
         if case.status == CaseStatus.CLOSED.value:
@@ -484,7 +484,7 @@ def handle_command(
         case.status, case.closed_at, case.deadline_at = "closed", now, None
         case.outcome = {"1": "successful", "2": "unsuccessful"}.get(outcome or "")
         record(session, case, "closed", actor, outcome=case.outcome)
-        ids = _notify_person(session, case, "person_closed", now, channel)
+        ids = notify_person(session, case, "person_closed", now, channel)
         if ids:
             case.rating_requested_at = now
         work.message_ids += ids
@@ -514,9 +514,7 @@ def handle_command(
     return reply, work
 
 
-def _notify_person(
-    session: Session, case: Case, key: str, now: datetime, channel: str
-) -> list[int]:
+def notify_person(session: Session, case: Case, key: str, now: datetime, channel: str) -> list[int]:
     """One neutral message to the person, only if they agreed and the phone is theirs alone."""
     if case.contact_id is None or not case.contact_ok or case.shared_phone is not False:
         return []

@@ -56,9 +56,16 @@ def login(client: Any, email: str, password: str = PASSWORD) -> Any:
     )
 
 
-@pytest.fixture()
-def sample_case(app: Flask) -> dict[str, Any]:
-    """A consented case in Upala, forwarded to Upala's demo focal point (alert not sent)."""
+def open_forwarded_case(
+    municipality: str,
+    number: str,
+    *,
+    category: str = "health",
+    contact_ok: bool = True,
+    shared_phone: bool = False,
+    description: str = "necesito un medico",
+) -> tuple[int, str]:
+    """A consented case, forwarded through its chain (alerts recorded, not sent): (id, ref)."""
     from flows.services import CaseRequest
     from ruta import cases, contacts, referrals
     from ruta import policy as policies
@@ -66,20 +73,20 @@ def sample_case(app: Flask) -> dict[str, Any]:
 
     now = utcnow()
     with db.transaction() as session:
-        person = contacts.lock_contact(session, "+50688004455", seen_at=now)
+        person = contacts.lock_contact(session, number, seen_at=now)
         case, work = referrals.open_case(
             session,
             CaseRequest(
-                category="health",
-                municipality="cr-upala",
+                category=category,
+                municipality=municipality,
                 safe=True,
                 consent=True,
                 consent_wording="main:v1:consent",
                 channel="twilio",
-                description="necesito un medico",
-                shared_phone=False,
+                description=description,
+                shared_phone=shared_phone,
                 safe_times="morning",
-                contact_ok=True,
+                contact_ok=contact_ok,
             ),
             contact_id=person.id,
             now=now,
@@ -89,4 +96,11 @@ def sample_case(app: Flask) -> dict[str, Any]:
         session.flush()
         for event_id in work.outbox_ids:
             referrals.dispatch(session, event_id, now=now, policy=policies.load(), channel="twilio")
-        return {"id": case.id, "reference": case.reference}
+        return case.id, case.reference
+
+
+@pytest.fixture()
+def sample_case(app: Flask) -> dict[str, Any]:
+    """A consented case in Upala, forwarded to Upala's demo focal point (alert not sent)."""
+    case_id, reference = open_forwarded_case("cr-upala", "+50688004455")
+    return {"id": case_id, "reference": reference}

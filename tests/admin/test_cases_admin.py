@@ -13,7 +13,7 @@ from admin.accounts import create_user
 from gateway.fake_provider import FakeProviderServer
 from ruta.db import db
 from ruta.models import AuditEntry, Case, CaseEvent, FocalPoint, Message, MessagePurpose
-from tests.admin.conftest import PASSWORD, csrf_token, login
+from tests.admin.conftest import PASSWORD, csrf_token, login, open_forwarded_case
 
 SAMPLE_PERSON = "+50688004455"  # the sample_case fixture's person
 BACKUP = "+50600001002"  # Respaldo Upala (demo), position 1 of Upala's chains
@@ -28,37 +28,14 @@ def open_case(
     shared_phone: bool = False,
 ) -> str:
     """A consented case, forwarded through its chain (alerts recorded, not sent)."""
-    from flows.services import CaseRequest
-    from ruta import cases, contacts, referrals
-    from ruta import policy as policies
-    from ruta.models import utcnow
-
-    now = utcnow()
-    with db.transaction() as session:
-        person = contacts.lock_contact(session, number, seen_at=now)
-        case, work = referrals.open_case(
-            session,
-            CaseRequest(
-                category=category,
-                municipality=municipality,
-                safe=True,
-                consent=True,
-                consent_wording="main:v1:consent",
-                channel="twilio",
-                description="una descripcion privada",
-                shared_phone=shared_phone,
-                safe_times="morning",
-                contact_ok=contact_ok,
-            ),
-            contact_id=person.id,
-            now=now,
-            policy=policies.load(),
-            reference=cases.new_reference(session),
-        )
-        session.flush()
-        for event_id in work.outbox_ids:
-            referrals.dispatch(session, event_id, now=now, policy=policies.load(), channel="twilio")
-        return case.reference
+    return open_forwarded_case(
+        municipality,
+        number,
+        category=category,
+        contact_ok=contact_ok,
+        shared_phone=shared_phone,
+        description="una descripcion privada",
+    )[1]
 
 
 def focal_point_id(name_prefix: str) -> int:
