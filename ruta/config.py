@@ -38,6 +38,12 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "USSD_JSON_MAX_CHARS": ("182", "longest USSD screen sent through the JSON aggregator"),
     "USSD_JSON_TRANSLITERATE": ("0", "1: write the JSON aggregator's screens without accents"),
     "RUTA_QUEUE_PREFIX": ("ruta", "prefix of the RQ queue names"),
+    "RUTA_BROADCAST_RATE": ("50", "broadcast messages a second per sender, across all workers"),
+    "RUTA_BROADCAST_BATCH": ("100", "recipients a broadcast job handles (and AT sends) at once"),
+    "RUTA_BROADCAST_APPROVAL_OVER": ("1000", "broadcasts to more people need a second approver"),
+    "RUTA_SMS_PRICE_PER_SEGMENT": ("0.0075", "price of one SMS segment, for cost estimates"),
+    "RUTA_SMS_PRICE_CURRENCY": ("USD", "currency of RUTA_SMS_PRICE_PER_SEGMENT"),
+    "RUTA_PAUSE_SENSITIVE_CASES": ("1", "1: no broadcasts to people with an open sensitive case"),
     "RUTA_POLICY_FILE": (None, "referral policy YAML; default: ruta/referral_policy.yaml"),
     "RUTA_OUTBOUND_PROVIDER": (None, "provider for alerts and notices: twilio or africastalking"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
@@ -56,15 +62,22 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         value = env.get(name, default)
         config[name] = value if value not in ("",) else default
     config["RUTA_INSTANCE_DIR"] = str(Path(config["RUTA_INSTANCE_DIR"]).resolve())
+    for name in ("RUTA_BROADCAST_RATE", "RUTA_SMS_PRICE_PER_SEGMENT"):
+        try:
+            config[name] = float(config[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be a number, got {config[name]!r}") from exc
     for name in ("RUTA_TRUST_PROXY", "RUTA_COOKIE_SECURE"):
         config[name] = str(config[name]).lower() in ("1", "true", "yes")
-    for name in ("AT_USSD_TRANSLITERATE", "USSD_JSON_TRANSLITERATE"):
+    for name in ("AT_USSD_TRANSLITERATE", "USSD_JSON_TRANSLITERATE", "RUTA_PAUSE_SENSITIVE_CASES"):
         config[name] = str(config[name]).lower() in ("1", "true", "yes")
     for name in (
         "RUTA_SESSION_TIMEOUT_MINUTES",
         "RUTA_SMS_MAX_SEGMENTS",
         "AT_USSD_MAX_CHARS",
         "USSD_JSON_MAX_CHARS",
+        "RUTA_BROADCAST_BATCH",
+        "RUTA_BROADCAST_APPROVAL_OVER",
     ):
         try:
             config[name] = int(config[name])

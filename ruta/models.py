@@ -458,6 +458,87 @@ class Referral(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Subscription(Base):
+    """A person's alerts for one municipality and topic, in their language."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("contact_id", "municipality_id", "topic"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipalities.id"), index=True)
+    topic: Mapped[str] = mapped_column(String(32), default="general")
+    language: Mapped[str] = mapped_column(String(8))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BroadcastStatus(str, Enum):
+    DRAFT = "draft"
+    AWAITING_APPROVAL = "awaiting_approval"  # over the threshold: a second person approves
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Broadcast(Base):
+    """An alert to everyone subscribed to a municipality (and topic, and language)."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipalities.id"))
+    topic: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str | None] = mapped_column(String(8))
+    texts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # language -> text
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)  # goes out in quiet hours
+    status: Mapped[str] = mapped_column(String(24), default=BroadcastStatus.DRAFT.value)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    recipients_total: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RecipientStatus(str, Enum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a batch; a crash leaves it here for the resume
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # opted out, paused or cancelled before it went out
+
+
+class BroadcastRecipient(Base):
+    """The ledger: one row per (broadcast, person), so a broadcast resumes with no duplicate
+    and no gap whatever happens to the workers."""
+
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (UniqueConstraint("broadcast_id", "contact_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True
+    )
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(
+        String(16), default=RecipientStatus.PENDING.value, index=True
+    )
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class Role(str, Enum):
     ADMIN = "admin"
     FLOW_EDITOR = "flow_editor"

@@ -26,6 +26,8 @@ from gateway.fake_provider import FakeProviderServer
 from ruta import crypto
 from ruta.models import (
     Base,
+    Broadcast,
+    BroadcastRecipient,
     Case,
     CaseEvent,
     Contact,
@@ -34,6 +36,7 @@ from ruta.models import (
     Message,
     OutboxEvent,
     Referral,
+    Subscription,
     UssdSession,
 )
 
@@ -133,6 +136,9 @@ def app(prepared: dict[str, Any], fake_provider: FakeProviderServer) -> Iterator
         yield application
     with db.transaction() as session:  # per-test rows; directory, routing and flows stay
         for model in (
+            BroadcastRecipient,
+            Broadcast,
+            Subscription,
             Referral,
             CaseEvent,
             OutboxEvent,

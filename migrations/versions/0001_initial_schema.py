@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 11:39:06.974909
+Create Date: 2026-11-23 12:23:51.285696
 """
 
 from __future__ import annotations
@@ -106,6 +106,31 @@ def upgrade() -> None:
         sa.Column("email", sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+    )
+    op.create_table(
+        "broadcasts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("title", sa.String(length=200), nullable=False),
+        sa.Column("municipality_id", sa.Integer(), nullable=True),
+        sa.Column("topic", sa.String(length=32), nullable=True),
+        sa.Column("language", sa.String(length=8), nullable=True),
+        sa.Column("texts", sa.JSON(), nullable=False),
+        sa.Column("urgent", sa.Boolean(), nullable=False),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("channel", sa.String(length=32), nullable=True),
+        sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("approved_by", sa.String(length=200), nullable=True),
+        sa.Column("recipients_total", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["municipality_id"],
+            ["municipalities.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
         "conversation_sessions",
@@ -251,6 +276,33 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_services_category_id"), ["category_id"], unique=False)
 
     op.create_table(
+        "subscriptions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=False),
+        sa.Column("municipality_id", sa.Integer(), nullable=False),
+        sa.Column("topic", sa.String(length=32), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["municipality_id"],
+            ["municipalities.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("contact_id", "municipality_id", "topic"),
+    )
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_subscriptions_active"), ["active"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_subscriptions_contact_id"), ["contact_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_subscriptions_municipality_id"), ["municipality_id"], unique=False
+        )
+
+    op.create_table(
         "ussd_sessions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("provider", sa.String(length=32), nullable=False),
@@ -275,6 +327,34 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             batch_op.f("ix_ussd_sessions_updated_at"), ["updated_at"], unique=False
+        )
+
+    op.create_table(
+        "broadcast_recipients",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("broadcast_id", sa.Integer(), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("provider_message_id", sa.String(length=64), nullable=True),
+        sa.Column("error_code", sa.String(length=32), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["broadcast_id"], ["broadcasts.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("broadcast_id", "contact_id"),
+    )
+    with op.batch_alter_table("broadcast_recipients", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_broadcast_recipients_broadcast_id"), ["broadcast_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_broadcast_recipients_provider_message_id"),
+            ["provider_message_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_broadcast_recipients_status"), ["status"], unique=False
         )
 
     op.create_table(
@@ -487,11 +567,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_cases_contact_id"))
 
     op.drop_table("cases")
+    with op.batch_alter_table("broadcast_recipients", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_broadcast_recipients_status"))
+        batch_op.drop_index(batch_op.f("ix_broadcast_recipients_provider_message_id"))
+        batch_op.drop_index(batch_op.f("ix_broadcast_recipients_broadcast_id"))
+
+    op.drop_table("broadcast_recipients")
     with op.batch_alter_table("ussd_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ussd_sessions_updated_at"))
         batch_op.drop_index(batch_op.f("ix_ussd_sessions_contact_id"))
 
     op.drop_table("ussd_sessions")
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_subscriptions_municipality_id"))
+        batch_op.drop_index(batch_op.f("ix_subscriptions_contact_id"))
+        batch_op.drop_index(batch_op.f("ix_subscriptions_active"))
+
+    op.drop_table("subscriptions")
     with op.batch_alter_table("services", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_services_category_id"))
 
@@ -516,6 +608,7 @@ def downgrade() -> None:
 
     op.drop_table("data_sharing_agreements")
     op.drop_table("conversation_sessions")
+    op.drop_table("broadcasts")
     op.drop_table("organizations")
     with op.batch_alter_table("municipalities", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_municipalities_country"))
