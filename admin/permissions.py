@@ -31,6 +31,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "cases.view": frozenset({Role.ADMIN, Role.COORDINATOR, Role.FOCAL_POINT}),
     "cases.act": frozenset({Role.ADMIN, Role.COORDINATOR, Role.FOCAL_POINT}),
     "cases.reveal": frozenset({Role.ADMIN, Role.COORDINATOR, Role.FOCAL_POINT}),
+    "broadcasts.view": frozenset({Role.ADMIN, Role.COORDINATOR, Role.VIEWER}),
+    "broadcasts.send": frozenset({Role.ADMIN, Role.COORDINATOR}),
     "audit.view": frozenset({Role.ADMIN}),
     "users.manage": frozenset({Role.ADMIN}),
 }

@@ -87,16 +87,18 @@ class Engine:
             return StepResult([reply], None, [Event("contact_opted_out")])
         elif run.state is None or run.state.get("ended"):
             run.language = self._language_for_new(contact, word, run)
-            run.start()
+            run.start(self._entry(word))
         elif now - datetime.fromisoformat(run.state["last"]) > self.session_timeout:
             run.language = run.state.get("lang") or settings.default_language
             run.events.append(Event("session_expired"))
             run.replies.append(settings.message("expired", run.language))
-            run.start()
+            run.start(self._entry(word))
         else:
             run.language = run.state.get("lang") or settings.default_language
             if role("restart"):
                 run.start()
+            elif self._entry(word):
+                run.start(self._entry(word))
             elif run.state.get("pending") == "language":
                 run.choose_language(word)
             elif role("help"):
@@ -126,6 +128,11 @@ class Engine:
         )
         run.reenter()
         return run.result()
+
+    def _entry(self, word: str) -> str | None:
+        """The flow a flow keyword (``ALERTAS``) enters, if that flow is loaded."""
+        key = self.library.settings.flow_keywords.get(word)
+        return key if key is not None and key in self.library.flows else None
 
     def _language_for_new(self, contact: ContactView, word: str, run: _Run) -> str:
         settings = self.library.settings
@@ -161,8 +168,9 @@ class _Run:
 
     # state
 
-    def start(self) -> None:
-        """Begin the main flow afresh, pinning the versions current now."""
+    def start(self, entry: str | None = None) -> None:
+        """Begin the main flow afresh, pinning the versions current now; with ``entry`` (a flow
+        keyword's flow) go straight into that flow, ``0`` leading back to the main menu."""
         main = self.library.current(self.library.settings.main_flow)
         self.state = {
             "flow": main.key,
@@ -176,6 +184,10 @@ class _Run:
             "ended": False,
         }
         self.events.append(Event("flow_started", {"flow": main.key, "version": main.version}))
+        if entry is not None and entry != main.key:
+            self.state["history"].append([main.key, main.start])
+            self.follow(EnterFlow(entry))
+            return
         self.follow(Next(main.start))
 
     def result(self) -> StepResult:

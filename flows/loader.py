@@ -147,6 +147,12 @@ def parse_settings(source: str) -> Settings:
             for language in languages:
                 if language not in texts:
                     issues.append(Issue(f"settings message[{name}] lang[{language}]", "missing"))
+    flow_keywords = doc.get("flow_keywords") or {}
+    if not isinstance(flow_keywords, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in flow_keywords.items()
+    ):
+        issues.append(Issue("settings flow_keywords", "maps words to flow keys"))
+        flow_keywords = {}
     if issues:
         raise DefinitionError(issues)
     hints = {
@@ -161,6 +167,7 @@ def parse_settings(source: str) -> Settings:
         keywords={role: [str(w) for w in words] for role, words in keywords.items()},
         keyword_language=hints,
         messages={k: dict(v) for k, v in messages.items()},
+        flow_keywords={fold(word): key for word, key in flow_keywords.items()},
     )
 
 

@@ -91,6 +91,8 @@ class Settings:
     keywords: dict[str, list[str]]  # role -> words (restart, back, help, language, opt_out, ...)
     keyword_language: dict[str, str]  # folded word -> language it hints at for a new contact
     messages: dict[str, Texts]
+    # folded word -> flow it enters from anywhere (``flow_keywords``: ALERTAS -> alerts)
+    flow_keywords: dict[str, str] = field(default_factory=dict)
 
     def message(self, key: str, language: str) -> str:
         texts = self.messages[key]

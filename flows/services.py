@@ -50,3 +50,23 @@ class Services(Protocol):
     def emergency_numbers(self) -> str:
         """Emergency numbers for the country of the person's phone."""
         ...
+
+    def alert_topics(self, language: str) -> list[Choice]:
+        """What a person may subscribe to: ``general`` (everything) then the directory's
+        categories, labelled in ``language``."""
+        ...
+
+    def subscribe(self, municipality: str, topic: str, language: str) -> bool:
+        """Subscribe the person to alerts for a municipality (code) and topic, in ``language``.
+
+        Subscribing again to the same pair keeps one subscription (re-activated if it had ended).
+        False when the municipality is unknown."""
+        ...
+
+    def subscriptions(self, language: str) -> list[Choice]:
+        """The person's active subscriptions; each value is what ``unsubscribe`` takes."""
+        ...
+
+    def unsubscribe(self, which: str) -> int:
+        """End one subscription (a value from ``subscriptions``) or ``"all"``; how many ended."""
+        ...

@@ -21,7 +21,7 @@ from flows.encoding import sms_cost
 from flows.engine import ContactView, StepResult
 from ruta import contacts, referrals
 from ruta.db import Database
-from ruta.directory import DatabaseServices
+from ruta.directory import DatabaseServices, end_subscriptions
 from ruta.flowstore import FlowCache
 from ruta.models import (
     Contact,
@@ -214,6 +214,8 @@ def step_conversation(
     for event in result.events:
         if event.kind == "contact_opted_out":
             contact.opted_out, contact.opted_out_at = True, now
+            # STOP ends every alert subscription too; START does not bring them back.
+            end_subscriptions(session, contact.id, now)
         elif event.kind == "contact_opted_in":
             contact.opted_out, contact.opted_out_at = False, None
         elif event.kind == "contact_language_changed":

@@ -18,6 +18,7 @@ from ruta.models import (
     Service,
     ServiceAtLocation,
     ServiceStatus,
+    Subscription,
     utcnow,
 )
 from ruta.policy import Policy
@@ -64,6 +65,24 @@ def format_entry(service: Service, language: str) -> str:
     if hours:
         parts.append(hours)
     return ". ".join(parts)
+
+
+#: The topic that means every alert of a municipality, and its label in the menus.
+GENERAL_TOPIC = "general"
+GENERAL_TOPIC_LABELS = {"es": "Todo", "en": "Everything"}
+#: What separates municipality and topic in a subscription's value (codes hold neither).
+SUBSCRIPTION_SEPARATOR = ":"
+
+
+def end_subscriptions(session: Session, contact_id: int, now: datetime) -> int:
+    """End every active subscription of a contact (an opt-out); how many ended."""
+    ended = 0
+    for sub in session.scalars(
+        select(Subscription).where(Subscription.contact_id == contact_id, Subscription.active)
+    ):
+        sub.active, sub.ended_at = False, now
+        ended += 1
+    return ended
 
 
 def full_service_loading() -> tuple[Any, ...]:
@@ -137,6 +156,8 @@ class DatabaseServices:
         self.work = referrals.Work()
         self._municipalities: list[Choice] | None = None
         self._categories: list[Category] | None = None
+        # Subscriptions of a conversation without a contact (flow examples): never stored.
+        self._detached: dict[tuple[str, str], str] = {}
 
     def municipalities(self, language: str) -> list[Choice]:
         # A menu is listed when shown and again when answered: one query per message.
@@ -179,3 +200,88 @@ class DatabaseServices:
     def emergency_numbers(self) -> str:
         country = referrals.country_of(self.number) if self.number else None
         return self.policy.emergency_numbers(country)
+
+    # alerts
+
+    def alert_topics(self, language: str) -> list[Choice]:
+        general = GENERAL_TOPIC_LABELS.get(language, GENERAL_TOPIC_LABELS["en"])
+        return [Choice(GENERAL_TOPIC, general), *self.categories(language)]
+
+    def _topic_label(self, topic: str, language: str) -> str:
+        for choice in self.alert_topics(language):
+            if choice.value == topic:
+                return choice.label
+        return topic
+
+    def subscribe(self, municipality: str, topic: str, language: str) -> bool:
+        place = self.session.scalar(select(Municipality).where(Municipality.code == municipality))
+        if place is None or topic not in {c.value for c in self.alert_topics(language)}:
+            return False
+        if self.contact_id is None:  # a flow example: no contact, nothing stored
+            self._detached[(municipality, topic)] = language
+            return True
+        sub = self.session.scalar(
+            select(Subscription).where(
+                Subscription.contact_id == self.contact_id,
+                Subscription.municipality_id == place.id,
+                Subscription.topic == topic,
+            )
+        )
+        if sub is None:
+            sub = Subscription(
+                contact_id=self.contact_id,
+                municipality_id=place.id,
+                topic=topic,
+                created_at=self.now,
+            )
+            self.session.add(sub)
+        sub.language, sub.active, sub.ended_at = language, True, None
+        self.session.flush()
+        return True
+
+    def _active(self) -> list[tuple[str, str, str]]:
+        """(municipality code, municipality name, topic) of each active subscription."""
+        if self.contact_id is None:
+            names = {c.value: c.label for c in self.municipalities("es")}
+            return [(m, names.get(m, m), t) for m, t in self._detached]
+        rows = self.session.execute(
+            select(Municipality.code, Municipality.name, Subscription.topic)
+            .join(Municipality, Subscription.municipality_id == Municipality.id)
+            .where(Subscription.contact_id == self.contact_id, Subscription.active)
+            .order_by(Subscription.created_at, Subscription.id)
+        )
+        return [(str(code), str(name), str(topic)) for code, name, topic in rows]
+
+    def subscriptions(self, language: str) -> list[Choice]:
+        return [
+            Choice(
+                f"{code}{SUBSCRIPTION_SEPARATOR}{topic}",
+                f"{name}: {self._topic_label(topic, language)}",
+            )
+            for code, name, topic in self._active()
+        ]
+
+    def unsubscribe(self, which: str) -> int:
+        if which == "all":
+            if self.contact_id is None:
+                ended = len(self._detached)
+                self._detached.clear()
+                return ended
+            return end_subscriptions(self.session, self.contact_id, self.now)
+        code, _, topic = which.partition(SUBSCRIPTION_SEPARATOR)
+        if self.contact_id is None:
+            return 1 if self._detached.pop((code, topic), None) is not None else 0
+        sub = self.session.scalar(
+            select(Subscription)
+            .join(Municipality, Subscription.municipality_id == Municipality.id)
+            .where(
+                Subscription.contact_id == self.contact_id,
+                Municipality.code == code,
+                Subscription.topic == topic,
+                Subscription.active,
+            )
+        )
+        if sub is None:
+            return 0
+        sub.active, sub.ended_at = False, self.now
+        return 1

@@ -46,4 +46,4 @@ def action(
     return register
 
 
-from flows.actions import cases, directory, language  # noqa: E402,F401  (registers the actions)
+from flows.actions import alerts, cases, directory, language  # noqa: E402,F401  (registers the actions)

@@ -195,7 +195,8 @@ def test_restart_from_the_resume_offer(app: Flask, client: Any) -> None:
 def test_a_finished_session_is_not_offered_again(client: Any) -> None:
     first = AtHandset(client)
     first.dial()
-    first.press("4")  # notices: an END screen
+    first.press("4")  # the alerts menu
+    assert first.press("2")[0] == "END"  # "my alerts": none, an END screen
     assert "1 Buscar servicios" in AtHandset(client).dial()
 
 
