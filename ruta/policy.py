@@ -1,13 +1,15 @@
 """The referral policy file: deadlines per tier (per country and category), tiers by category,
-emergency numbers by country. ``RUTA_POLICY_FILE`` points at another copy."""
+emergency numbers by country, quiet hours and time zones by country, kinds of help whose open
+cases pause broadcasts. ``RUTA_POLICY_FILE`` points at another copy."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -35,6 +37,33 @@ class Policy:
         numbers = self.raw["emergency_numbers"]
         return str(numbers.get(country or "", numbers["default"]))
 
+    def quiet_hours(self, country: str | None) -> tuple[time, time] | None:
+        """Local (start, end) of the hours no non-urgent broadcast goes out; None: none.
+        ``end`` before ``start`` means the quiet hours run over midnight."""
+        hours = self.raw.get("quiet_hours") or {}
+        entry = hours.get(country or "", hours.get("default"))
+        if not entry:
+            return None
+        start, end = _hhmm(entry["start"]), _hhmm(entry["end"])
+        return None if start == end else (start, end)
+
+    def timezone(self, country: str | None) -> ZoneInfo:
+        """The country's time zone (``timezones``), else ``timezones.default``, else UTC."""
+        zones = self.raw.get("timezones") or {}
+        return ZoneInfo(str(zones.get(country or "", zones.get("default", "UTC"))))
+
+    @property
+    def sensitive_categories(self) -> frozenset[str]:
+        """Kinds of help whose open cases pause broadcasts to the person."""
+        return frozenset(str(c) for c in self.raw.get("sensitive_categories") or ())
+
+
+def _hhmm(value: Any) -> time:
+    if isinstance(value, int):  # YAML 1.1 reads an unquoted 20:00 as a sexagesimal number
+        return time(value // 60 % 24, value % 60)
+    hours, minutes = str(value).split(":")
+    return time(int(hours), int(minutes))
+
 
 def check(raw: Any) -> list[str]:
     problems = []
@@ -47,6 +76,18 @@ def check(raw: Any) -> list[str]:
     for category, tier in (raw.get("category_tiers") or {}).items():
         if tier not in TIERS:
             problems.append(f"category_tiers.{category}: '{tier}' is not a tier")
+    for country, entry in (raw.get("quiet_hours") or {}).items():
+        try:
+            _hhmm(entry["start"]), _hhmm(entry["end"])
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"quiet_hours.{country} needs start and end as HH:MM")
+    for country, zone in (raw.get("timezones") or {}).items():
+        try:
+            ZoneInfo(str(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezones.{country}: '{zone}' is not a time zone")
+    if not isinstance(raw.get("sensitive_categories") or [], list):
+        problems.append("sensitive_categories is a list")
     return problems
 
 

@@ -27,6 +27,7 @@ from ruta.models import (
     OutboxEvent,
 )
 from ruta.referrals import Work
+from workers.broadcast_jobs import resume_broadcasts
 from workers.queues import DEFAULT, HIGH, SEND_RETRY, enqueue, enqueue_at
 
 log = logging.getLogger(__name__)
@@ -210,4 +211,5 @@ def sweep() -> dict[str, int]:
         handed["events"] += enqueue(redis, prefix, dispatch_event, event_id, retry=SEND_RETRY)
     for case_id in due:
         handed["deadlines"] += enqueue(redis, prefix, check_deadline, case_id, priority=DEFAULT)
+    handed.update(resume_broadcasts())
     return handed

@@ -63,8 +63,16 @@ def test_anonymous_users_never_get_a_page(app: Flask, client: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _case_samples(sample_case: dict[str, Any]) -> None:
+    from ruta.db import db
+    from ruta.models import Broadcast
+
     SAMPLES["reference"] = sample_case["reference"]
     SAMPLES["case_id"] = str(sample_case["id"])
+    with db.transaction() as session:
+        broadcast = Broadcast(title="sample", texts={"es": "Aviso"}, created_by="tests")
+        session.add(broadcast)
+        session.flush()
+        SAMPLES["broadcast_id"] = str(broadcast.id)
 
 
 @pytest.mark.parametrize("role", [r.value for r in Role])

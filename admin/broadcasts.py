@@ -1,0 +1,257 @@
+"""Admin section: broadcasts. Choose the audience, write the text per language, see each SMS's
+segments, encoding and a cost estimate, then send now or schedule; over the approval threshold a
+second person approves. Live progress from the recipient ledger; cancel stops the rest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from admin.audit import audit
+from admin.permissions import requires
+from flows.encoding import sms_cost
+from ruta import broadcasts, clock
+from ruta import policy as policies
+from ruta.db import db
+from ruta.models import Broadcast, BroadcastStatus, Category, Municipality
+from workers.broadcast_jobs import start_broadcast
+from workers.queues import LOW, enqueue, enqueue_at
+
+bp = Blueprint("admin_broadcasts", __name__, url_prefix="/admin/broadcasts")
+NAV = [("broadcasts.view", "admin_broadcasts.index", "Broadcasts")]
+LANGUAGES = ("es", "en")
+MAX_TEXT = 480  # three SMS segments of GSM-7
+GENERAL = "general"
+
+
+def _actor() -> str:
+    return str(current_user.email)
+
+
+def _audience_size(session: Any, broadcast: Broadcast) -> int:
+    query = broadcasts.recipients_query(
+        session,
+        broadcast,
+        policies.load(current_app.config.get("RUTA_POLICY_FILE")),
+        bool(current_app.config.get("RUTA_PAUSE_SENSITIVE_CASES", True)),
+    )
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def preview(texts: dict[str, str], audience: int) -> list[dict[str, Any]]:
+    """Each language's text with its length, encoding, segments and the cost if everyone in the
+    audience got that language (an upper bound when there are several)."""
+    price = float(current_app.config.get("RUTA_SMS_PRICE_PER_SEGMENT", 0.0))
+    rows = []
+    for language, text in texts.items():
+        cost = sms_cost(text)
+        rows.append(
+            {
+                "language": language,
+                "text": text,
+                "chars": len(text),
+                "encoding": cost.encoding,
+                "segments": cost.segments,
+                "cost": round(cost.segments * price * audience, 2),
+            }
+        )
+    return rows
+
+
+def _form_choices(session: Any) -> dict[str, Any]:
+    return {
+        "municipalities": list(
+            session.scalars(select(Municipality).order_by(Municipality.country, Municipality.name))
+        ),
+        "topics": [GENERAL, *session.scalars(select(Category.code).order_by(Category.position))],
+        "languages": LANGUAGES,
+    }
+
+
+@bp.get("/")
+@requires("broadcasts.view")
+def index() -> ResponseReturnValue:
+    with db.transaction() as session:
+        rows = list(session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100)))
+        progress = {b.id: broadcasts.progress(session, b.id) for b in rows}
+    return render_template("admin/broadcasts_index.html", broadcasts=rows, progress=progress)
+
+
+def _parse(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {"title": form.get("title", "").strip()[:200]}
+    errors: dict[str, str] = {}
+    if not values["title"]:
+        errors["title"] = "a title is required"
+    values["municipality"] = form.get("municipality") or None
+    values["topic"] = form.get("topic") or GENERAL
+    values["language"] = form.get("language") or None
+    texts = {lang: form.get(f"text_{lang}", "").strip() for lang in LANGUAGES}
+    values["texts"] = {lang: text for lang, text in texts.items() if text}
+    if not values["texts"]:
+        errors["texts"] = "write the text in at least one language"
+    for lang, text in values["texts"].items():
+        if len(text) > MAX_TEXT:
+            errors[f"text_{lang}"] = f"at most {MAX_TEXT} characters"
+    if values["language"] and values["language"] not in values["texts"]:
+        errors["texts"] = f"the audience reads {values['language']}: write that text"
+    values["urgent"] = form.get("urgent") == "1"
+    when = form.get("scheduled_at", "").strip()
+    values["scheduled_at"] = None
+    if when:
+        try:
+            values["scheduled_at"] = datetime.fromisoformat(when).replace(tzinfo=UTC)
+        except ValueError:
+            errors["scheduled_at"] = "a date and time like 2026-12-03T09:00 (UTC)"
+    return values, errors
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@requires("broadcasts.send")
+def new() -> ResponseReturnValue:
+    with db.transaction() as session:
+        choices = _form_choices(session)
+        if request.method == "GET":
+            return render_template("admin/broadcasts_new.html", values={}, errors={}, **choices)
+        values, errors = _parse(request.form)
+        municipality = None
+        if values["municipality"]:
+            municipality = session.scalar(
+                select(Municipality).where(Municipality.code == values["municipality"])
+            )
+            if municipality is None:
+                errors["municipality"] = "unknown municipality"
+        if errors:
+            return (
+                render_template(
+                    "admin/broadcasts_new.html", values=values, errors=errors, **choices
+                ),
+                400,
+            )
+        broadcast = Broadcast(
+            title=values["title"],
+            municipality_id=municipality.id if municipality else None,
+            topic=None if values["topic"] == GENERAL else values["topic"],
+            language=values["language"],
+            texts=values["texts"],
+            urgent=values["urgent"],
+            scheduled_at=values["scheduled_at"],
+            created_by=_actor(),
+            status=BroadcastStatus.DRAFT.value,
+        )
+        session.add(broadcast)
+        session.flush()
+        audit(session, "broadcast.create", "broadcast", broadcast.id, title=broadcast.title)
+        broadcast_id = broadcast.id
+    return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+
+
+def _get(session: Any, broadcast_id: int, *, lock: bool = False) -> Broadcast:
+    broadcast = session.get(Broadcast, broadcast_id, with_for_update=lock)
+    if broadcast is None:
+        abort(404)
+    return broadcast
+
+
+@bp.get("/<int:broadcast_id>")
+@requires("broadcasts.view")
+def view(broadcast_id: int) -> ResponseReturnValue:
+    with db.transaction() as session:
+        broadcast = _get(session, broadcast_id)
+        audience = _audience_size(session, broadcast)
+        municipality = (
+            session.get(Municipality, broadcast.municipality_id)
+            if broadcast.municipality_id
+            else None
+        )
+        context = {
+            "broadcast": broadcast,
+            "municipality": municipality,
+            "audience": audience,
+            "preview": preview(broadcast.texts, audience),
+            "progress": broadcasts.progress(session, broadcast.id),
+            "threshold": int(current_app.config.get("RUTA_BROADCAST_APPROVAL_OVER", 0)),
+            "currency": current_app.config.get("RUTA_SMS_PRICE_CURRENCY", "USD"),
+            "can_approve": broadcast.status == BroadcastStatus.AWAITING_APPROVAL.value
+            and broadcast.created_by != _actor(),
+        }
+        return render_template("admin/broadcasts_view.html", **context)
+
+
+def _release(broadcast: Broadcast) -> None:
+    """Hand a scheduled broadcast to the workers (after commit): now, or at its time."""
+    redis = current_app.extensions["ruta.redis"]
+    prefix = current_app.config["RUTA_QUEUE_PREFIX"]
+    now = clock.now()
+    if broadcast.scheduled_at is not None and broadcast.scheduled_at > now:
+        enqueue_at(
+            redis, prefix, broadcast.scheduled_at, start_broadcast, broadcast.id, priority=LOW
+        )
+    else:
+        enqueue(redis, prefix, start_broadcast, broadcast.id, priority=LOW)
+
+
+@bp.post("/<int:broadcast_id>/send")
+@requires("broadcasts.send")
+def send(broadcast_id: int) -> ResponseReturnValue:
+    with db.transaction() as session:
+        broadcast = _get(session, broadcast_id, lock=True)
+        if broadcast.status != BroadcastStatus.DRAFT.value:
+            flash("Only a draft can be sent.")
+            return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+        audience = _audience_size(session, broadcast)
+        threshold = int(current_app.config.get("RUTA_BROADCAST_APPROVAL_OVER", 0))
+        if threshold and audience > threshold:
+            broadcast.status = BroadcastStatus.AWAITING_APPROVAL.value
+            audit(session, "broadcast.submit", "broadcast", broadcast.id, audience=audience)
+            flash(f"{audience} recipients: over {threshold}, a second person must approve.")
+            return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+        broadcast.status = BroadcastStatus.SCHEDULED.value
+        audit(session, "broadcast.send", "broadcast", broadcast.id, audience=audience)
+    _release(broadcast)
+    flash("Broadcast handed to the workers.")
+    return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+
+
+@bp.post("/<int:broadcast_id>/approve")
+@requires("broadcasts.send")
+def approve(broadcast_id: int) -> ResponseReturnValue:
+    with db.transaction() as session:
+        broadcast = _get(session, broadcast_id, lock=True)
+        if broadcast.status != BroadcastStatus.AWAITING_APPROVAL.value:
+            flash("This broadcast is not waiting for approval.")
+            return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+        if broadcast.created_by == _actor():
+            abort(403)  # the second pair of eyes must be someone else's
+        broadcast.status = BroadcastStatus.SCHEDULED.value
+        broadcast.approved_by = _actor()
+        audit(session, "broadcast.approve", "broadcast", broadcast.id)
+    _release(broadcast)
+    flash("Approved and handed to the workers.")
+    return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+
+
+@bp.post("/<int:broadcast_id>/cancel")
+@requires("broadcasts.send")
+def cancel(broadcast_id: int) -> ResponseReturnValue:
+    with db.transaction() as session:
+        broadcast = _get(session, broadcast_id, lock=True)
+        if broadcast.status in (BroadcastStatus.DONE.value, BroadcastStatus.CANCELLED.value):
+            flash("This broadcast is already over.")
+            return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+        broadcasts.cancel(session, broadcast_id, clock.now())
+        audit(session, "broadcast.cancel", "broadcast", broadcast_id)
+    flash("Cancelled: nobody else will receive it.")
+    return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+
+
+@bp.get("/<int:broadcast_id>/progress")
+@requires("broadcasts.view")
+def progress(broadcast_id: int) -> ResponseReturnValue:
+    with db.transaction() as session:
+        broadcast = _get(session, broadcast_id)
+        return {"status": broadcast.status, "counts": broadcasts.progress(session, broadcast_id)}

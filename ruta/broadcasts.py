@@ -1,0 +1,377 @@
+"""Broadcasts: who receives one, its recipient ledger, claiming batches, cancelling, quiet hours.
+
+The ledger (``BroadcastRecipient``, unique per broadcast and contact) is written once when the
+broadcast starts; workers then claim pending rows in batches (pending -> sending) and write each
+outcome back. A row left in "sending" by a dead worker goes back to pending after a while
+(``reset_stuck``), so every recipient gets the broadcast at least once: the only duplicate is
+a message the provider accepted while the worker died before recording it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    CursorResult,
+    Select,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from ruta import policy as policies
+from ruta.models import (
+    OPEN_CASE_STATUSES,
+    Broadcast,
+    BroadcastRecipient,
+    BroadcastStatus,
+    Case,
+    Contact,
+    Municipality,
+    RecipientStatus,
+    Subscription,
+    UTCDateTime,
+)
+
+__all__ = [
+    "cancel",
+    "claim_batch",
+    "country_of",
+    "finish_if_done",
+    "has_pending",
+    "paused_contacts",
+    "progress",
+    "quiet_until",
+    "recipients_query",
+    "reset_stuck",
+    "stalled",
+    "start",
+    "text_for",
+]
+
+#: Statuses from which a broadcast can still start sending.
+STARTABLE = (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value)
+
+
+#: The topic of a subscription to every kind of alert.
+GENERAL_TOPIC = "general"
+
+
+def _sensitive_case(contact_id: Any, policy: policies.Policy) -> Any:
+    return exists().where(
+        Case.contact_id == contact_id,
+        Case.status.in_(OPEN_CASE_STATUSES),
+        Case.category_code.in_(sorted(policy.sensitive_categories)),
+    )
+
+
+def default_language(broadcast: Broadcast) -> str:
+    """The text used for subscribers whose language the broadcast has no text in."""
+    available = [lang for lang, text in (broadcast.texts or {}).items() if text]
+    if not available:
+        raise ValueError(f"broadcast {broadcast.id} has no text")
+    return "es" if "es" in available else available[0]
+
+
+def text_for(broadcast: Broadcast, language: str) -> str:
+    texts = broadcast.texts or {}
+    return texts.get(language) or texts[default_language(broadcast)]
+
+
+def recipients_query(
+    session: Session, broadcast: Broadcast, policy: policies.Policy, pause_sensitive: bool
+) -> Select[int, str]:
+    """``(contact_id, language)`` of everyone who gets ``broadcast``, one row per contact:
+    active subscriptions matching its municipality, topic and language (None matches any),
+    contacts not opted out, and (``pause_sensitive``) nobody with an open sensitive case."""
+    query = (
+        select(
+            Subscription.contact_id.label("contact_id"),
+            func.min(Subscription.language).label("language"),
+        )
+        .join(Contact, Contact.id == Subscription.contact_id)
+        .where(Subscription.active.is_(True), Contact.opted_out.is_(False))
+        .group_by(Subscription.contact_id)
+    )
+    if broadcast.municipality_id is not None:
+        query = query.where(Subscription.municipality_id == broadcast.municipality_id)
+    if broadcast.topic is not None:
+        # Someone subscribed to everything ("general") gets every topic's broadcasts too.
+        query = query.where(Subscription.topic.in_([broadcast.topic, GENERAL_TOPIC]))
+    if broadcast.language is not None:
+        query = query.where(Subscription.language == broadcast.language)
+    if pause_sensitive and policy.sensitive_categories:
+        query = query.where(~_sensitive_case(Subscription.contact_id, policy))
+    return query
+
+
+def start(
+    session: Session,
+    broadcast_id: int,
+    now: datetime,
+    *,
+    policy: policies.Policy | None = None,
+    pause_sensitive: bool = True,
+) -> int | None:
+    """Write the ledger (only the missing rows: running it again adds nobody twice) and mark
+    the broadcast sending. Returns the number of recipients, or None when the broadcast is not
+    scheduled or sending (a draft, awaiting approval, done, cancelled)."""
+    policy = policy or policies.load()
+    broadcast = session.get(Broadcast, broadcast_id, with_for_update=True)
+    if broadcast is None or broadcast.status not in STARTABLE:
+        return None
+    audience = recipients_query(session, broadcast, policy, pause_sensitive).subquery()
+    available = [lang for lang, text in (broadcast.texts or {}).items() if text]
+    language = case(
+        (audience.c.language.in_(available), audience.c.language),
+        else_=literal(default_language(broadcast)),
+    )
+    already = exists().where(
+        BroadcastRecipient.broadcast_id == broadcast_id,
+        BroadcastRecipient.contact_id == audience.c.contact_id,
+    )
+    rows = select(
+        literal(broadcast_id),
+        audience.c.contact_id,
+        language,
+        literal(RecipientStatus.PENDING.value),
+        literal(now, UTCDateTime()),
+    ).where(~already)
+    session.execute(
+        insert(BroadcastRecipient).from_select(
+            ["broadcast_id", "contact_id", "language", "status", "updated_at"], rows
+        )
+    )
+    total = int(
+        session.scalar(
+            select(func.count())
+            .select_from(BroadcastRecipient)
+            .where(BroadcastRecipient.broadcast_id == broadcast_id)
+        )
+        or 0
+    )
+    broadcast.recipients_total = total
+    if broadcast.status != BroadcastStatus.SENDING.value:
+        broadcast.status = BroadcastStatus.SENDING.value
+        broadcast.started_at = now
+    return total
+
+
+def claim_batch(
+    session: Session, broadcast_id: int, size: int, now: datetime | None = None
+) -> list[BroadcastRecipient]:
+    """Claim up to ``size`` pending rows (pending -> sending), lowest ids first. Two workers
+    never claim the same row: PostgreSQL skips rows another transaction has locked, SQLite
+    serialises write transactions (BEGIN IMMEDIATE). Nothing is claimed once the broadcast is
+    no longer sending (cancelled)."""
+    status = session.scalar(select(Broadcast.status).where(Broadcast.id == broadcast_id))
+    if status != BroadcastStatus.SENDING.value:
+        return []
+    ids = list(
+        session.scalars(
+            select(BroadcastRecipient.id)
+            .where(
+                BroadcastRecipient.broadcast_id == broadcast_id,
+                BroadcastRecipient.status == RecipientStatus.PENDING.value,
+            )
+            .order_by(BroadcastRecipient.id)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not ids:
+        return []
+    values: dict[str, Any] = {"status": RecipientStatus.SENDING.value}
+    if now is not None:
+        values["updated_at"] = now
+    session.execute(
+        update(BroadcastRecipient)
+        .where(
+            BroadcastRecipient.id.in_(ids),
+            BroadcastRecipient.status == RecipientStatus.PENDING.value,
+        )
+        .values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    return list(
+        session.scalars(
+            select(BroadcastRecipient)
+            .where(BroadcastRecipient.id.in_(ids))
+            .order_by(BroadcastRecipient.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def has_pending(session: Session, broadcast_id: int) -> bool:
+    return (
+        session.scalar(
+            select(BroadcastRecipient.id)
+            .where(
+                BroadcastRecipient.broadcast_id == broadcast_id,
+                BroadcastRecipient.status == RecipientStatus.PENDING.value,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def finish_if_done(session: Session, broadcast_id: int, now: datetime) -> bool:
+    """Mark a sending broadcast done once no row is pending or sending; True if it is done."""
+    broadcast = session.get(Broadcast, broadcast_id)
+    if broadcast is None:
+        return False
+    if broadcast.status == BroadcastStatus.DONE.value:
+        return True
+    if broadcast.status != BroadcastStatus.SENDING.value:
+        return False
+    unfinished = session.scalar(
+        select(BroadcastRecipient.id)
+        .where(
+            BroadcastRecipient.broadcast_id == broadcast_id,
+            BroadcastRecipient.status.in_(
+                (RecipientStatus.PENDING.value, RecipientStatus.SENDING.value)
+            ),
+        )
+        .limit(1)
+    )
+    if unfinished is not None:
+        return False
+    broadcast.status = BroadcastStatus.DONE.value
+    broadcast.finished_at = now
+    return True
+
+
+def cancel(session: Session, broadcast_id: int, now: datetime) -> int:
+    """Cancel: nobody not yet claimed gets it (pending rows -> skipped). Rows a worker has
+    already claimed may still go out. Returns the number of rows skipped."""
+    broadcast = session.get(Broadcast, broadcast_id, with_for_update=True)
+    if broadcast is None or broadcast.status in (
+        BroadcastStatus.DONE.value,
+        BroadcastStatus.CANCELLED.value,
+    ):
+        return 0
+    broadcast.status = BroadcastStatus.CANCELLED.value
+    broadcast.cancelled_at = now
+    skipped: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(BroadcastRecipient)
+        .where(
+            BroadcastRecipient.broadcast_id == broadcast_id,
+            BroadcastRecipient.status == RecipientStatus.PENDING.value,
+        )
+        .values(status=RecipientStatus.SKIPPED.value, error_code="cancelled", updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return int(skipped.rowcount or 0)
+
+
+def reset_stuck(session: Session, cutoff: datetime, now: datetime) -> dict[int, int]:
+    """Rows claimed before ``cutoff`` and never finished (their worker died) go back to pending
+    for broadcasts still sending; returns {broadcast id: rows reset}. At-least-once: the
+    message in flight when the worker died may have reached the provider and is sent again
+    (Twilio: that one message; Africa's Talking: the recipients of that one API call)."""
+    stuck = session.execute(
+        select(BroadcastRecipient.broadcast_id, func.count())
+        .join(Broadcast, Broadcast.id == BroadcastRecipient.broadcast_id)
+        .where(
+            Broadcast.status == BroadcastStatus.SENDING.value,
+            BroadcastRecipient.status == RecipientStatus.SENDING.value,
+            BroadcastRecipient.updated_at < cutoff,
+        )
+        .group_by(BroadcastRecipient.broadcast_id)
+    ).all()
+    reset = {int(broadcast_id): int(number) for broadcast_id, number in stuck}
+    if reset:
+        session.execute(
+            update(BroadcastRecipient)
+            .where(
+                BroadcastRecipient.broadcast_id.in_(list(reset)),
+                BroadcastRecipient.status == RecipientStatus.SENDING.value,
+                BroadcastRecipient.updated_at < cutoff,
+            )
+            .values(status=RecipientStatus.PENDING.value, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+    return reset
+
+
+def stalled(session: Session, cutoff: datetime) -> list[int]:
+    """Sending broadcasts with pending rows and no row touched since ``cutoff``: no job is
+    carrying them (Redis lost the job, retries ran out)."""
+    recent = exists().where(
+        BroadcastRecipient.broadcast_id == Broadcast.id, BroadcastRecipient.updated_at >= cutoff
+    )
+    pending = exists().where(
+        BroadcastRecipient.broadcast_id == Broadcast.id,
+        BroadcastRecipient.status == RecipientStatus.PENDING.value,
+    )
+    return list(
+        session.scalars(
+            select(Broadcast.id).where(
+                Broadcast.status == BroadcastStatus.SENDING.value, pending, ~recent
+            )
+        )
+    )
+
+
+def paused_contacts(
+    session: Session, contact_ids: list[int], policy: policies.Policy, pause_sensitive: bool
+) -> set[int]:
+    """Of ``contact_ids``, those who must get nothing now: opted out, or (``pause_sensitive``)
+    with an open sensitive case. Checked right before sending."""
+    if not contact_ids:
+        return set()
+    condition = Contact.opted_out.is_(True)
+    if pause_sensitive and policy.sensitive_categories:
+        condition = condition | _sensitive_case(Contact.id, policy)
+    return set(session.scalars(select(Contact.id).where(Contact.id.in_(contact_ids), condition)))
+
+
+def country_of(session: Session, broadcast: Broadcast) -> str | None:
+    if broadcast.municipality_id is None:
+        return None
+    return session.scalar(
+        select(Municipality.country).where(Municipality.id == broadcast.municipality_id)
+    )
+
+
+def quiet_until(policy: policies.Policy, country: str | None, now: datetime) -> datetime | None:
+    """When ``now`` falls in the country's quiet hours, the (UTC) time they end; else None."""
+    hours = policy.quiet_hours(country)
+    if hours is None:
+        return None
+    start_at, end_at = hours
+    zone = policy.timezone(country)
+    local = now.astimezone(zone)
+    moment = local.time().replace(tzinfo=None)
+    if start_at < end_at:
+        quiet = start_at <= moment < end_at
+        end_day = local.date()
+    else:  # over midnight, e.g. 20:00 - 07:00
+        quiet = moment >= start_at or moment < end_at
+        end_day = local.date() + timedelta(days=1) if moment >= start_at else local.date()
+    if not quiet:
+        return None
+    end = datetime.combine(end_day, end_at, tzinfo=zone)
+    return end.astimezone(now.tzinfo)
+
+
+def progress(session: Session, broadcast_id: int) -> dict[str, int]:
+    """Recipient rows by status (every status, zero included) and their ``total``."""
+    counts = {status.value: 0 for status in RecipientStatus}
+    rows = session.execute(
+        select(BroadcastRecipient.status, func.count())
+        .where(BroadcastRecipient.broadcast_id == broadcast_id)
+        .group_by(BroadcastRecipient.status)
+    )
+    for status, number in rows:
+        counts[str(status)] = int(number)
+    counts["total"] = sum(counts.values())
+    return counts

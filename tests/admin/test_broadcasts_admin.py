@@ -1,0 +1,155 @@
+"""Broadcasts in the admin: preview with segments and cost, send, second approval, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from gateway.fake_provider import FakeProviderServer
+from ruta import contacts
+from ruta.db import db
+from ruta.models import AuditEntry, Broadcast, Municipality, Subscription, utcnow
+from tests.admin.conftest import csrf_token, login
+from tests.conftest import Clock
+
+SUBSCRIBERS = ("+50688220001", "+50688220002", "+50688220003")
+
+
+@pytest.fixture(autouse=True)
+def midday_in_costa_rica(app: Flask) -> None:
+    """Outside quiet hours: 12:00 in Costa Rica is 18:00 UTC."""
+    app.extensions["ruta.clock"] = Clock(datetime(2026, 11, 24, 18, 0, tzinfo=UTC))
+
+
+def subscribe(numbers: tuple[str, ...] = SUBSCRIBERS, place: str = "cr-upala") -> None:
+    now = utcnow()
+    with db.transaction() as session:
+        municipality = session.scalar(select(Municipality.id).where(Municipality.code == place))
+        assert municipality is not None
+        for number in numbers:
+            person = contacts.lock_contact(session, number, seen_at=now)
+            session.add(
+                Subscription(
+                    contact_id=person.id,
+                    municipality_id=municipality,
+                    topic="general",
+                    language="es",
+                )
+            )
+
+
+def create(client: Any, **fields: str) -> Any:
+    page = client.get("/admin/broadcasts/new")
+    assert page.status_code == 200
+    form = {
+        "title": "Unidad movil",
+        "municipality": "cr-upala",
+        "topic": "general",
+        "text_es": "La unidad movil de registro visita Upala el jueves de 8 a 14.",
+        "text_en": "",
+        "csrf_token": csrf_token(page.get_data(as_text=True)),
+        **fields,
+    }
+    return client.post("/admin/broadcasts/new", data=form)
+
+
+def post(client: Any, url: str) -> Any:
+    token = csrf_token(client.get("/admin/broadcasts/").get_data(as_text=True))
+    return client.post(url, data={"csrf_token": token})
+
+
+def latest() -> Broadcast:
+    with db.transaction() as session:
+        found = session.scalar(select(Broadcast).order_by(Broadcast.id.desc()).limit(1))
+        assert found is not None
+        return found
+
+
+def test_preview_send_and_progress(
+    app: Flask,
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    subscribe()
+    app.config["RUTA_BROADCAST_APPROVAL_OVER"] = 100
+    login(client, accounts["coordinator"])
+    response = create(client)
+    assert response.status_code == 302
+    broadcast = latest()
+    page = client.get(f"/admin/broadcasts/{broadcast.id}").get_data(as_text=True)
+    assert 'id="audience">3<' in page
+    assert "GSM-7" in page and ">1<" in page  # one segment
+    assert "0.02 USD" in page  # 3 recipients x 1 segment x 0.0075
+    assert post(client, f"/admin/broadcasts/{broadcast.id}/send").status_code == 302
+    assert latest().status == "scheduled"
+    worker()
+    sent = [m for m in fake_provider.messages() if m["to"] in SUBSCRIBERS]
+    assert sorted(m["to"] for m in sent) == sorted(SUBSCRIBERS)
+    assert all("unidad movil" in m["body"] for m in sent)
+    progress = client.get(f"/admin/broadcasts/{broadcast.id}/progress").get_json()
+    assert progress["counts"].get("sent") == 3 and progress["status"] == "done"
+
+
+def test_a_big_broadcast_needs_someone_else_to_approve(
+    app: Flask,
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    subscribe()
+    app.config["RUTA_BROADCAST_APPROVAL_OVER"] = 2
+    login(client, accounts["coordinator"])
+    create(client)
+    broadcast = latest()
+    post(client, f"/admin/broadcasts/{broadcast.id}/send")
+    assert latest().status == "awaiting_approval"
+    worker()
+    assert fake_provider.messages() == []
+    assert post(client, f"/admin/broadcasts/{broadcast.id}/approve").status_code == 403
+    login(client, accounts["admin"])
+    assert post(client, f"/admin/broadcasts/{broadcast.id}/approve").status_code == 302
+    approved = latest()
+    assert approved.status in ("scheduled", "sending", "done")
+    assert approved.approved_by == accounts["admin"]
+    worker()
+    assert len([m for m in fake_provider.messages() if m["to"] in SUBSCRIBERS]) == 3
+    with db.transaction() as session:
+        actions = set(session.scalars(select(AuditEntry.action)))
+    assert {"broadcast.create", "broadcast.submit", "broadcast.approve"} <= actions
+
+
+def test_cancel_before_it_goes(
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    subscribe()
+    login(client, accounts["admin"])
+    create(client)
+    broadcast = latest()
+    assert post(client, f"/admin/broadcasts/{broadcast.id}/cancel").status_code == 302
+    assert latest().status == "cancelled"
+    worker()
+    assert fake_provider.messages() == []
+
+
+def test_bad_forms_and_permissions(client: Any, accounts: dict[str, str]) -> None:
+    login(client, accounts["coordinator"])
+    bad = create(client, title="", text_es="")
+    assert bad.status_code == 400
+    page = bad.get_data(as_text=True)
+    assert "a title is required" in page and "write the text" in page
+    too_long = create(client, text_es="x" * 500)
+    assert too_long.status_code == 400
+    login(client, accounts["viewer"])
+    assert client.get("/admin/broadcasts/").status_code == 200
+    assert client.get("/admin/broadcasts/new").status_code == 403
