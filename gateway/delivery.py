@@ -5,6 +5,7 @@ a message's status only moves forward, and a failed alert moves its case on."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, request
 from sqlalchemy import select
@@ -13,7 +14,13 @@ from gateway.africastalking_sms import check_token
 from gateway.twilio_sms import signature_valid
 from ruta import clock, referrals
 from ruta.db import db
-from ruta.models import Message, MessagePurpose, MessageStatus
+from ruta.models import (
+    BroadcastRecipient,
+    Message,
+    MessagePurpose,
+    MessageStatus,
+    RecipientStatus,
+)
 from ruta.referrals import Work
 from workers.jobs import hand_over
 
@@ -60,7 +67,9 @@ def apply_report(channel: str, provider_id: str, status: MessageStatus, error: s
             .where(Message.channel == channel, Message.provider_message_id == provider_id)
             .with_for_update()
         )
-        if message is None or RANK.get(message.status, 3) >= RANK[status.value]:
+        if message is None:
+            return _broadcast_report(session, provider_id, status, error)
+        if RANK.get(message.status, 3) >= RANK[status.value]:
             return False
         message.status = status.value
         if error:
@@ -73,6 +82,24 @@ def apply_report(channel: str, provider_id: str, status: MessageStatus, error: s
                     session, message.id, now=clock.now(), reason=f"undelivered {error or ''}"
                 )
     hand_over(work)
+    return True
+
+
+def _broadcast_report(
+    session: Any, provider_id: str, status: MessageStatus, error: str | None
+) -> bool:
+    """A report on a broadcast message moves its ledger row forward (sent -> delivered/failed)."""
+    row = session.scalar(
+        select(BroadcastRecipient)
+        .where(BroadcastRecipient.provider_message_id == provider_id)
+        .with_for_update()
+    )
+    if row is None or status is MessageStatus.SENT or row.status != RecipientStatus.SENT.value:
+        return False
+    delivered = status is MessageStatus.DELIVERED
+    row.status = (RecipientStatus.DELIVERED if delivered else RecipientStatus.FAILED).value
+    if error:
+        row.error_code = error[:32]
     return True
 
 

@@ -539,3 +539,35 @@ def test_the_rate_limit_holds_with_two_workers(
         queue.fetch_job(job_id) for job_id in FinishedJobRegistry(queue=queue).get_job_ids()
     ]
     assert len({job.worker_name for job in finished if job is not None}) == 2  # both worked
+
+
+def test_delivery_reports_move_the_ledger_forward(
+    app: Flask,
+    client: Any,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+) -> None:
+    from tests.conftest import AT_TOKEN
+
+    subscribe(numbers(3, start=200))
+    broadcast_id = create_broadcast(channel="africastalking")
+    start_broadcast(broadcast_id)
+    worker()
+    sent = fake_provider.messages("africastalking")
+    assert len(sent) == 3
+    url = f"/webhooks/africastalking/{AT_TOKEN}/delivery"
+    reports = [
+        {"id": sent[0]["id"], "status": "Success", "phoneNumber": sent[0]["to"]},
+        {
+            "id": sent[1]["id"],
+            "status": "Failed",
+            "phoneNumber": sent[1]["to"],
+            "failureReason": "UserInBlackList",
+        },
+        {"id": sent[0]["id"], "status": "Sent", "phoneNumber": sent[0]["to"]},  # late: ignored
+    ]
+    for report in reports:
+        assert client.post(url, data=report).status_code == 204
+    counts = progress(broadcast_id)
+    assert (counts["delivered"], counts["failed"], counts["sent"]) == (1, 1, 1)
