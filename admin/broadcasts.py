@@ -182,6 +182,12 @@ def view(broadcast_id: int) -> ResponseReturnValue:
         return render_template("admin/broadcasts_view.html", **context)
 
 
+def _back(broadcast_id: int, message: str) -> ResponseReturnValue:
+    """Say what happened and show the broadcast's page again."""
+    flash(message)
+    return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+
+
 def _release(broadcast: Broadcast) -> None:
     """Hand a scheduled broadcast to the workers (after commit): now, or at its time."""
     redis = current_app.extensions["ruta.redis"]
@@ -201,20 +207,20 @@ def send(broadcast_id: int) -> ResponseReturnValue:
     with db.transaction() as session:
         broadcast = _get(session, broadcast_id, lock=True)
         if broadcast.status != BroadcastStatus.DRAFT.value:
-            flash("Only a draft can be sent.")
-            return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+            return _back(broadcast_id, "Only a draft can be sent.")
         audience = _audience_size(session, broadcast)
         threshold = int(current_app.config.get("RUTA_BROADCAST_APPROVAL_OVER", 0))
         if threshold and audience > threshold:
             broadcast.status = BroadcastStatus.AWAITING_APPROVAL.value
             audit(session, "broadcast.submit", "broadcast", broadcast.id, audience=audience)
-            flash(f"{audience} recipients: over {threshold}, a second person must approve.")
-            return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+            return _back(
+                broadcast_id,
+                f"{audience} recipients: over {threshold}, a second person must approve.",
+            )
         broadcast.status = BroadcastStatus.SCHEDULED.value
         audit(session, "broadcast.send", "broadcast", broadcast.id, audience=audience)
     _release(broadcast)
-    flash("Broadcast handed to the workers.")
-    return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+    return _back(broadcast_id, "Broadcast handed to the workers.")
 
 
 @bp.post("/<int:broadcast_id>/approve")
@@ -223,16 +229,14 @@ def approve(broadcast_id: int) -> ResponseReturnValue:
     with db.transaction() as session:
         broadcast = _get(session, broadcast_id, lock=True)
         if broadcast.status != BroadcastStatus.AWAITING_APPROVAL.value:
-            flash("This broadcast is not waiting for approval.")
-            return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+            return _back(broadcast_id, "This broadcast is not waiting for approval.")
         if broadcast.created_by == _actor():
             abort(403)  # the second pair of eyes must be someone else's
         broadcast.status = BroadcastStatus.SCHEDULED.value
         broadcast.approved_by = _actor()
         audit(session, "broadcast.approve", "broadcast", broadcast.id)
     _release(broadcast)
-    flash("Approved and handed to the workers.")
-    return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+    return _back(broadcast_id, "Approved and handed to the workers.")
 
 
 @bp.post("/<int:broadcast_id>/cancel")
@@ -241,12 +245,10 @@ def cancel(broadcast_id: int) -> ResponseReturnValue:
     with db.transaction() as session:
         broadcast = _get(session, broadcast_id, lock=True)
         if broadcast.status in (BroadcastStatus.DONE.value, BroadcastStatus.CANCELLED.value):
-            flash("This broadcast is already over.")
-            return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+            return _back(broadcast_id, "This broadcast is already over.")
         broadcasts.cancel(session, broadcast_id, clock.now())
         audit(session, "broadcast.cancel", "broadcast", broadcast_id)
-    flash("Cancelled: nobody else will receive it.")
-    return redirect(url_for("admin_broadcasts.view", broadcast_id=broadcast_id))
+    return _back(broadcast_id, "Cancelled: nobody else will receive it.")
 
 
 @bp.get("/<int:broadcast_id>/progress")

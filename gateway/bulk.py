@@ -13,15 +13,14 @@ from typing import Any
 
 import requests
 from africastalking.Service import AfricasTalkingException
-from africastalking.SMS import SMSService
 
 from gateway.senders import (
     AT_PERMANENT_CODES,
     AT_SUCCESS_CODES,
+    AfricasTalkingSender,
     SendError,
     SendResult,
     _optional,
-    _redirect_at_service,
     _require,
 )
 
@@ -31,26 +30,13 @@ Outcome = SendResult | SendError
 _E164 = re.compile(r"^\+\d{4,15}$")
 
 
-class AfricasTalkingBulkSender:
-    """Many recipients of one text per call; ``calls`` counts the SDK calls made."""
+class AfricasTalkingBulkSender(AfricasTalkingSender):
+    """The single sender's SDK setup, plus many recipients of one text per call; ``calls``
+    counts the SDK calls made."""
 
-    provider = "africastalking"
-
-    def __init__(
-        self,
-        username: str,
-        api_key: str,
-        *,
-        sender_id: str | None = None,
-        api_base_url: str | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        self.sender_id = sender_id
-        self.timeout = timeout
+    def __init__(self, *args: Any, timeout: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*args, timeout=timeout, **kwargs)
         self.calls = 0
-        self._service = SMSService(username, api_key)
-        if api_base_url:
-            _redirect_at_service(self._service, api_base_url)
 
     def send_many(self, recipients: Sequence[str], body: str) -> list[Outcome]:
         """Send ``body`` to every recipient in one API call; one outcome per recipient."""
