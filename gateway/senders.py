@@ -24,6 +24,7 @@ __all__ = [
     "Sender",
     "TwilioSender",
     "build_sender",
+    "status_callback_url",
 ]
 
 # Twilio error codes where retrying cannot help: invalid 'To' (21211), opted out (21610),
@@ -62,6 +63,15 @@ class SendError(Exception):
 
     def __repr__(self) -> str:
         return f"SendError({self.message!r}, permanent={self.permanent}, code={self.code!r})"
+
+
+def status_callback_url(config: Mapping[str, Any], channel: str) -> str | None:
+    """Where Twilio should post this message's delivery reports (needs ``PUBLIC_BASE_URL``);
+    None for Africa's Talking, whose delivery report URL is set per account, not per message."""
+    base = config.get("PUBLIC_BASE_URL")
+    if channel == "twilio" and base:
+        return str(base).rstrip("/") + "/webhooks/twilio/status"
+    return None
 
 
 class Sender(Protocol):

@@ -571,3 +571,42 @@ def test_delivery_reports_move_the_ledger_forward(
         assert client.post(url, data=report).status_code == 204
     counts = progress(broadcast_id)
     assert (counts["delivered"], counts["failed"], counts["sent"]) == (1, 1, 1)
+
+
+def test_twilio_broadcasts_ask_for_reports_and_reports_move_the_ledger(
+    app: Flask,
+    client: Any,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+) -> None:
+    from tests.conftest import PUBLIC_BASE_URL, sign
+
+    phones = numbers(3, start=300)
+    subscribe(phones)
+    broadcast_id = create_broadcast(channel="twilio")
+    start_broadcast(broadcast_id)
+    worker()
+    sent = {m["to"]: m for m in fake_provider.messages("twilio")}
+    assert sorted(sent) == phones
+    callback = f"{PUBLIC_BASE_URL}/webhooks/twilio/status"
+    assert all(m["status_callback"] == callback for m in sent.values())
+
+    def report(number: str, status: str, **extra: str) -> int:
+        form = {"MessageSid": sent[number]["id"], "MessageStatus": status, **extra}
+        headers = {"X-Twilio-Signature": sign(callback, form)}
+        return int(client.post("/webhooks/twilio/status", data=form, headers=headers).status_code)
+
+    assert report(phones[0], "delivered") == 204
+    assert report(phones[1], "undelivered", ErrorCode="30003") == 204
+    assert report(phones[0], "sent") == 204  # late and out of order: ignored
+    counts = progress(broadcast_id)
+    assert (counts["delivered"], counts["failed"], counts["sent"]) == (1, 1, 1)
+    with db.transaction() as session:
+        failed = session.scalar(
+            select(BroadcastRecipient.error_code).where(
+                BroadcastRecipient.broadcast_id == broadcast_id,
+                BroadcastRecipient.status == "failed",
+            )
+        )
+    assert failed == "30003"

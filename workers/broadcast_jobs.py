@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy import update
 
 from gateway.bulk import AfricasTalkingBulkSender, Outcome, build_bulk_sender
-from gateway.senders import Sender, SendError, SendResult, build_sender
+from gateway.senders import Sender, SendError, SendResult, build_sender, status_callback_url
 from ruta import broadcasts, clock, rate_limit, referrals
 from ruta import policy as policies
 from ruta.db import db
@@ -347,12 +347,15 @@ def _send(broadcast_id: int, channel: str, rows: list[_Row], texts: dict[str, st
                 )
         else:
             sender = twilio_sender()
+            callback = status_callback_url(_config(), channel)
             for row in chunk:
                 if row.id not in phones:
                     continue
                 rate_limit.acquire(redis, key, rate, 1)
                 try:
-                    result: Outcome = sender.send(phones[row.id], texts[row.language])
+                    result: Outcome = sender.send(
+                        phones[row.id], texts[row.language], status_callback=callback
+                    )
                 except SendError as exc:
                     result = exc
                 transient += _record(row.id, result, clock.now())

@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import CursorResult, select, update
 
-from gateway.senders import Sender, SendError, build_sender
+from gateway.senders import Sender, SendError, build_sender, status_callback_url
 from ruta import clock, referrals
 from ruta import policy as policies
 from ruta.db import db
@@ -82,7 +82,9 @@ def send_message(message_id: int) -> str:
         _failed_alert(message_id, "opted out")
         return "suppressed"
     try:
-        result = _sender(channel).send(to, body, status_callback=_status_callback(channel))
+        result = _sender(channel).send(
+            to, body, status_callback=status_callback_url(current_app.config, channel)
+        )
     except SendError as exc:
         with db.transaction() as session:
             message = session.get(Message, message_id)
@@ -125,13 +127,6 @@ def _sender(channel: str) -> Sender:
     if key not in _SENDERS:
         _SENDERS[key] = build_sender(channel, config)
     return _SENDERS[key]
-
-
-def _status_callback(channel: str) -> str | None:
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    if channel == "twilio" and base:
-        return base.rstrip("/") + "/webhooks/twilio/status"
-    return None  # Africa's Talking delivery reports are set per account, not per message
 
 
 def _failed_alert(message_id: int, reason: str) -> None:
