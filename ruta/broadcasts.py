@@ -18,11 +18,12 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    insert,
     literal,
     select,
+    true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ruta import policy as policies
@@ -132,21 +133,19 @@ def start(
         (audience.c.language.in_(available), audience.c.language),
         else_=literal(default_language(broadcast)),
     )
-    already = exists().where(
-        BroadcastRecipient.broadcast_id == broadcast_id,
-        BroadcastRecipient.contact_id == audience.c.contact_id,
-    )
     rows = select(
         literal(broadcast_id),
         audience.c.contact_id,
         language,
         literal(RecipientStatus.PENDING.value),
         literal(now, UTCDateTime()),
-    ).where(~already)
+    ).where(true())  # SQLite reads "ON CONFLICT" after a bare FROM as a join's ON
+    # ON CONFLICT rather than NOT EXISTS: an anti-join against the rows being inserted was
+    # planned as a scan of the broadcast's ledger per row (quadratic) on fresh statistics.
     session.execute(
-        insert(BroadcastRecipient).from_select(
-            ["broadcast_id", "contact_id", "language", "status", "updated_at"], rows
-        )
+        _insert_ignoring_existing(session)
+        .from_select(["broadcast_id", "contact_id", "language", "status", "updated_at"], rows)
+        .on_conflict_do_nothing(index_elements=["broadcast_id", "contact_id"])
     )
     total = int(
         session.scalar(
@@ -161,6 +160,13 @@ def start(
         broadcast.status = BroadcastStatus.SENDING.value
         broadcast.started_at = now
     return total
+
+
+def _insert_ignoring_existing(session: Session) -> Any:
+    """``INSERT`` of the session's dialect, which has ``on_conflict_do_nothing``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(BroadcastRecipient)
+    return sqlite.insert(BroadcastRecipient)
 
 
 def claim_batch(

@@ -523,17 +523,19 @@ class BroadcastRecipient(Base):
     and no gap whatever happens to the workers."""
 
     __tablename__ = "broadcast_recipients"
-    __table_args__ = (UniqueConstraint("broadcast_id", "contact_id"),)
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "contact_id"),
+        # Claiming a batch reads "this broadcast's pending rows, lowest ids first": one range
+        # of this index. A broadcast_id-only index made the planner walk every row of the
+        # broadcast for each claim (and for each row of the ledger insert) at 100,000 rows.
+        Index("ix_broadcast_recipients_claim", "broadcast_id", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    broadcast_id: Mapped[int] = mapped_column(
-        ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True
-    )
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     language: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(
-        String(16), default=RecipientStatus.PENDING.value, index=True
-    )
+    status: Mapped[str] = mapped_column(String(16), default=RecipientStatus.PENDING.value)
     provider_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
     error_code: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
