@@ -610,3 +610,35 @@ def test_twilio_broadcasts_ask_for_reports_and_reports_move_the_ledger(
             )
         )
     assert failed == "30003"
+
+
+def test_a_referral_alert_does_not_wait_for_a_rate_limited_broadcast(
+    app: Flask, phone: Any, fake_provider: FakeProviderServer
+) -> None:
+    """One worker sends a broadcast to 40 people at 10 a second (one batch, 4 s). Someone
+    asks for help meanwhile: the batch stops after its current chunk, the worker sends the
+    focal point's alert, then the broadcast goes on with no duplicate and no gap."""
+    from tests.test_referrals import ask_for_help
+
+    app.extensions["ruta.clock"] = Clock(datetime.now(UTC))  # the worker runs on real time
+    phones = numbers(40, start=400)
+    subscribe(phones)
+    app.config["RUTA_BROADCAST_RATE"] = 10.0
+    broadcast_id = create_broadcast(urgent=True, channel="twilio")
+    start_broadcast(broadcast_id)
+    process = spawn_worker(app)
+    try:
+        wait_for(lambda: len(fake_provider.messages()) >= 5, 30)
+        ask_for_help(phone)
+        asked_at = len(fake_provider.messages())
+        wait_for(lambda: status_of(broadcast_id) == "done", 60)
+        wait_for(lambda: any(m["to"] not in phones for m in fake_provider.messages()), 10)
+    finally:
+        kill(process)
+    recipients = [m["to"] for m in fake_provider.messages()]
+    assert sorted(n for n in recipients if n in phones) == phones  # everyone exactly once
+    alert = next(i for i, n in enumerate(recipients) if n not in phones)
+    last_broadcast = max(i for i, n in enumerate(recipients) if n in phones)
+    assert alert < last_broadcast
+    # At most the chunk under way when the alert was queued went out before it.
+    assert alert - asked_at <= broadcast_jobs.CHECK_EVERY

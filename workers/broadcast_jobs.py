@@ -3,7 +3,9 @@
 Jobs take ids only. ``start_broadcast`` waits for the scheduled time and the end of the
 country's quiet hours (unless urgent), writes the ledger and starts ``PARALLEL_CHAINS`` chains
 of ``send_batch`` jobs; each batch enqueues the next until nothing is pending. No database
-transaction is open while a provider is called.
+transaction is open while a provider is called. Broadcasts run on the low queue, and a batch
+stops between chunks when work waits on a higher queue (a referral alert, a reply), giving
+back what it has not sent: an alert waits for one chunk at most, not for a whole batch.
 
 Delivery guarantee: at least once. Each outcome is written as soon as the provider answers
 (Twilio: per message; Africa's Talking: per API call). A worker killed between the provider's
@@ -22,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import update
 
 from gateway.bulk import AfricasTalkingBulkSender, Outcome, build_bulk_sender
@@ -36,7 +39,7 @@ from ruta.models import (
     Contact,
     RecipientStatus,
 )
-from workers.queues import LOW, SEND_RETRY, enqueue, enqueue_at
+from workers.queues import LOW, SEND_RETRY, enqueue, enqueue_at, queue_name, queues
 
 log = logging.getLogger(__name__)
 
@@ -294,19 +297,12 @@ def send_batch(broadcast_id: int) -> str:
     try:
         outcome = _send(broadcast_id, channel, rows, texts)
     except rate_limit.RateLimitTimeout:
-        # Give back what was not sent; the next job tries again.
-        with db.transaction() as session:
-            session.execute(
-                update(BroadcastRecipient)
-                .where(
-                    BroadcastRecipient.id.in_([row.id for row in rows]),
-                    BroadcastRecipient.status == RecipientStatus.SENDING.value,
-                )
-                .values(status=RecipientStatus.PENDING.value, updated_at=clock.now()),
-                execution_options={"synchronize_session": False},
-            )
+        outcome = "rate limited"
+    if outcome in ("rate limited", "yielded", "transient"):
+        _give_back(rows)  # what was claimed and not sent: the next job (or retry) goes on
+    if outcome in ("rate limited", "yielded"):
         _enqueue_batch(broadcast_id)
-        return "rate limited"
+        return outcome
     if outcome == "transient":
         raise SendError("a provider refused part of the batch for now", permanent=False)
     with db.transaction() as session:
@@ -318,8 +314,38 @@ def send_batch(broadcast_id: int) -> str:
     return outcome
 
 
+def _give_back(rows: list[_Row]) -> None:
+    """Rows of ``rows`` still claimed (not sent) go back to pending."""
+    with db.transaction() as session:
+        session.execute(
+            update(BroadcastRecipient)
+            .where(
+                BroadcastRecipient.id.in_([row.id for row in rows]),
+                BroadcastRecipient.status == RecipientStatus.SENDING.value,
+            )
+            .values(status=RecipientStatus.PENDING.value, updated_at=clock.now()),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def _urgent_work_waiting() -> bool:
+    """Whether referral alerts, replies or deadline checks wait in a queue above the
+    broadcasts' (one LLEN each): a batch then stops between chunks and lets its worker go."""
+    redis = current_app.extensions["ruta.redis"]
+    prefix = _config()["RUTA_QUEUE_PREFIX"]
+    try:
+        return any(
+            queue.count for queue in queues(redis, prefix) if queue.name != queue_name(prefix, LOW)
+        )
+    except RedisError:
+        return False
+
+
 def _send(broadcast_id: int, channel: str, rows: list[_Row], texts: dict[str, str]) -> str:
-    """Send ``rows``; "sent", "cancelled" or "transient" (some rows went back to pending)."""
+    """Send ``rows``; "sent", "cancelled", "transient" (some rows went back to pending) or
+    "yielded" (stopped between chunks for more urgent work; the rest is still claimed).
+    The first chunk always goes, so a broadcast moves on even under a steady stream of
+    urgent work."""
     redis = current_app.extensions["ruta.redis"]
     key, rate = _rate_key(channel), _rate()
     transient = 0
@@ -328,6 +354,8 @@ def _send(broadcast_id: int, channel: str, rows: list[_Row], texts: dict[str, st
     else:
         step = CHECK_EVERY
     for start in range(0, len(rows), step):
+        if start and _urgent_work_waiting():
+            return "transient" if transient else "yielded"
         chunk = rows[start : start + step]
         going, phones = _check(broadcast_id, chunk, clock.now())
         if not going:
