@@ -89,6 +89,7 @@ class FakeProviderState:
         self._scripts: dict[str, deque[dict[str, Any]]] = {p: deque() for p in PROVIDERS}
         self._fail_numbers: dict[str, dict[str, int]] = {p: {} for p in PROVIDERS}
         self._holds: dict[str, deque[float]] = {p: deque() for p in PROVIDERS}
+        self._twilio_resources: list[dict[str, Any]] = []
 
     def record(self, message: dict[str, Any]) -> None:
         with self._lock:
@@ -111,9 +112,19 @@ class FakeProviderState:
         with self._lock:
             return [dict(m) for m in self._messages if provider in (None, m["provider"])]
 
+    def add_twilio_resource(self, resource: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._twilio_resources.append(dict(resource))
+
+    def twilio_resources(self) -> list[dict[str, Any]]:
+        """Twilio Message resources as the API returns them, newest first."""
+        with self._lock:
+            return [dict(r) for r in reversed(self._twilio_resources)]
+
     def reset(self) -> None:
         with self._lock:
             self._messages.clear()
+            self._twilio_resources.clear()
             for provider in PROVIDERS:
                 self._holds[provider].clear()
                 self._scripts[provider].clear()
@@ -202,8 +213,7 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
     app = Flask("ruta_fake_provider")
     app.config["FAKE_STATE"] = state
 
-    @app.post("/2010-04-01/Accounts/<account_sid>/Messages.json")
-    def twilio_create_message(account_sid: str) -> Response:
+    def twilio_unauthorised(account_sid: str) -> Response | None:
         auth = request.authorization
         if (
             auth is None
@@ -214,6 +224,47 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
             resp = _twilio_error(401, 20003)
             resp.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
             return resp
+        return None
+
+    @app.get("/2010-04-01/Accounts/<account_sid>/Messages.json")
+    def twilio_list_messages(account_sid: str) -> Response:
+        """Read multiple Message resources, newest first, filtered by ``To`` and ``From``
+        (one page; the date filters are not implemented)."""
+        refused = twilio_unauthorised(account_sid)
+        if refused is not None:
+            return refused
+        to, from_ = request.args.get("To"), request.args.get("From")
+        try:
+            size = max(1, min(int(request.args.get("PageSize", "50")), 1000))
+        except ValueError:
+            return _twilio_error(400, 20001)
+        found = [
+            r
+            for r in state.twilio_resources()
+            if r["account_sid"] == account_sid
+            and to in (None, r["to"])
+            and from_ in (None, r["from"])
+        ][:size]
+        uri = f"/2010-04-01/Accounts/{account_sid}/Messages.json?PageSize={size}&Page=0"
+        return jsonify(
+            {
+                "messages": found,
+                "end": max(len(found) - 1, 0),
+                "first_page_uri": uri,
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": uri,
+            }
+        )
+
+    @app.post("/2010-04-01/Accounts/<account_sid>/Messages.json")
+    def twilio_create_message(account_sid: str) -> Response:
+        refused = twilio_unauthorised(account_sid)
+        if refused is not None:
+            return refused
         scripted = _apply_script("twilio", state)
         if scripted is not None:
             return scripted
@@ -260,6 +311,7 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
             "to": to,
             "uri": uri,
         }
+        state.add_twilio_resource(resource)
         state.record(
             {
                 "provider": "twilio",
