@@ -7,14 +7,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, request
-from sqlalchemy import select
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy import func, select
 
 from gateway.africastalking_sms import check_token
 from gateway.twilio_sms import signature_valid
-from ruta import clock, referrals
+from ruta import clock, contacts, referrals
 from ruta.db import db
 from ruta.models import (
+    Broadcast,
     BroadcastRecipient,
     Message,
     MessagePurpose,
@@ -58,7 +59,13 @@ RANK = {
 }
 
 
-def apply_report(channel: str, provider_id: str, status: MessageStatus, error: str | None) -> bool:
+def apply_report(
+    channel: str,
+    provider_id: str,
+    status: MessageStatus,
+    error: str | None,
+    to: str | None = None,
+) -> bool:
     """Move the message forward to ``status``; False when unknown or already further."""
     work = Work()
     with db.transaction() as session:
@@ -68,7 +75,7 @@ def apply_report(channel: str, provider_id: str, status: MessageStatus, error: s
             .with_for_update()
         )
         if message is None:
-            return _broadcast_report(session, provider_id, status, error)
+            return _broadcast_report(session, channel, provider_id, status, error, to)
         if RANK.get(message.status, 3) >= RANK[status.value]:
             return False
         message.status = status.value
@@ -86,21 +93,66 @@ def apply_report(channel: str, provider_id: str, status: MessageStatus, error: s
 
 
 def _broadcast_report(
-    session: Any, provider_id: str, status: MessageStatus, error: str | None
+    session: Any,
+    channel: str,
+    provider_id: str,
+    status: MessageStatus,
+    error: str | None,
+    to: str | None,
 ) -> bool:
-    """A report on a broadcast message moves its ledger row forward (sent -> delivered/failed)."""
+    """A report on a broadcast message moves its ledger row forward (sent -> delivered/failed).
+    A report from Africa's Talking on a message the ledger has no id for is that of a call in
+    flight when its worker died: it proves the provider has the message, so the recipient's
+    row still "sending" takes the report instead of being sent again (``_orphan_row``)."""
     row = session.scalar(
         select(BroadcastRecipient)
         .where(BroadcastRecipient.provider_message_id == provider_id)
         .with_for_update()
     )
-    if row is None or status is MessageStatus.SENT or row.status != RecipientStatus.SENT.value:
+    adopted = False
+    if row is None and channel == "africastalking" and to:
+        row = _orphan_row(session, to)
+        if row is not None:
+            row.provider_message_id = provider_id
+            row.status = RecipientStatus.SENT.value
+            adopted = True
+    if row is None:
         return False
+    if status is MessageStatus.SENT or row.status != RecipientStatus.SENT.value:
+        return adopted
     delivered = status is MessageStatus.DELIVERED
     row.status = (RecipientStatus.DELIVERED if delivered else RecipientStatus.FAILED).value
     if error:
         row.error_code = error[:32]
     return True
+
+
+def _orphan_row(session: Any, to: str) -> BroadcastRecipient | None:
+    """The most recently claimed ledger row of ``to`` still in "sending" (Africa's Talking,
+    no provider id yet), or None. A report on some other message to the same person that
+    arrives before its own id is recorded could be taken for it: then that person misses
+    the broadcast (the rare case is stated in the README)."""
+    try:
+        contact = contacts.find_contact(session, contacts.normalise_number(to))
+    except contacts.InvalidNumber:
+        return None
+    if contact is None:
+        return None
+    row: BroadcastRecipient | None = session.scalar(
+        select(BroadcastRecipient)
+        .join(Broadcast, Broadcast.id == BroadcastRecipient.broadcast_id)
+        .where(
+            BroadcastRecipient.contact_id == contact.id,
+            BroadcastRecipient.status == RecipientStatus.SENDING.value,
+            BroadcastRecipient.provider_message_id.is_(None),
+            func.coalesce(Broadcast.channel, referrals.outbound_channel(current_app.config))
+            == "africastalking",
+        )
+        .order_by(BroadcastRecipient.updated_at.desc(), BroadcastRecipient.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    return row
 
 
 @bp.post("/webhooks/twilio/status")
@@ -124,5 +176,11 @@ def africastalking_delivery(token: str) -> Response:
     if not message_id or status is None:
         log.info("africastalking status ignored: %r", reported[:20])
         return Response("", 204)
-    apply_report("africastalking", message_id, status, request.form.get("failureReason"))
+    apply_report(
+        "africastalking",
+        message_id,
+        status,
+        request.form.get("failureReason"),
+        request.form.get("phoneNumber"),
+    )
     return Response("", 204)

@@ -6,6 +6,7 @@ and provider exceptions are never chained (``from None``) because their text oft
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -194,6 +195,28 @@ class TwilioSender:
             status=str(message.status or "queued"),
             segments=_parse_segments(message.num_segments),
         )
+
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        """The sid of a message with ``body`` this sender sent to ``to`` at or after ``since``
+        (Twilio's clock), if Twilio has one. A resumed broadcast asks this before sending again
+        a message that was in flight when its worker died. Raises SendError when Twilio cannot
+        be asked (the caller then asks again later)."""
+        kwargs: dict[str, Any] = {"to": to, "limit": 20, "page_size": 20}
+        if not self.from_number.startswith("MG"):
+            kwargs["from_"] = self.from_number
+        try:
+            messages = self._client.messages.list(**kwargs)
+        except requests.RequestException as exc:
+            raise SendError(
+                f"twilio request failed: {type(exc).__name__}", permanent=False
+            ) from None
+        except TwilioException:
+            raise SendError("twilio refused to list messages", permanent=False) from None
+        for message in messages:  # newest first
+            created = message.date_created
+            if message.body == body and created is not None and created >= since:
+                return str(message.sid)
+        return None
 
 
 def _redirect_at_service(service: SMSService, api_base_url: str) -> None:

@@ -3,12 +3,12 @@
 The ledger (``BroadcastRecipient``, unique per broadcast and contact) is written once when the
 broadcast starts; workers then claim pending rows in batches (pending -> sending) and write each
 outcome back. A row left in "sending" by a dead worker goes back to pending after a while
-(``reset_stuck``), so every recipient gets the broadcast at least once: the only duplicate is
-a message the provider accepted while the worker died before recording it.
+(``stuck_claims``, ``settle_stuck``), unless the provider says it has that message already.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,9 +50,10 @@ __all__ = [
     "progress",
     "quiet_until",
     "recipients_query",
-    "reset_stuck",
+    "settle_stuck",
     "stalled",
     "start",
+    "stuck_claims",
     "text_for",
 ]
 
@@ -278,34 +279,72 @@ def cancel(session: Session, broadcast_id: int, now: datetime) -> int:
     return int(skipped.rowcount or 0)
 
 
-def reset_stuck(session: Session, cutoff: datetime, now: datetime) -> dict[int, int]:
-    """Rows claimed before ``cutoff`` and never finished (their worker died) go back to pending
-    for broadcasts still sending; returns {broadcast id: rows reset}. At-least-once: the
-    message in flight when the worker died may have reached the provider and is sent again
-    (Twilio: that one message; Africa's Talking: the recipients of that one API call)."""
-    stuck = session.execute(
-        select(BroadcastRecipient.broadcast_id, func.count())
+@dataclass(frozen=True)
+class StuckClaim:
+    """Rows one worker claimed together (same broadcast, same claim time) and never finished.
+    Rows of a claim are sent one after the other in id order, so only the first (``first``)
+    can have reached the provider when the worker died: the rest were never sent."""
+
+    broadcast_id: int
+    claimed_at: datetime
+    row_ids: list[int]
+
+    @property
+    def first(self) -> int:
+        return self.row_ids[0]
+
+
+def stuck_claims(session: Session, cutoff: datetime) -> list[StuckClaim]:
+    """Claims of broadcasts still sending whose rows are in "sending" since before ``cutoff``
+    (their worker died)."""
+    rows = session.execute(
+        select(
+            BroadcastRecipient.broadcast_id, BroadcastRecipient.updated_at, BroadcastRecipient.id
+        )
         .join(Broadcast, Broadcast.id == BroadcastRecipient.broadcast_id)
         .where(
             Broadcast.status == BroadcastStatus.SENDING.value,
             BroadcastRecipient.status == RecipientStatus.SENDING.value,
             BroadcastRecipient.updated_at < cutoff,
         )
-        .group_by(BroadcastRecipient.broadcast_id)
+        .order_by(
+            BroadcastRecipient.broadcast_id, BroadcastRecipient.updated_at, BroadcastRecipient.id
+        )
     ).all()
-    reset = {int(broadcast_id): int(number) for broadcast_id, number in stuck}
-    if reset:
+    claims: dict[tuple[int, datetime], list[int]] = {}
+    for broadcast_id, claimed_at, row_id in rows:
+        claims.setdefault((int(broadcast_id), claimed_at), []).append(int(row_id))
+    return [StuckClaim(b, at, ids) for (b, at), ids in claims.items()]
+
+
+def settle_stuck(session: Session, sent: dict[int, str], reset: list[int], now: datetime) -> int:
+    """Rows the provider turned out to have (``sent``: row id -> provider message id) become
+    sent; ``reset`` rows go back to pending, to be sent again. Only rows still in "sending"
+    are touched. Returns the number reset."""
+    for row_id, provider_id in sent.items():
         session.execute(
             update(BroadcastRecipient)
             .where(
-                BroadcastRecipient.broadcast_id.in_(list(reset)),
+                BroadcastRecipient.id == row_id,
                 BroadcastRecipient.status == RecipientStatus.SENDING.value,
-                BroadcastRecipient.updated_at < cutoff,
             )
-            .values(status=RecipientStatus.PENDING.value, updated_at=now),
+            .values(
+                status=RecipientStatus.SENT.value, provider_message_id=provider_id, updated_at=now
+            ),
             execution_options={"synchronize_session": False},
         )
-    return reset
+    if not reset:
+        return 0
+    done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(BroadcastRecipient)
+        .where(
+            BroadcastRecipient.id.in_(reset),
+            BroadcastRecipient.status == RecipientStatus.SENDING.value,
+        )
+        .values(status=RecipientStatus.PENDING.value, updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return int(done.rowcount or 0)
 
 
 def stalled(session: Session, cutoff: datetime) -> list[int]:

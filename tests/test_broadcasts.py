@@ -469,11 +469,12 @@ def wait_for(condition: Callable[[], bool], seconds: float) -> None:
         time.sleep(0.05)
 
 
-def test_worker_killed_mid_batch_resumes_with_one_duplicate_and_no_gap(
+def test_worker_killed_mid_batch_resumes_with_no_duplicate_and_no_gap(
     app: Flask, worker: Callable[[], None], fake_provider: FakeProviderServer
 ) -> None:
     """SIGKILL while the provider holds its answer to the batch's 2nd message: the provider has
-    it, the ledger does not, so that one person gets it twice; everyone else exactly once."""
+    it, the ledger does not. The resume asks Twilio, records it as sent and sends the rest:
+    everyone gets it exactly once."""
     clock = Clock(datetime.now(UTC))
     app.extensions["ruta.clock"] = clock
     phones = numbers(6)
@@ -493,16 +494,43 @@ def test_worker_killed_mid_batch_resumes_with_one_duplicate_and_no_gap(
     assert counts["sent"] == 1 and counts["sending"] == 2 and counts["pending"] == 3
     assert resume_broadcasts()["broadcast_rows_reset"] == 0  # too early: maybe still working
     clock.now += timedelta(minutes=3)
-    assert resume_broadcasts()["broadcast_rows_reset"] == 2
+    resumed = resume_broadcasts()
+    assert resumed["broadcast_rows_found_sent"] == 1  # Twilio has the 2nd message
+    assert resumed["broadcast_rows_reset"] == 1  # the 3rd was never sent
     worker()
     got = received(fake_provider, phones)
-    assert got[phones[1]] == [ES, ES]  # the one duplicate
-    assert all(got[n] == [ES] for n in phones if n != phones[1])  # no gap, no other duplicate
+    assert all(got[n] == [ES] for n in phones)  # no duplicate, no gap
     assert status_of(broadcast_id) == "done"
+    assert progress(broadcast_id)["sent"] == 6
     clock.now += timedelta(minutes=3)
     resume_broadcasts()
     worker()
-    assert len(fake_provider.messages()) == 7
+    assert len(fake_provider.messages()) == 6
+
+
+def test_a_resume_that_cannot_ask_twilio_sends_nothing_again_until_it_can(
+    app: Flask, worker: Callable[[], None], fake_provider: FakeProviderServer, clock: Clock
+) -> None:
+    phones = numbers(3, start=500)
+    subscribe(phones)
+    broadcast_id = create_broadcast(channel="twilio")
+    start_broadcast(broadcast_id)
+    with db.transaction() as session:  # a worker claimed the batch and died
+        claimed = broadcasts.claim_batch(session, broadcast_id, 10, clock.now)
+    assert len(claimed) == 3
+    clock.now += timedelta(minutes=3)
+    real_url = app.config["TWILIO_API_BASE_URL"]
+    app.config["TWILIO_API_BASE_URL"] = "http://127.0.0.1:9"  # Twilio unreachable
+    try:
+        resumed = resume_broadcasts()
+    finally:
+        app.config["TWILIO_API_BASE_URL"] = real_url
+    assert resumed["broadcast_rows_reset"] == 0
+    assert progress(broadcast_id)["sending"] == 3
+    resumed = resume_broadcasts()  # Twilio answers: it has none of them
+    assert (resumed["broadcast_rows_found_sent"], resumed["broadcast_rows_reset"]) == (0, 3)
+    worker()
+    assert sorted(m["to"] for m in fake_provider.messages()) == phones
 
 
 def test_the_rate_limit_holds_with_two_workers(
@@ -642,3 +670,64 @@ def test_a_referral_alert_does_not_wait_for_a_rate_limited_broadcast(
     assert alert < last_broadcast
     # At most the chunk under way when the alert was queued went out before it.
     assert alert - asked_at <= broadcast_jobs.CHECK_EVERY
+
+
+def _at_reports(client: Any, messages: list[dict[str, Any]], status: str) -> None:
+    from tests.conftest import AT_TOKEN
+
+    for message in messages:
+        report = {"id": message["id"], "status": status, "phoneNumber": message["to"]}
+        response = client.post(f"/webhooks/africastalking/{AT_TOKEN}/delivery", data=report)
+        assert response.status_code == 204
+
+
+def test_africastalking_worker_killed_mid_call_resumes_from_delivery_reports(
+    app: Flask, client: Any, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    """SIGKILL while Africa's Talking holds its answer to a call of 3 recipients: the ledger
+    has no ids for them. Their delivery reports arrive; the resume then sends only the rest."""
+    clock = Clock(datetime.now(UTC))
+    app.extensions["ruta.clock"] = clock
+    phones = numbers(6, start=600)
+    subscribe(phones)
+    app.config["RUTA_BROADCAST_BATCH"] = 3
+    broadcast_id = create_broadcast(urgent=True, channel="africastalking")
+    fake_provider.hold("africastalking", 20)
+    start_broadcast(broadcast_id)
+    process = spawn_worker(app)
+    try:
+        wait_for(lambda: len(fake_provider.messages()) >= 3, 30)
+    finally:
+        kill(process)
+    in_flight = fake_provider.messages()
+    assert sorted(m["to"] for m in in_flight) == phones[:3]
+    assert progress(broadcast_id)["sending"] == 3
+    _at_reports(client, in_flight, "Success")
+    counts = progress(broadcast_id)
+    assert (counts["delivered"], counts["sending"]) == (3, 0)
+    clock.now += timedelta(minutes=3)
+    resume_broadcasts()
+    worker()
+    got = received(fake_provider, phones)
+    assert all(got[n] == [ES] for n in phones)  # no duplicate, no gap
+    assert status_of(broadcast_id) == "done"
+
+
+def test_a_report_before_the_worker_records_the_call_is_kept(
+    app: Flask, client: Any, fake_provider: FakeProviderServer
+) -> None:
+    app.extensions["ruta.clock"] = Clock(datetime.now(UTC))
+    phones = numbers(3, start=700)
+    subscribe(phones)
+    broadcast_id = create_broadcast(urgent=True, channel="africastalking")
+    fake_provider.hold("africastalking", 2)
+    start_broadcast(broadcast_id)
+    process = spawn_worker(app)
+    try:
+        wait_for(lambda: len(fake_provider.messages()) >= 3, 30)
+        _at_reports(client, fake_provider.messages(), "Success")  # faster than the answer
+        wait_for(lambda: status_of(broadcast_id) == "done", 30)
+    finally:
+        kill(process)
+    counts = progress(broadcast_id)
+    assert (counts["delivered"], counts["sent"]) == (3, 0)  # not put back to "sent"

@@ -7,11 +7,13 @@ transaction is open while a provider is called. Broadcasts run on the low queue,
 stops between chunks when work waits on a higher queue (a referral alert, a reply), giving
 back what it has not sent: an alert waits for one chunk at most, not for a whole batch.
 
-Delivery guarantee: at least once. Each outcome is written as soon as the provider answers
-(Twilio: per message; Africa's Talking: per API call). A worker killed between the provider's
-acceptance and that write leaves its rows in "sending"; ``resume_broadcasts`` (run by the
-sweeper) puts them back after ``RESUME_AFTER``, so that one message (Twilio) or the recipients
-of that one call (Africa's Talking) are sent twice. Nobody is skipped.
+Delivery guarantee: nobody is skipped, and nobody gets a broadcast twice over Twilio. Each
+outcome is written as soon as the provider answers (Twilio: per message; Africa's Talking: per
+API call). A worker killed between the provider's acceptance and that write leaves its rows in
+"sending"; ``resume_broadcasts`` (run by the sweeper) settles them after ``RESUME_AFTER``: it
+asks Twilio whether the one message in flight went out (then it is recorded as sent) and puts
+the rest back to pending. Africa's Talking cannot be asked, so the recipients of the one call
+in flight get that broadcast twice.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import update
 
 from gateway.bulk import AfricasTalkingBulkSender, Outcome, build_bulk_sender
-from gateway.senders import Sender, SendError, SendResult, build_sender, status_callback_url
+from gateway.senders import (
+    SendError,
+    SendResult,
+    TwilioSender,
+    build_sender,
+    status_callback_url,
+)
 from ruta import broadcasts, clock, rate_limit, referrals
 from ruta import policy as policies
 from ruta.db import db
@@ -52,7 +60,7 @@ BATCH_SECONDS = 20.0
 #: Twilio messages sent between two checks of cancellation and opt-outs.
 CHECK_EVERY = 10
 
-_TWILIO: dict[tuple[str, ...], Sender] = {}
+_TWILIO: dict[tuple[str, ...], TwilioSender] = {}
 _BULK: dict[tuple[str, ...], AfricasTalkingBulkSender] = {}
 _SETTINGS = (
     "TWILIO_ACCOUNT_SID",
@@ -94,10 +102,12 @@ def _key() -> tuple[str, ...]:
     return tuple(str(_config().get(name)) for name in _SETTINGS)
 
 
-def twilio_sender() -> Sender:
+def twilio_sender() -> TwilioSender:
     key = _key()
     if key not in _TWILIO:
-        _TWILIO[key] = build_sender("twilio", _config())
+        sender = build_sender("twilio", _config())
+        assert isinstance(sender, TwilioSender)
+        _TWILIO[key] = sender
     return _TWILIO[key]
 
 
@@ -204,7 +214,11 @@ def _record(row_id: int, outcome: Outcome, now: datetime) -> bool:
     with db.transaction() as session:
         session.execute(
             update(BroadcastRecipient)
-            .where(BroadcastRecipient.id == row_id)
+            .where(
+                BroadcastRecipient.id == row_id,
+                # A delivery report may have got there first (gateway/delivery.py).
+                BroadcastRecipient.status == RecipientStatus.SENDING.value,
+            )
             .values(updated_at=now, **values),
             execution_options={"synchronize_session": False},
         )
@@ -235,7 +249,14 @@ def _record_many(results: list[tuple[int, Outcome]], now: datetime) -> int:
         )
     if rows:
         with db.transaction() as session:
-            session.execute(update(BroadcastRecipient), rows)
+            # Only rows still claimed: a delivery report may have got there first.
+            session.execute(
+                update(BroadcastRecipient).where(
+                    BroadcastRecipient.status == RecipientStatus.SENDING.value
+                ),
+                rows,
+                execution_options={"synchronize_session": None},
+            )
     return transient
 
 
@@ -393,16 +414,72 @@ def _send(broadcast_id: int, channel: str, rows: list[_Row], texts: dict[str, st
     return "sent"
 
 
+#: Twilio's clock against ours, when asking whether it has a message sent since a claim.
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+def _ask_twilio(claims: list[broadcasts.StuckClaim]) -> tuple[dict[int, str], set[int]]:
+    """For each stuck Twilio claim, ask Twilio whether its first row's message went out.
+    Returns {row id: sid} of those it has, and the row ids of claims it could not be asked
+    about (left as they are until the next sweep, so nothing is sent twice)."""
+    sent: dict[int, str] = {}
+    unknown: set[int] = set()
+    if not claims:
+        return sent, unknown
+    with db.transaction() as session:
+        firsts = {
+            row.id: row
+            for row in session.query(BroadcastRecipient).filter(
+                BroadcastRecipient.id.in_([c.first for c in claims])
+            )
+        }
+        questions = []
+        for claim in claims:
+            row = firsts[claim.first]
+            broadcast = session.get(Broadcast, claim.broadcast_id)
+            contact = session.get(Contact, row.contact_id)
+            assert broadcast is not None and contact is not None
+            text = broadcasts.text_for(broadcast, row.language)
+            questions.append((claim, contact.phone, text))
+    for claim, phone, text in questions:
+        try:
+            sid = twilio_sender().find_sent(phone, text, claim.claimed_at - CLOCK_SKEW)
+        except SendError:
+            unknown.update(claim.row_ids)
+            continue
+        if sid is not None:
+            sent[claim.first] = sid
+    return sent, unknown
+
+
 def resume_broadcasts() -> dict[str, int]:
-    """For the sweeper: rows stuck in "sending" longer than ``RESUME_AFTER`` go back to
-    pending (the one possible duplicate: see the module docstring); sending broadcasts with
-    pending rows that no job carries get a batch job; scheduled broadcasts whose start job
-    was lost (Redis down) and that may go out now are started again."""
+    """For the sweeper: rows stuck in "sending" longer than ``RESUME_AFTER`` (their worker
+    died) go back to pending, except a message Twilio says it has already (see
+    ``_ask_twilio``); Africa's Talking has no such lookup, so the recipients of the call in
+    flight when a worker died may get it twice. Sending broadcasts with pending rows that no
+    job carries get a batch job; scheduled broadcasts whose start job was lost (Redis down)
+    and that may go out now are started again."""
     now = clock.now()
     cutoff = now - RESUME_AFTER
+    default_channel = referrals.outbound_channel(_config())
     with db.transaction() as session:
-        reset = broadcasts.reset_stuck(session, cutoff, now)
-        carry = set(reset) | set(broadcasts.stalled(session, cutoff))
+        claims = broadcasts.stuck_claims(session, cutoff)
+        channels = {
+            b.id: b.channel or default_channel
+            for b in session.query(Broadcast).filter(
+                Broadcast.id.in_({c.broadcast_id for c in claims})
+            )
+        }
+    sent, unknown = _ask_twilio([c for c in claims if channels[c.broadcast_id] == "twilio"])
+    with db.transaction() as session:
+        reset_ids = [
+            row_id
+            for claim in claims
+            for row_id in claim.row_ids
+            if row_id not in sent and row_id not in unknown
+        ]
+        reset = broadcasts.settle_stuck(session, sent, reset_ids, now)
+        carry = {c.broadcast_id for c in claims} | set(broadcasts.stalled(session, cutoff))
         lost = [
             b.id
             for b in session.query(Broadcast).filter(
@@ -412,8 +489,12 @@ def resume_broadcasts() -> dict[str, int]:
             if (b.scheduled_at is None or b.scheduled_at < cutoff)
             and _not_before(session, b, now) is None
         ]
-    handed = {"broadcast_rows_reset": sum(reset.values()), "broadcast_batches": 0}
-    handed["broadcast_starts"] = 0
+    handed = {
+        "broadcast_rows_reset": reset,
+        "broadcast_rows_found_sent": len(sent),
+        "broadcast_batches": 0,
+        "broadcast_starts": 0,
+    }
     for broadcast_id in sorted(carry):
         handed["broadcast_batches"] += _enqueue_batch(broadcast_id)
     for broadcast_id in lost:

@@ -1,6 +1,7 @@
 """Real Twilio / Africa's Talking SDK senders against the fake provider on loopback."""
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -355,3 +356,24 @@ def test_build_sender_missing_api_key() -> None:
         build_sender("twilio", {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_FROM_NUMBER": FROM})
     with pytest.raises(ValueError, match="unknown"):
         build_sender("nexmo", {})
+
+
+def test_twilio_find_sent_reads_the_message_list(
+    twilio: TwilioSender, fake: FakeProviderServer
+) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=2)
+    sent = twilio.send(TO, BODY)
+    twilio.send(TO, "another text")
+    twilio.send("+15005550009", BODY)
+
+    assert twilio.find_sent(TO, BODY, before) == sent.provider_message_id
+    assert twilio.find_sent(TO, "never sent", before) is None
+    assert twilio.find_sent("+15005550010", BODY, before) is None
+    assert twilio.find_sent(TO, BODY, datetime.now(UTC) + timedelta(minutes=1)) is None
+
+
+def test_twilio_find_sent_says_when_twilio_cannot_be_asked() -> None:
+    sender = TwilioSender(ACCOUNT_SID, AUTH_TOKEN, FROM, api_base_url="http://127.0.0.1:9")
+    with pytest.raises(SendError) as refused:
+        sender.find_sent(TO, BODY, datetime.now(UTC))
+    assert not refused.value.permanent
