@@ -44,6 +44,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_SMS_PRICE_PER_SEGMENT": ("0.0075", "price of one SMS segment, for cost estimates"),
     "RUTA_SMS_PRICE_CURRENCY": ("USD", "currency of RUTA_SMS_PRICE_PER_SEGMENT"),
     "RUTA_PAUSE_SENSITIVE_CASES": ("1", "1: no broadcasts to people with an open sensitive case"),
+    "RUTA_MESSAGE_RETENTION_DAYS": ("30", "days the text of a message is kept (0: forever)"),
     "RUTA_POLICY_FILE": (None, "referral policy YAML; default: ruta/referral_policy.yaml"),
     "RUTA_OUTBOUND_PROVIDER": (None, "provider for alerts and notices: twilio or africastalking"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
@@ -78,6 +79,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "USSD_JSON_MAX_CHARS",
         "RUTA_BROADCAST_BATCH",
         "RUTA_BROADCAST_APPROVAL_OVER",
+        "RUTA_MESSAGE_RETENTION_DAYS",
     ):
         try:
             config[name] = int(config[name])

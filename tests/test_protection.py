@@ -74,3 +74,45 @@ def test_readyz_reports_redis_down(app: Any, client: Any) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.get_json()["checks"]["redis"].startswith("unreachable")
+
+
+def test_message_text_is_purged_after_the_retention_days(app: Any, phone: TwilioPhone) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from ruta import contacts, retention
+    from ruta.models import Message
+    from tests.conftest import Clock
+    from workers.jobs import sweep
+
+    phone.text("HOLA")  # an inbound message and its reply
+    with db.transaction() as session:
+        person = contacts.lock_contact(session, PERSON)
+        session.add(
+            Message(
+                direction="out",
+                channel="twilio",
+                contact_id=person.id,
+                body="pendiente de enviar",
+                status="queued",
+            )
+        )
+
+    def texts() -> list[str | None]:
+        with db.transaction() as session:
+            return list(session.scalars(select(Message.body).order_by(Message.id)))
+
+    assert all(texts())
+    app.extensions["ruta.clock"] = Clock(datetime.now(UTC) + timedelta(days=29))
+    assert sweep()["message_texts_purged"] == 0  # not old enough yet
+    app.extensions["ruta.redis"].flushdb()  # the hourly turn, taken by that sweep
+    app.extensions["ruta.clock"] = Clock(datetime.now(UTC) + timedelta(days=31))
+    assert sweep()["message_texts_purged"] == 2
+    assert texts() == [None, None, "pendiente de enviar"]  # what still has to go out stays
+    phone.text("HOLA")
+    assert sweep()["message_texts_purged"] == 0  # once an hour, however many workers sweep
+    with db.transaction() as session:
+        assert retention.purge_message_text(session, datetime.now(UTC), 0) == 0  # 0: keep
+        later = datetime.now(UTC) + timedelta(days=31)
+        assert retention.purge_message_text(session, later, 30) == 2  # the second exchange

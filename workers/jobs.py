@@ -7,14 +7,15 @@ work. Each job commits before it hands follow-up work to RQ.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import CursorResult, select, update
 
 from gateway.senders import Sender, SendError, build_sender, status_callback_url
-from ruta import clock, referrals
+from ruta import clock, referrals, retention
 from ruta import policy as policies
 from ruta.db import db
 from ruta.models import (
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: A message or outbox event left this long without being handed over is handed over again.
 SWEEP_AFTER = timedelta(minutes=2)
+#: Seconds between two retention purges (DOMAIN.md), whatever the number of workers.
+RETENTION_EVERY = 3600
 #: Messages a person or focal point may receive although they opted out.
 ALWAYS_SENT = (MessagePurpose.OPT_OUT_CONFIRMATION.value,)
 
@@ -207,4 +210,18 @@ def sweep() -> dict[str, int]:
     for case_id in due:
         handed["deadlines"] += enqueue(redis, prefix, check_deadline, case_id, priority=DEFAULT)
     handed.update(resume_broadcasts())
+    handed["message_texts_purged"] = _purge_old_texts(redis, prefix, now)
     return handed
+
+
+def _purge_old_texts(redis: Any, prefix: str, now: datetime) -> int:
+    """Retention, at most once an hour across all workers (a Redis key decides which)."""
+    try:
+        if not redis.set(f"{prefix}:retention-ran", "1", nx=True, ex=RETENTION_EVERY):
+            return 0
+    except RedisError:
+        pass  # no Redis: purge anyway, it is idempotent
+    with db.transaction() as session:
+        return retention.purge_message_text(
+            session, now, int(current_app.config["RUTA_MESSAGE_RETENTION_DAYS"])
+        )
