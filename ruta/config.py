@@ -45,6 +45,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_SMS_PRICE_CURRENCY": ("USD", "currency of RUTA_SMS_PRICE_PER_SEGMENT"),
     "RUTA_PAUSE_SENSITIVE_CASES": ("1", "1: no broadcasts to people with an open sensitive case"),
     "RUTA_MESSAGE_RETENTION_DAYS": ("30", "days the text of a message is kept (0: forever)"),
+    "RUTA_CASE_ANONYMISE_DAYS": ("180", "days after closing that a case is anonymised (0: never)"),
     "RUTA_POLICY_FILE": (None, "referral policy YAML; default: ruta/referral_policy.yaml"),
     "RUTA_OUTBOUND_PROVIDER": (None, "provider for alerts and notices: twilio or africastalking"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
@@ -80,6 +81,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RUTA_BROADCAST_BATCH",
         "RUTA_BROADCAST_APPROVAL_OVER",
         "RUTA_MESSAGE_RETENTION_DAYS",
+        "RUTA_CASE_ANONYMISE_DAYS",
     ):
         try:
             config[name] = int(config[name])

@@ -107,6 +107,8 @@ class Contact(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The person sent BORRAR: the sweeper erases them once their confirmation is out.
+    erase_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

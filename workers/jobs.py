@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import CursorResult, select, update
 
 from gateway.senders import Sender, SendError, build_sender, status_callback_url
-from ruta import clock, referrals, retention
+from ruta import clock, erasure, referrals, retention
 from ruta import policy as policies
 from ruta.db import db
 from ruta.models import (
@@ -210,18 +210,26 @@ def sweep() -> dict[str, int]:
     for case_id in due:
         handed["deadlines"] += enqueue(redis, prefix, check_deadline, case_id, priority=DEFAULT)
     handed.update(resume_broadcasts())
-    handed["message_texts_purged"] = _purge_old_texts(redis, prefix, now)
+    with db.transaction() as session:
+        handed["people_erased"] = erasure.erase_requested(session, now)
+    handed.update(_retention(redis, prefix, now))
     return handed
 
 
-def _purge_old_texts(redis: Any, prefix: str, now: datetime) -> int:
+def _retention(redis: Any, prefix: str, now: datetime) -> dict[str, int]:
     """Retention, at most once an hour across all workers (a Redis key decides which)."""
+    done = {"message_texts_purged": 0, "cases_anonymised": 0}
     try:
         if not redis.set(f"{prefix}:retention-ran", "1", nx=True, ex=RETENTION_EVERY):
-            return 0
+            return done
     except RedisError:
-        pass  # no Redis: purge anyway, it is idempotent
+        pass  # no Redis: run anyway, it is idempotent
+    config = current_app.config
     with db.transaction() as session:
-        return retention.purge_message_text(
-            session, now, int(current_app.config["RUTA_MESSAGE_RETENTION_DAYS"])
+        done["message_texts_purged"] = retention.purge_message_text(
+            session, now, int(config["RUTA_MESSAGE_RETENTION_DAYS"])
         )
+        done["cases_anonymised"] = erasure.anonymise_closed_cases(
+            session, now, int(config["RUTA_CASE_ANONYMISE_DAYS"])
+        )
+    return done
