@@ -74,6 +74,10 @@ class Engine:
         def role(name: str) -> bool:
             return word in self._words.get(name, set())
 
+        if role("erase"):  # also when opted out: erasing is always possible
+            language = (state or {}).get("lang") or contact.language or settings.default_language
+            reply = settings.message("erased", language)
+            return StepResult([reply], None, [Event("contact_erase_requested")])
         if contact.opted_out:
             if not role("opt_in"):
                 return StepResult([], state, [Event("ignored_while_opted_out")])

@@ -20,6 +20,7 @@ SETTINGS_FILE = "settings.yaml"
 #: Messages the engine itself sends; the settings file must have each, in the default language.
 SYSTEM_MESSAGES = (
     "opted_out",
+    "erased",
     "opted_in",
     "expired",
     "help",
@@ -38,7 +39,7 @@ SYSTEM_MESSAGES = (
     "resume_restart",
     "error",
 )
-KEYWORD_ROLES = ("restart", "back", "help", "language", "opt_out", "opt_in", "more")
+KEYWORD_ROLES = ("restart", "back", "help", "language", "opt_out", "opt_in", "erase", "more")
 
 
 def checksum(source: str) -> str:

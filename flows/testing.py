@@ -41,7 +41,7 @@ def run_example(
         for event in out.events:
             if event.kind == "contact_language_changed":
                 contact = ContactView(event.data["language"], contact.opted_out)
-            elif event.kind == "contact_opted_out":
+            elif event.kind in ("contact_opted_out", "contact_erase_requested"):
                 contact = ContactView(contact.language, True)
             elif event.kind == "contact_opted_in":
                 contact = ContactView(contact.language, False)

@@ -136,7 +136,7 @@ def _handle(
         reply = result.text or None
         purpose = (
             MessagePurpose.OPT_OUT_CONFIRMATION
-            if result.has("contact_opted_out")
+            if result.has("contact_opted_out") or result.has("contact_erase_requested")
             else MessagePurpose.REPLY
         )
     if reply:
@@ -212,10 +212,12 @@ def step_conversation(
             state, view, message.text, services=services, budget=route.budget, now=now
         )
     for event in result.events:
-        if event.kind == "contact_opted_out":
+        if event.kind in ("contact_opted_out", "contact_erase_requested"):
             contact.opted_out, contact.opted_out_at = True, now
             # STOP ends every alert subscription too; START does not bring them back.
             end_subscriptions(session, contact.id, now)
+            if event.kind == "contact_erase_requested":
+                contact.erase_requested_at = now  # the sweeper erases them (ruta/erasure.py)
         elif event.kind == "contact_opted_in":
             contact.opted_out, contact.opted_out_at = False, None
         elif event.kind == "contact_language_changed":
