@@ -33,6 +33,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "cases.reveal": frozenset({Role.ADMIN, Role.COORDINATOR, Role.FOCAL_POINT}),
     "broadcasts.view": frozenset({Role.ADMIN, Role.COORDINATOR, Role.VIEWER}),
     "broadcasts.send": frozenset({Role.ADMIN, Role.COORDINATOR}),
+    # Anonymous counts (small ones hidden); coordinators see their own country's.
+    "figures.view": frozenset({Role.ADMIN, Role.COORDINATOR, Role.VIEWER}),
     "audit.view": frozenset({Role.ADMIN}),
     "users.manage": frozenset({Role.ADMIN}),
 }

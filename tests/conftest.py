@@ -25,6 +25,7 @@ from twilio.request_validator import RequestValidator
 from gateway.fake_provider import FakeProviderServer
 from ruta import crypto
 from ruta.models import (
+    AuditEntry,
     Base,
     Broadcast,
     BroadcastRecipient,
@@ -146,6 +147,7 @@ def app(prepared: dict[str, Any], fake_provider: FakeProviderServer) -> Iterator
             Message,
             ConversationSession,
             UssdSession,
+            AuditEntry,
         ):
             session.execute(delete(model))
         focal = select(FocalPoint.contact_id)
