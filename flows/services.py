@@ -70,3 +70,7 @@ class Services(Protocol):
     def unsubscribe(self, which: str) -> int:
         """End one subscription (a value from ``subscriptions``) or ``"all"``; how many ended."""
         ...
+
+    def ask_question(self, text: str, language: str) -> None:
+        """Leave the person's question for a human, who answers by SMS from the admin."""
+        ...

@@ -15,6 +15,7 @@ from ruta.models import (
     Category,
     Location,
     Municipality,
+    Question,
     Service,
     ServiceAtLocation,
     ServiceStatus,
@@ -212,6 +213,22 @@ class DatabaseServices:
             if choice.value == topic:
                 return choice.label
         return topic
+
+    # questions for a human
+
+    def ask_question(self, text: str, language: str) -> None:
+        if self.contact_id is None:  # a flow example: no contact, nothing stored
+            return
+        self.session.add(
+            Question(
+                contact_id=self.contact_id,
+                channel=self.channel,
+                language=language,
+                country=referrals.country_of(self.number) if self.number else None,
+                text=text,
+                created_at=self.now,
+            )
+        )
 
     def subscribe(self, municipality: str, topic: str, language: str) -> bool:
         place = self.session.scalar(select(Municipality).where(Municipality.code == municipality))

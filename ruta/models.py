@@ -90,6 +90,7 @@ class MessagePurpose(str, Enum):
     OPT_OUT_CONFIRMATION = "opt_out_confirmation"  # the one message sent after STOP
     ALERT = "alert"  # a referral alert to a focal point
     NOTICE = "notice"  # a case update to the person (accepted, closed)
+    ANSWER = "answer"  # a person's answer to their question, from the admin
 
 
 class ServiceStatus(str, Enum):
@@ -541,6 +542,35 @@ class BroadcastRecipient(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
     error_code: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class QuestionStatus(str, Enum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    CLOSED = "closed"  # closed without an answer (nothing to answer, a test...)
+
+
+class Question(Base):
+    """A question a person sent for a human to answer by SMS (DOMAIN.md, journey 6)."""
+
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2), index=True)
+    text: Mapped[str | None] = mapped_column(EncryptedText)
+    status: Mapped[str] = mapped_column(String(16), default=QuestionStatus.OPEN.value, index=True)
+    answer: Mapped[str | None] = mapped_column(EncryptedText)
+    answered_by: Mapped[str | None] = mapped_column(String(200))
+    answer_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Role(str, Enum):

@@ -46,4 +46,10 @@ def action(
     return register
 
 
-from flows.actions import alerts, cases, directory, language  # noqa: E402,F401  (registers the actions)
+from flows.actions import (  # noqa: E402,F401  (registers the actions)
+    alerts,
+    cases,
+    directory,
+    language,
+    questions,
+)

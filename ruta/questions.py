@@ -1,0 +1,81 @@
+"""Questions for a human (DOMAIN.md, journey 6): a person leaves one from the flows, a coordinator
+answers it by SMS from the admin. The answer goes out like any message: queued, sent by a worker,
+and dropped at send time if the person has opted out since."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from flows.encoding import sms_cost
+from ruta.models import (
+    Contact,
+    Direction,
+    Message,
+    MessagePurpose,
+    MessageStatus,
+    Question,
+    QuestionStatus,
+)
+from ruta.referrals import Work
+
+__all__ = ["Refused", "answer", "close"]
+
+
+class Refused(Exception):
+    """The answer cannot be sent; the message says why, for the admin."""
+
+
+def answer(
+    session: Session,
+    question: Question,
+    text: str,
+    *,
+    actor: str,
+    now: datetime,
+    channel: str,
+    max_segments: int,
+) -> Work:
+    """Queue ``text`` to the person who asked; the question becomes answered."""
+    text = text.strip()
+    if question.status != QuestionStatus.OPEN.value:
+        raise Refused("this question is no longer open")
+    if not text:
+        raise Refused("the answer is empty")
+    cost = sms_cost(text)
+    if cost.segments > max_segments:
+        raise Refused(
+            f"the answer takes {cost.segments} SMS ({cost.encoding}); at most {max_segments}"
+        )
+    person = session.get(Contact, question.contact_id)
+    if person is None or person.opted_out:
+        raise Refused("the person has stopped all messages (STOP or BORRAR)")
+    message = Message(
+        direction=Direction.OUTBOUND.value,
+        channel=channel,
+        contact_id=person.id,
+        body=text,
+        status=MessageStatus.QUEUED.value,
+        purpose=MessagePurpose.ANSWER.value,
+        segments=cost.segments,
+        encoding=cost.encoding,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    question.status = QuestionStatus.ANSWERED.value
+    question.answer = text
+    question.answered_by = actor
+    question.answered_at = now
+    question.answer_message_id = message.id
+    return Work(message_ids=[message.id])
+
+
+def close(session: Session, question: Question, *, actor: str, now: datetime) -> None:
+    """Close without an answer (nothing to answer)."""
+    if question.status != QuestionStatus.OPEN.value:
+        raise Refused("this question is no longer open")
+    question.status = QuestionStatus.CLOSED.value
+    question.answered_by = actor
+    question.answered_at = now
