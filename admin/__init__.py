@@ -11,7 +11,18 @@ from flask import Flask
 from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
 
-from admin import audit_log, auth, broadcasts, cases, directory, figures, flows, home, routing
+from admin import (
+    audit_log,
+    auth,
+    broadcasts,
+    cases,
+    directory,
+    figures,
+    flows,
+    home,
+    questions,
+    routing,
+)
 from admin.permissions import can
 
 csrf = CSRFProtect()
@@ -36,7 +47,7 @@ def init_app(app: Flask) -> None:
         return {"can": lambda permission: can(current_user, permission)}
 
 
-SECTIONS = [home, flows, directory, routing, cases, broadcasts, figures, audit_log]
+SECTIONS = [home, flows, directory, routing, cases, questions, broadcasts, figures, audit_log]
 BLUEPRINTS = [auth.bp, *(section.bp for section in SECTIONS)]
 #: The menu: (permission, endpoint, label), each shown only to roles holding the permission.
 NAV_ITEMS = [item for section in SECTIONS for item in section.NAV]

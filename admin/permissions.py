@@ -33,6 +33,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "cases.reveal": frozenset({Role.ADMIN, Role.COORDINATOR, Role.FOCAL_POINT}),
     "broadcasts.view": frozenset({Role.ADMIN, Role.COORDINATOR, Role.VIEWER}),
     "broadcasts.send": frozenset({Role.ADMIN, Role.COORDINATOR}),
+    # People's questions (their own words): coordinators for their country.
+    "questions.view": frozenset({Role.ADMIN, Role.COORDINATOR}),
+    "questions.answer": frozenset({Role.ADMIN, Role.COORDINATOR}),
     # Anonymous counts (small ones hidden); coordinators see their own country's.
     "figures.view": frozenset({Role.ADMIN, Role.COORDINATOR, Role.VIEWER}),
     "audit.view": frozenset({Role.ADMIN}),

@@ -6,9 +6,9 @@ subscriptions at once, in the webhook's own transaction. The sweeper then erases
 (``erase_requested``) once no message to them is waiting, so the neutral confirmation still goes
 out. What stays of their cases is what the figures need (kind of help, place, urgency, dates,
 status, the case history's events); the rest is deleted: the contact row (number and its hash),
-messages, conversation and USSD sessions, subscriptions, broadcast rows, the case's free text
-and contact details. An open case is closed as withdrawn. Every case touched gets a case event
-and an entry in the audit log; neither holds anything about the person.
+messages, questions, conversation and USSD sessions, subscriptions, broadcast rows, the case's
+free text and contact details. An open case is closed as withdrawn. Every case touched gets a
+case event and an entry in the audit log; neither holds anything about the person.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ruta.models import (
     FocalPoint,
     Message,
     MessageStatus,
+    Question,
     Subscription,
     UssdSession,
 )
@@ -75,7 +76,14 @@ def erase_contact(session: Session, contact: Contact, now: datetime) -> None:
     everything else of theirs goes all the same."""
     for case in session.scalars(select(Case).where(Case.contact_id == contact.id)):
         anonymise_case(session, case, now, actor="person", reason="erase request")
-    for model in (BroadcastRecipient, Subscription, UssdSession, ConversationSession, Message):
+    for model in (
+        Question,
+        BroadcastRecipient,
+        Subscription,
+        UssdSession,
+        ConversationSession,
+        Message,
+    ):
         session.execute(delete(model).where(model.contact_id == contact.id))
     staff = session.scalar(select(FocalPoint.id).where(FocalPoint.contact_id == contact.id))
     # No id: SQLite may give a deleted contact's id to the next new one.

@@ -19,6 +19,7 @@ from ruta.models import (
     Contact,
     ConversationSession,
     Message,
+    Question,
     Subscription,
 )
 from tests.conftest import PERSON, Clock, TwilioPhone
@@ -44,7 +45,7 @@ def rows_of(contact_id: int) -> dict[str, int]:
                 )
                 or 0
             )
-            for model in (Message, ConversationSession, Subscription)
+            for model in (Message, ConversationSession, Subscription, Question)
         }
 
 
@@ -73,9 +74,12 @@ def test_borrar_erases_the_person_and_anonymises_their_case(
     reference = ask_for_help(phone)
     worker()  # the focal point is alerted
     subscribe_person()
+    phone.text("PREGUNTA")
+    assert "Recibimos su pregunta" in phone.text("una pregunta para una persona")
     before = person()
     assert before is not None
     assert rows_of(before.id)["messages"] > 0
+    assert rows_of(before.id)["questions"] == 1
 
     reply = phone.text("BORRAR")
     assert "borramos sus datos" in reply
@@ -91,7 +95,7 @@ def test_borrar_erases_the_person_and_anonymises_their_case(
 
     assert sweep()["people_erased"] == 1
     assert person() is None
-    assert rows_of(before.id) == {"messages": 0, "conversation_sessions": 0, "subscriptions": 0}
+    assert set(rows_of(before.id).values()) == {0}  # messages, sessions, subscriptions, questions
     case = the_case(reference)
     assert case.contact_id is None and case.description is None and case.safe_times is None
     assert (case.status, case.outcome) == ("closed", "withdrawn")

@@ -218,7 +218,7 @@ def sweep() -> dict[str, int]:
 
 def _retention(redis: Any, prefix: str, now: datetime) -> dict[str, int]:
     """Retention, at most once an hour across all workers (a Redis key decides which)."""
-    done = {"message_texts_purged": 0, "cases_anonymised": 0}
+    done = {"message_texts_purged": 0, "question_texts_purged": 0, "cases_anonymised": 0}
     try:
         if not redis.set(f"{prefix}:retention-ran", "1", nx=True, ex=RETENTION_EVERY):
             return done
@@ -226,9 +226,9 @@ def _retention(redis: Any, prefix: str, now: datetime) -> dict[str, int]:
         pass  # no Redis: run anyway, it is idempotent
     config = current_app.config
     with db.transaction() as session:
-        done["message_texts_purged"] = retention.purge_message_text(
-            session, now, int(config["RUTA_MESSAGE_RETENTION_DAYS"])
-        )
+        days = int(config["RUTA_MESSAGE_RETENTION_DAYS"])
+        done["message_texts_purged"] = retention.purge_message_text(session, now, days)
+        done["question_texts_purged"] = retention.purge_question_text(session, now, days)
         done["cases_anonymised"] = erasure.anonymise_closed_cases(
             session, now, int(config["RUTA_CASE_ANONYMISE_DAYS"])
         )

@@ -63,16 +63,22 @@ def test_anonymous_users_never_get_a_page(app: Flask, client: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _case_samples(sample_case: dict[str, Any]) -> None:
+    from ruta import contacts
     from ruta.db import db
-    from ruta.models import Broadcast
+    from ruta.models import Broadcast, Question
 
     SAMPLES["reference"] = sample_case["reference"]
     SAMPLES["case_id"] = str(sample_case["id"])
     with db.transaction() as session:
         broadcast = Broadcast(title="sample", texts={"es": "Aviso"}, created_by="tests")
-        session.add(broadcast)
+        person = contacts.lock_contact(session, "+50688009999")
+        question = Question(
+            contact_id=person.id, channel="twilio", language="es", country="CR", text="?"
+        )
+        session.add_all([broadcast, question])
         session.flush()
         SAMPLES["broadcast_id"] = str(broadcast.id)
+        SAMPLES["question_id"] = str(question.id)
 
 
 @pytest.mark.parametrize("role", [r.value for r in Role])

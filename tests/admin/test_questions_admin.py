@@ -1,0 +1,131 @@
+"""Questions for a human (journey 6): asked in the flows, answered by SMS from the admin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+
+from gateway.fake_provider import FakeProviderServer
+from ruta import retention
+from ruta.db import db
+from ruta.models import AuditEntry, Question
+from tests.admin.conftest import csrf_token, login
+from tests.conftest import PERSON, TwilioPhone
+
+ASKED = "Puedo trabajar mientras espero la respuesta de mi solicitud?"
+ANSWER = "Si, con el permiso provisional. Pregunte en la oficina municipal, lunes a viernes."
+GUATEMALA = "+50255501234"
+
+
+def ask(client: Any, number: str = PERSON, words: str = ASKED) -> int:
+    phone = TwilioPhone(client, number)
+    assert "Escriba su pregunta" in phone.text("PREGUNTA")
+    assert "Recibimos su pregunta" in phone.text(words)
+    with db.transaction() as session:
+        found = session.scalars(select(Question.id).order_by(Question.id.desc())).first()
+        assert found is not None
+        return found
+
+
+def post(client: Any, url: str, **form: str) -> Any:
+    page = client.get("/admin/")
+    return client.post(url, data={"csrf_token": csrf_token(page.get_data(as_text=True)), **form})
+
+
+def status_of(question_id: int) -> str:
+    with db.transaction() as session:
+        found = session.get(Question, question_id)
+        assert found is not None
+        return found.status
+
+
+def audited(action: str) -> int:
+    with db.transaction() as session:
+        return len(list(session.scalars(select(AuditEntry).where(AuditEntry.action == action))))
+
+
+def test_a_question_is_answered_by_sms_from_the_admin(
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    question_id = ask(client)
+    with db.transaction() as session:
+        stored = "\n".join(
+            " ".join(str(v) for v in row)
+            for row in session.execute(text("SELECT * FROM questions"))
+        )
+    assert ASKED not in stored and "CR" in stored  # encrypted at rest; country from the number
+
+    login(client, accounts["coordinator"])  # Costa Rica
+    inbox = client.get("/admin/questions/").get_data(as_text=True)
+    assert f"/admin/questions/{question_id}" in inbox and PERSON not in inbox
+    page = client.get(f"/admin/questions/{question_id}")
+    assert ASKED in page.get_data(as_text=True) and PERSON not in page.get_data(as_text=True)
+    assert page.headers["Cache-Control"] == "no-store"
+    assert audited("question.view") == 1
+
+    response = post(client, f"/admin/questions/{question_id}/answer", answer=ANSWER)
+    assert response.status_code == 302
+    assert status_of(question_id) == "answered"
+    assert audited("question.answer") == 1
+    worker()
+    [sent] = [m for m in fake_provider.messages() if m["to"] == PERSON]
+    assert sent["body"] == ANSWER
+    again = post(client, f"/admin/questions/{question_id}/answer", answer="otra vez")
+    assert "no longer open" in client.get(again.headers["Location"]).get_data(as_text=True)
+    worker()
+    assert len([m for m in fake_provider.messages() if m["to"] == PERSON]) == 1
+
+
+def test_a_coordinator_sees_only_their_countrys_questions(
+    client: Any, accounts: dict[str, str]
+) -> None:
+    question_id = ask(client, GUATEMALA)
+    login(client, accounts["coordinator"])  # Costa Rica
+    assert f"/admin/questions/{question_id}" not in client.get("/admin/questions/").get_data(
+        as_text=True
+    )
+    assert client.get(f"/admin/questions/{question_id}").status_code == 404
+    assert post(client, f"/admin/questions/{question_id}/close").status_code == 404
+    login(client, accounts["admin"])
+    assert client.get(f"/admin/questions/{question_id}").status_code == 200
+    assert client.get("/admin/questions/").status_code == 200
+
+
+def test_answers_too_long_or_to_someone_who_stopped_are_refused_with_the_reason(
+    client: Any, accounts: dict[str, str], worker: Callable[[], None]
+) -> None:
+    question_id = ask(client)
+    login(client, accounts["admin"])
+    long = post(client, f"/admin/questions/{question_id}/answer", answer="palabra " * 60)
+    page = client.get(long.headers["Location"]).get_data(as_text=True)
+    assert "takes 4 SMS" in page and "at most 2" in page
+    assert status_of(question_id) == "open"
+    TwilioPhone(client).text("BAJA", sid="SM" + "b" * 32)  # a new message, not a redelivery
+    stopped = post(client, f"/admin/questions/{question_id}/answer", answer=ANSWER)
+    assert "stopped all messages" in client.get(stopped.headers["Location"]).get_data(as_text=True)
+    assert status_of(question_id) == "open"
+    closed = post(client, f"/admin/questions/{question_id}/close")
+    assert closed.status_code == 302 and status_of(question_id) == "closed"
+    assert audited("question.close") == 1
+
+
+def test_the_words_of_old_answered_questions_are_purged(client: Any) -> None:
+    asked, still_open = ask(client), ask(client, GUATEMALA)
+    with db.transaction() as session:
+        question = session.get(Question, asked)
+        assert question is not None
+        question.status, question.answer = "answered", ANSWER
+        question.answered_at = datetime.now(UTC)
+    later = datetime.now(UTC) + timedelta(days=31)
+    with db.transaction() as session:
+        assert retention.purge_question_text(session, later, 30) == 1
+        purged, kept = session.get(Question, asked), session.get(Question, still_open)
+        assert purged is not None and kept is not None
+        assert (purged.text, purged.answer) == (None, None)
+        assert kept.text == ASKED
