@@ -8,7 +8,11 @@ In CI (``CI`` set) a configured service that cannot be reached fails the run; no
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -243,3 +247,75 @@ def count(model: type[Base]) -> int:
 
     with db.transaction() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# --- real `ruta worker` processes ---------------------------------------------------------
+
+#: Settings a `ruta worker` subprocess needs to work on the test database, Redis and provider.
+WORKER_ENV = (
+    "RUTA_SECRET_KEY",
+    "RUTA_DATA_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "PUBLIC_BASE_URL",
+    "RUTA_QUEUE_PREFIX",
+    "RUTA_INSTANCE_DIR",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM_NUMBER",
+    "TWILIO_API_BASE_URL",
+    "AT_USERNAME",
+    "AT_API_KEY",
+    "AT_SENDER_ID",
+    "AT_API_BASE_URL",
+    "RUTA_BROADCAST_RATE",
+    "RUTA_BROADCAST_BATCH",
+)
+
+
+def spawn_worker(app: Flask) -> subprocess.Popen[bytes]:
+    """A real `ruta worker` process (its own session, so `kill` takes its children too)."""
+    env = {**os.environ, **{name: str(app.config[name]) for name in WORKER_ENV}}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ruta", "worker"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def case_by_reference(reference: str) -> Case:
+    from ruta.db import db
+
+    with db.transaction() as session:
+        found = session.scalar(select(Case).where(Case.reference == reference))
+        assert found is not None
+        session.expunge(found)
+        return found
+
+
+def case_events(reference: str) -> list[str]:
+    """The kinds of a case's events, oldest first."""
+    from ruta.db import db
+
+    with db.transaction() as session:
+        return list(
+            session.scalars(
+                select(CaseEvent.kind)
+                .join(Case, Case.id == CaseEvent.case_id)
+                .where(Case.reference == reference)
+                .order_by(CaseEvent.id)
+            )
+        )

@@ -5,10 +5,6 @@ batches of many recipients per call through the real SDK to the fake provider.""
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +29,7 @@ from ruta.models import (
     Municipality,
     Subscription,
 )
-from tests.conftest import Clock
+from tests.conftest import Clock, kill, spawn_worker, wait_for
 from workers import broadcast_jobs
 from workers.broadcast_jobs import resume_broadcasts, send_batch, start_broadcast
 
@@ -422,51 +418,6 @@ def test_rate_limit_acquire_spaces_sends(app: Flask) -> None:
     assert time.monotonic() - started >= 1.8  # 20 sends at 10 a second
     stamps.sort()
     assert all(b - a > 0.05 for a, b in itertools.pairwise(stamps))
-
-
-# --- real `ruta worker` processes -------------------------------------------------------------
-
-_ENV = (
-    "RUTA_SECRET_KEY",
-    "RUTA_DATA_KEY",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "PUBLIC_BASE_URL",
-    "RUTA_QUEUE_PREFIX",
-    "RUTA_INSTANCE_DIR",
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_FROM_NUMBER",
-    "TWILIO_API_BASE_URL",
-    "AT_USERNAME",
-    "AT_API_KEY",
-    "AT_SENDER_ID",
-    "AT_API_BASE_URL",
-    "RUTA_BROADCAST_RATE",
-    "RUTA_BROADCAST_BATCH",
-)
-
-
-def spawn_worker(app: Flask) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **{name: str(app.config[name]) for name in _ENV}}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ruta", "worker"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def kill(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_worker_killed_mid_batch_resumes_with_no_duplicate_and_no_gap(

@@ -22,7 +22,7 @@ from ruta.models import (
     Question,
     Subscription,
 )
-from tests.conftest import PERSON, Clock, TwilioPhone
+from tests.conftest import PERSON, Clock, TwilioPhone, case_by_reference
 from tests.gateway.test_africastalking_webhook import AtPhone
 from tests.test_referrals import DESCRIPTION, UPALA_1, ask_for_help
 from workers.jobs import sweep
@@ -60,14 +60,6 @@ def subscribe_person() -> None:
         )
 
 
-def the_case(reference: str) -> Case:
-    with db.transaction() as session:
-        found = session.scalar(select(Case).where(Case.reference == reference))
-        assert found is not None
-        session.expunge(found)
-        return found
-
-
 def test_borrar_erases_the_person_and_anonymises_their_case(
     app: Flask, phone: TwilioPhone, worker: Callable[[], None]
 ) -> None:
@@ -96,7 +88,7 @@ def test_borrar_erases_the_person_and_anonymises_their_case(
     assert sweep()["people_erased"] == 1
     assert person() is None
     assert set(rows_of(before.id).values()) == {0}  # messages, sessions, subscriptions, questions
-    case = the_case(reference)
+    case = case_by_reference(reference)
     assert case.contact_id is None and case.description is None and case.safe_times is None
     assert (case.status, case.outcome) == ("closed", "withdrawn")
     assert case.category_code == "health"  # what the figures need stays
@@ -168,7 +160,7 @@ def test_closed_cases_are_anonymised_after_the_configured_days(
     app.extensions["ruta.redis"].flushdb()  # the hourly turn
     app.extensions["ruta.clock"] = Clock(datetime.now(UTC) + timedelta(days=181))
     assert sweep()["cases_anonymised"] == 1
-    anonymised, still_open = the_case(closed), the_case(other)
+    anonymised, still_open = case_by_reference(closed), case_by_reference(other)
     assert anonymised.contact_id is None and anonymised.description is None
     assert anonymised.outcome == "helped"  # closed as it was, not withdrawn
     assert still_open.contact_id is not None and still_open.description == DESCRIPTION

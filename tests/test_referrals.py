@@ -3,10 +3,6 @@ the real twilio SDK against the fake provider; acceptance, escalation and failur
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +16,16 @@ from sqlalchemy import func, select
 
 from gateway.fake_provider import FakeProviderServer
 from ruta.db import db
-from ruta.models import Case, CaseEvent, Message, OutboxEvent
-from tests.conftest import PERSON, Clock, TwilioPhone
+from ruta.models import Case, Message, OutboxEvent
+from tests.conftest import (
+    PERSON,
+    Clock,
+    TwilioPhone,
+    case_by_reference,
+    case_events,
+    kill,
+    spawn_worker,
+)
 from workers.jobs import sweep
 
 UPALA_1, UPALA_2, CR_COORDINATOR = "+50600001001", "+50600001002", "+50600001999"
@@ -42,25 +46,6 @@ def ask_for_help(phone: TwilioPhone, *, safe: str = "si", shared: str = "no") ->
     done = phone.text("2")  # afternoon
     assert "Referencia:" in done, done
     return done.split("Referencia: ")[1][:5]
-
-
-def case(reference: str) -> Case:
-    with db.transaction() as session:
-        found = session.scalar(select(Case).where(Case.reference == reference))
-        assert found is not None
-        return found
-
-
-def events(reference: str) -> list[str]:
-    with db.transaction() as session:
-        return list(
-            session.scalars(
-                select(CaseEvent.kind)
-                .join(Case, Case.id == CaseEvent.case_id)
-                .where(Case.reference == reference)
-                .order_by(CaseEvent.id)
-            )
-        )
 
 
 def sent_to(fake: FakeProviderServer, number: str) -> list[str]:
@@ -87,8 +72,8 @@ def test_alert_reaches_the_focal_point_with_the_minimum(
     assert PERSON not in alert and PERSON.lstrip("+") not in alert
     assert "medico" not in alert and DESCRIPTION not in alert
     assert fake_provider.messages()[0]["status_callback"].endswith("/webhooks/twilio/status")
-    assert case(reference).status == "forwarded"
-    assert events(reference) == ["created", "consent", "forwarded"]
+    assert case_by_reference(reference).status == "forwarded"
+    assert case_events(reference) == ["created", "consent", "forwarded"]
     worker()  # running again sends nothing twice
     assert len(fake_provider.messages()) == 1
 
@@ -101,14 +86,14 @@ def test_ok_from_the_focal_point_accepts_and_tells_the_person(
     stranger = TwilioPhone(client, "+50688776655")
     reply = stranger.text(f"OK {reference}")
     assert "Buscar servicios" in reply  # anyone else just gets the normal flow
-    assert case(reference).status == "forwarded"
+    assert case_by_reference(reference).status == "forwarded"
     other_focal_point = TwilioPhone(client, LOS_CHILES_1)
     assert "No encontramos el caso" in other_focal_point.text(f"OK {reference}")
-    assert case(reference).status == "forwarded"
+    assert case_by_reference(reference).status == "forwarded"
 
     focal_point = TwilioPhone(client, UPALA_1)
     assert f"Caso {reference} aceptado" in focal_point.text(f"ok {reference.lower()}")
-    accepted = case(reference)
+    accepted = case_by_reference(reference)
     assert accepted.status == "accepted" and accepted.accepted_at is not None
     worker()
     notices = sent_to(fake_provider, PERSON)
@@ -139,15 +124,15 @@ def test_close_info_and_rating(
     info = focal_point.text(f"INFO {reference}")
     assert "prioridad NORMAL" in info and "Upala" in info and "afternoon" in info
     assert PERSON in info  # the person agreed to be contacted
-    assert "info_read" in events(reference)
+    assert "info_read" in case_events(reference)
     assert f"Caso {reference} cerrado" in focal_point.text(f"CERRAR {reference} 1")
-    closed = case(reference)
+    closed = case_by_reference(reference)
     assert closed.status == "closed" and closed.outcome == "successful"
     worker()
     assert "se cerro" in sent_to(fake_provider, PERSON)[-1]
     assert "Gracias" in phone.text("3")
-    assert case(reference).rating == 3
-    assert events(reference)[-1] == "rated"
+    assert case_by_reference(reference).rating == 3
+    assert case_events(reference)[-1] == "rated"
 
 
 def test_no_acceptance_escalates_to_backup_then_coordinator(
@@ -160,7 +145,7 @@ def test_no_acceptance_escalates_to_backup_then_coordinator(
     reference = ask_for_help(phone)
     worker()
     assert len(sent_to(fake_provider, UPALA_1)) == 1
-    deadline = case(reference).deadline_at
+    deadline = case_by_reference(reference).deadline_at
     assert deadline is not None and deadline - clock.now > timedelta(hours=23)
     clock.now += timedelta(hours=23)
     sweep()
@@ -170,14 +155,14 @@ def test_no_acceptance_escalates_to_backup_then_coordinator(
     assert sweep()["deadlines"] == 1
     worker()
     assert len(sent_to(fake_provider, UPALA_2)) == 1
-    assert not case(reference).overdue
+    assert not case_by_reference(reference).overdue
     clock.now += timedelta(hours=25)
     sweep()
     worker()
     assert len(sent_to(fake_provider, CR_COORDINATOR)) == 1
-    escalated = case(reference)
+    escalated = case_by_reference(reference)
     assert escalated.overdue and escalated.chain_position == 2
-    assert events(reference).count("escalated") == 2
+    assert case_events(reference).count("escalated") == 2
     # The coordinator is the end of the chain: no further alerts, however long.
     clock.now += timedelta(days=5)
     sweep()
@@ -200,7 +185,7 @@ def test_the_deadline_is_also_scheduled_with_rq(
     registry = ScheduledJobRegistry(queue=queue)
     jobs = [queue.fetch_job(job_id) for job_id in registry.get_job_ids()]
     checks = [j for j in jobs if j is not None and j.func_name.endswith("check_deadline")]
-    assert len(checks) == 1 and checks[0].args == [case(reference).id]
+    assert len(checks) == 1 and checks[0].args == [case_by_reference(reference).id]
 
 
 def test_pass_moves_the_case_to_the_next_in_the_chain(
@@ -226,7 +211,7 @@ def test_redis_down_while_the_case_is_created(
     with db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 1
         assert session.scalar(select(OutboxEvent.dispatched_at)) is None
-    assert case(reference).status == "new"
+    assert case_by_reference(reference).status == "new"
     app.extensions["ruta.redis"] = redis
     worker()
     assert fake_provider.messages() == []  # nothing was ever enqueued
@@ -249,7 +234,7 @@ def test_provider_500_twice_then_200_delivers_one_alert(
         _run_scheduled_now(app)
     worker()
     assert len(sent_to(fake_provider, UPALA_1)) == 1
-    assert case(reference).status == "forwarded"
+    assert case_by_reference(reference).status == "forwarded"
     with db.transaction() as session:
         attempts = session.scalar(select(Message.attempts).where(Message.purpose == "alert"))
     assert attempts == 3
@@ -263,7 +248,7 @@ def test_permanent_error_alerts_the_next_focal_point(
     worker()
     assert sent_to(fake_provider, UPALA_1) == []
     assert len(sent_to(fake_provider, UPALA_2)) == 1
-    assert "undeliverable" in events(reference) and "escalated" in events(reference)
+    assert "undeliverable" in case_events(reference) and "escalated" in case_events(reference)
 
 
 def test_undelivered_report_moves_the_alert_on(
@@ -289,7 +274,7 @@ def test_undelivered_report_moves_the_alert_on(
     with db.transaction() as session:
         status = session.scalar(select(Message.status).where(Message.provider_message_id == sid))
     assert status == "failed"
-    assert "undeliverable" in events(reference)
+    assert "undeliverable" in case_events(reference)
     forged = client.post(
         "/webhooks/twilio/status", data={"MessageSid": sid, "MessageStatus": "delivered"}
     )
@@ -327,14 +312,14 @@ def test_not_safe_opens_an_immediate_case_at_once(phone: TwilioPhone) -> None:
     reply = phone.text("no")
     assert "911" in reply and "Su referencia:" in reply
     reference = reply.split("Su referencia: ")[1][:5]
-    opened = case(reference)
+    opened = case_by_reference(reference)
     assert opened.urgency == "immediate" and opened.status == "new"
     # Answering the rest completes the same case.
     for text in ("1", "upala", "no", "si", "no"):
         phone.text(text)
     done = phone.text("4")
     assert reference in done
-    completed = case(reference)
+    completed = case_by_reference(reference)
     assert completed.urgency == "immediate" and completed.consent_at is not None
 
 
@@ -370,34 +355,14 @@ def test_worker_killed_mid_forward_sends_at_most_one_duplicate(
     not know it, so the re-sent alert is the one duplicate: the focal point gets it twice."""
     fake_provider.hold("twilio", 20)
     reference = ask_for_help(phone)
-    names = (
-        "RUTA_SECRET_KEY",
-        "RUTA_DATA_KEY",
-        "DATABASE_URL",
-        "REDIS_URL",
-        "PUBLIC_BASE_URL",
-        "RUTA_QUEUE_PREFIX",
-        "RUTA_INSTANCE_DIR",
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        "TWILIO_FROM_NUMBER",
-        "TWILIO_API_BASE_URL",
-    )
-    env = {**os.environ, **{name: str(app.config[name]) for name in names}}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ruta", "worker"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = spawn_worker(app)
     try:
         deadline = time.monotonic() + 30
         while not fake_provider.messages() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(sent_to(fake_provider, UPALA_1)) == 1  # the provider has it...
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # ...and the worker dies before the answer
+        kill(process)  # ...and the worker dies before the answer
         process.wait(timeout=10)
     with db.transaction() as session:
         assert session.scalar(select(Message.status).where(Message.purpose == "alert")) == "sending"
@@ -438,7 +403,7 @@ def test_an_expired_agreement_stops_referrals_to_that_organisation(
         worker()
         assert sent_to(fake_provider, UPALA_2) == []
         assert len(sent_to(fake_provider, CR_COORDINATOR)) == 1
-        assert "skipped" in events(reference)
+        assert "skipped" in case_events(reference)
     finally:
         with db.transaction() as session:
             session.execute(
@@ -519,7 +484,7 @@ def test_case_history_is_append_only_in_order(
     focal_point.text(f"OK {reference}")
     focal_point.text(f"INFO {reference}")
     focal_point.text(f"CERRAR {reference} 2")
-    assert events(reference) == [
+    assert case_events(reference) == [
         "created",
         "consent",
         "forwarded",
@@ -529,4 +494,4 @@ def test_case_history_is_append_only_in_order(
         "closed",
         "person_notified",
     ]
-    assert case(reference).outcome == "unsuccessful"
+    assert case_by_reference(reference).outcome == "unsuccessful"

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from admin.accounts import create_user
 from gateway.fake_provider import FakeProviderServer
 from ruta.db import db
-from ruta.models import AuditEntry, Case, CaseEvent, FocalPoint, Message, MessagePurpose
+from ruta.models import AuditEntry, Case, FocalPoint, Message, MessagePurpose
 from tests.admin.conftest import PASSWORD, csrf_token, login, open_forwarded_case
+from tests.conftest import case_by_reference, case_events
 
 SAMPLE_PERSON = "+50688004455"  # the sample_case fixture's person
 BACKUP = "+50600001002"  # Respaldo Upala (demo), position 1 of Upala's chains
@@ -43,25 +44,6 @@ def focal_point_id(name_prefix: str) -> int:
         found = session.scalar(select(FocalPoint.id).where(FocalPoint.name.like(f"{name_prefix}%")))
         assert found is not None
         return found
-
-
-def load_case(reference: str) -> Case:
-    with db.transaction() as session:
-        found = session.scalar(select(Case).where(Case.reference == reference))
-        assert found is not None
-        return found
-
-
-def case_events(reference: str) -> list[str]:
-    with db.transaction() as session:
-        return list(
-            session.scalars(
-                select(CaseEvent.kind)
-                .join(Case, Case.id == CaseEvent.case_id)
-                .where(Case.reference == reference)
-                .order_by(CaseEvent.id)
-            )
-        )
 
 
 def audited(action: str, object_id: str | None = None) -> list[AuditEntry]:
@@ -141,7 +123,7 @@ def test_a_focal_point_sees_the_cases_sent_to_them_only(
     assert reference not in client.get("/admin/cases/").get_data(as_text=True)
     assert client.get(f"/admin/cases/{reference}").status_code == 404
     assert post(client, f"/admin/cases/{reference}/accept", "/admin/cases/").status_code == 404
-    assert load_case(reference).status == "forwarded"
+    assert case_by_reference(reference).status == "forwarded"
 
 
 def test_inbox_filters_and_no_personal_data_in_the_list(
@@ -225,10 +207,10 @@ def test_accept_then_close_from_the_web(
     login(client, accounts["focal_point"])
     assert 'id="close"' not in client.get(page).get_data(as_text=True)
     refused = post(client, f"{page}/close", page, outcome="successful")
-    assert refused.status_code == 302 and load_case(reference).status == "forwarded"
+    assert refused.status_code == 302 and case_by_reference(reference).status == "forwarded"
 
     assert post(client, f"{page}/accept", page).status_code == 302
-    accepted = load_case(reference)
+    accepted = case_by_reference(reference)
     assert accepted.status == "accepted" and accepted.accepted_at is not None
     assert accepted.accepted_by_id == focal_point_id("Punto focal Upala")
     assert notices(reference) == 1
@@ -237,7 +219,7 @@ def test_accept_then_close_from_the_web(
     assert 'id="accept"' not in html
 
     assert post(client, f"{page}/close", page, outcome="unsuccessful").status_code == 302
-    closed = load_case(reference)
+    closed = case_by_reference(reference)
     assert closed.status == "closed" and closed.outcome == "unsuccessful"
     assert closed.rating_requested_at is not None
     assert notices(reference) == 2
@@ -251,7 +233,7 @@ def test_accept_then_close_from_the_web(
     assert SAMPLE_PERSON not in client.get(page).get_data(as_text=True)
     # Closing twice is refused, and changes nothing.
     post(client, f"{page}/close", page, outcome="successful")
-    assert load_case(reference).outcome == "unsuccessful"
+    assert case_by_reference(reference).outcome == "unsuccessful"
 
 
 def test_no_notice_to_a_shared_phone_when_closed_from_the_web(
@@ -262,7 +244,7 @@ def test_no_notice_to_a_shared_phone_when_closed_from_the_web(
     login(client, accounts["coordinator"])
     post(client, f"{page}/accept", page)
     post(client, f"{page}/close", page, outcome="successful")
-    closed = load_case(reference)
+    closed = case_by_reference(reference)
     assert closed.status == "closed" and closed.outcome == "successful"
     assert closed.accepted_by_id is None  # a coordinator account accepts as itself
     assert notices(reference) == 0 and "person_notified" not in case_events(reference)
@@ -284,10 +266,10 @@ def test_reassign_sends_the_case_to_the_chosen_focal_point(
     assert "San Pedro Sula" not in html  # only focal points of the case's country
     honduras = focal_point_id("Punto focal San Pedro Sula")
     post(client, f"{page}/reassign", page, focal_point_id=str(honduras))
-    assert load_case(reference).assigned_focal_point_id != honduras
+    assert case_by_reference(reference).assigned_focal_point_id != honduras
 
     assert post(client, f"{page}/reassign", page, focal_point_id=str(backup)).status_code == 302
-    moved = load_case(reference)
+    moved = case_by_reference(reference)
     assert moved.status == "forwarded" and moved.assigned_focal_point_id == backup
     assert moved.deadline_at is not None
     assert case_events(reference)[-1] == "reassigned"
@@ -304,10 +286,10 @@ def test_reassign_undoes_an_acceptance(client: Any, accounts: dict[str, str]) ->
     page = f"/admin/cases/{reference}"
     login(client, accounts["admin"])
     post(client, f"{page}/accept", page)
-    assert load_case(reference).status == "accepted"
+    assert case_by_reference(reference).status == "accepted"
     backup = focal_point_id("Respaldo Upala")
     post(client, f"{page}/reassign", page, focal_point_id=str(backup))
-    moved = load_case(reference)
+    moved = case_by_reference(reference)
     assert moved.status == "forwarded" and moved.accepted_at is None
     assert moved.assigned_focal_point_id == backup
 
