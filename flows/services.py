@@ -32,6 +32,21 @@ class CaseRequest:
     contact_ok: bool = False
 
 
+@dataclass(frozen=True)
+class Routing:
+    """Who will receive a request, known before the person is asked to share it."""
+
+    first: str  # the organisation(s) that receive it first, as the person will read it
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """The person's open request: its reference and its state in words."""
+
+    reference: str
+    state: str
+
+
 class Services(Protocol):
     def municipalities(self, language: str) -> list[Choice]: ...
 
@@ -43,8 +58,25 @@ class Services(Protocol):
         """Active services as compact SMS entries (name, phone, hours), nearest first."""
         ...
 
-    def create_case(self, request: CaseRequest) -> str:
-        """Store (or complete) the person's case and return its reference."""
+    def route(self, municipality: str, category: str, safe: bool) -> Routing | None:
+        """Who would receive a request of ``category`` in ``municipality`` now; None when
+        nobody would (the unmet need is then recorded, with nothing about the person)."""
+        ...
+
+    def create_case(self, request: CaseRequest) -> str | None:
+        """Store (or complete) the person's case and return its reference; None when the
+        routing reaches nobody any more (nothing is stored but the unmet need)."""
+        ...
+
+    def open_request(self, language: str) -> OpenRequest | None:
+        """The person's open request, if they have one."""
+        ...
+
+    def update_request(
+        self, *, shared_phone: bool | None, safe_times: str | None, note: str | None
+    ) -> str | None:
+        """Change how the person may be contacted, or add a note, on their open request;
+        its reference, or None when there is none."""
         ...
 
     def emergency_numbers(self) -> str:

@@ -32,11 +32,11 @@ from ruta.referrals import (
     TIER_LABELS,
     Work,
     chain_positions,
-    in_force,
     notify_person,
     record,
     text,
 )
+from ruta.routing import organizations_in_force
 
 OUTCOMES = ("successful", "unsuccessful")
 #: The outbox kind of a reassignment; its alert is recorded at once (the event is born
@@ -98,15 +98,22 @@ def close(
 
 
 def reassign_targets(session: Session, case: Case, now: datetime) -> list[FocalPoint]:
-    """Active focal points of the case's country whose organisation may receive referrals."""
+    """Active focal points of the case's country whose organisation may receive referrals and
+    was covered by the person's consent."""
     if case.country is None:
         return []
+    in_force = organizations_in_force(session, now.date())
     candidates = session.scalars(
         select(FocalPoint)
         .where(FocalPoint.country == case.country, FocalPoint.active.is_(True))
         .order_by(FocalPoint.is_coordinator, FocalPoint.name)
     )
-    return [fp for fp in candidates if in_force(session, fp.organization_id, now.date())]
+    return [fp for fp in candidates if fp.organization_id in in_force and covered(case, fp)]
+
+
+def covered(case: Case, fp: FocalPoint) -> bool:
+    """Whether the person's consent named (or covered) the focal point's organisation."""
+    return case.consent_scope is None or fp.organization_id in case.consent_scope
 
 
 def reassign(
@@ -134,8 +141,10 @@ def reassign(
         raise Refused("choose a focal point of the case's country")
     if not fp.active:
         raise Refused("that focal point is not active")
-    if not in_force(session, fp.organization_id, now.date()):
+    if fp.organization_id not in organizations_in_force(session, now.date()):
         raise Refused("that focal point's organisation has no data-sharing agreement in force")
+    if not covered(case, fp):
+        raise Refused("the person's consent does not cover that focal point's organisation")
     event = OutboxEvent(
         kind=REASSIGN,
         case_id=case.id,

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from flows.services import CaseRequest, Choice
-from ruta import cases, referrals
+from flows.services import CaseRequest, Choice, OpenRequest, Routing
+from ruta import cases, referrals, routing
 from ruta import policy as policies
 from ruta.models import (
     Category,
@@ -186,7 +186,22 @@ class DatabaseServices:
         found = search(self.session, municipality, category, language)
         return [format_entry(service, language) for service in found]
 
-    def create_case(self, request: CaseRequest) -> str:
+    def route(self, municipality: str, category: str, safe: bool) -> Routing | None:
+        found = routing.resolve_place(self.session, municipality, category, self.now.date())
+        if not found.reaches_anyone:
+            if self.contact_id is not None:  # flow examples and the simulator count nothing
+                referrals.record_unrouted(
+                    self.session,
+                    municipality,
+                    category,
+                    tier=self.policy.tier(category, safe),
+                    channel=self.channel,
+                    now=self.now,
+                )
+            return None
+        return Routing(first=", ".join(found.first_organizations()))
+
+    def create_case(self, request: CaseRequest) -> str | None:
         case, work = referrals.open_case(
             self.session,
             request,
@@ -196,7 +211,30 @@ class DatabaseServices:
             reference=cases.new_reference(self.session),
         )
         self.work.merge(work)
-        return case.reference
+        return case.reference if case is not None else None
+
+    def open_request(self, language: str) -> OpenRequest | None:
+        if self.contact_id is None:
+            return None
+        case = referrals.open_case_of(self.session, self.contact_id)
+        if case is None:
+            return None
+        return OpenRequest(case.reference, referrals.state_words(case, language))
+
+    def update_request(
+        self, *, shared_phone: bool | None, safe_times: str | None, note: str | None
+    ) -> str | None:
+        if self.contact_id is None:
+            return None
+        case = referrals.update_open_case(
+            self.session,
+            self.contact_id,
+            shared_phone=shared_phone,
+            safe_times=safe_times,
+            note=note,
+            now=self.now,
+        )
+        return case.reference if case is not None else None
 
     def emergency_numbers(self) -> str:
         country = referrals.country_of(self.number) if self.number else None

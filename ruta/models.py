@@ -338,6 +338,9 @@ class Case(Base):
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consent_channel: Mapped[str | None] = mapped_column(String(32))
     consent_wording: Mapped[str | None] = mapped_column(String(120))
+    #: The organisations the consent covered (the routing when the person said yes): no
+    #: other organisation ever receives the case.
+    consent_scope: Mapped[list[int] | None] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(EncryptedText)
     shared_phone: Mapped[bool | None] = mapped_column(Boolean)
     contact_ok: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -355,6 +358,23 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     municipality: Mapped[Municipality | None] = relationship()
+
+
+class UnroutedRequest(Base):
+    """A request nobody could receive (no focal point, no coordinator): counted for the
+    figures, with nothing about the person."""
+
+    __tablename__ = "unrouted_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    municipality_id: Mapped[int | None] = mapped_column(
+        ForeignKey("municipalities.id", ondelete="SET NULL"), index=True
+    )
+    country: Mapped[str | None] = mapped_column(String(2))
+    category_code: Mapped[str] = mapped_column(String(32))
+    urgency: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class CaseEvent(Base):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 
 from flows.services import CaseRequest
 from ruta import policy as policies
+from ruta import routing
 from ruta.models import (
     OPEN_CASE_STATUSES,
     Case,
     CaseEvent,
     CaseStatus,
     Contact,
-    DataSharingAgreement,
     Direction,
     FocalPoint,
     Message,
@@ -34,11 +34,13 @@ from ruta.models import (
     Municipality,
     OutboxEvent,
     Referral,
-    RoutingChain,
+    UnroutedRequest,
 )
 
 #: How long after closing a case the person's 1, 2 or 3 counts as a rating.
 RATING_WINDOW = timedelta(days=3)
+#: The safe-times answer that means "do not contact me" (flows/actions/cases.py).
+NO_CONTACT = "never"
 FORWARD = "forward"
 
 COMMAND = re.compile(r"^\s*([A-Za-z]+)\s+([A-Za-z0-9]{5})(?:\s+([12]))?\s*$")
@@ -141,21 +143,37 @@ def open_case(
     now: datetime,
     policy: policies.Policy,
     reference: str,
-) -> tuple[Case, Work]:
-    """Create the person's case or complete their open one; forward it once it has consent."""
-    case = None
-    if contact_id is not None:
-        case = session.scalar(
-            select(Case)
-            .where(Case.contact_id == contact_id, Case.status.in_(OPEN_CASE_STATUSES))
-            .with_for_update()
-        )
+) -> tuple[Case | None, Work]:
+    """Create the person's case or complete their open one; forward it once it has consent.
+
+    With consent the routing is resolved again: the case records the organisations it may reach
+    (what the consent covered); if nobody can receive it now, nothing is stored but the unmet
+    need, and the caller tells the person the truth (None)."""
+    case = open_case_of(session, contact_id, lock=True) if contact_id is not None else None
+    if case is not None and case.status != CaseStatus.NEW.value:
+        return case, Work()  # already forwarded: updates go through ``update_open_case``
     municipality = (
         session.scalar(select(Municipality).where(Municipality.code == request.municipality))
         if request.municipality
         else None
     )
     tier = policy.tier(request.category, request.safe)
+    route = None
+    if request.consent and municipality is not None:
+        route = routing.resolve(
+            session, municipality.id, request.category, municipality.country, now.date()
+        )
+        if not route.reaches_anyone:
+            if contact_id is not None:
+                record_unrouted(
+                    session,
+                    municipality.code,
+                    request.category,
+                    tier=tier,
+                    channel=request.channel,
+                    now=now,
+                )
+            return None, Work()
     if case is None:
         case = Case(
             reference=reference,
@@ -168,13 +186,11 @@ def open_case(
         session.add(case)
         session.flush()
         record(session, case, "created", "person", tier=tier, channel=request.channel)
-    elif case.status == CaseStatus.NEW.value:
+    else:
         if request.category != "safety" or case.category_code == "safety":
             case.category_code = request.category
         if tier == "immediate" or case.urgency != "immediate":
             case.urgency = tier
-    if case.status != CaseStatus.NEW.value:
-        return case, Work()  # already forwarded: a second request returns the same reference
     if municipality is not None:
         case.municipality_id, case.country = municipality.id, municipality.country
     if request.description:
@@ -185,14 +201,110 @@ def open_case(
         case.safe_times = request.safe_times
     case.contact_ok = request.contact_ok
     work = Work()
-    if request.consent and case.consent_at is None:
+    if request.consent and case.consent_at is None and route is not None:
         case.consent_at = now
         case.consent_channel = request.channel
         case.consent_wording = request.consent_wording
-        record(session, case, "consent", "person", wording=request.consent_wording)
+        case.consent_scope = route.organization_ids()
+        record(
+            session,
+            case,
+            "consent",
+            "person",
+            wording=request.consent_wording,
+            organizations=case.consent_scope,
+        )
     if case.consent_at is not None and case.municipality_id is not None:
         work.outbox_ids.append(_forward_event(session, case, 0, now).id)
     return case, work
+
+
+def record_unrouted(
+    session: Session, municipality: str, category: str, *, tier: str, channel: str, now: datetime
+) -> None:
+    """Count a request nobody could receive, for the figures; nothing about the person."""
+    place = session.scalar(select(Municipality).where(Municipality.code == municipality))
+    session.add(
+        UnroutedRequest(
+            municipality_id=place.id if place else None,
+            country=place.country if place else None,
+            category_code=category,
+            urgency=tier,
+            channel=channel,
+            created_at=now,
+        )
+    )
+
+
+def open_case_of(session: Session, contact_id: int | None, *, lock: bool = False) -> Case | None:
+    if contact_id is None:
+        return None
+    query = select(Case).where(Case.contact_id == contact_id, Case.status.in_(OPEN_CASE_STATUSES))
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+STATE_WORDS = {
+    "es": {
+        CaseStatus.NEW.value: "recibida",
+        CaseStatus.FORWARDED.value: "enviada, esperando respuesta",
+        CaseStatus.ACCEPTED.value: "aceptada, en curso",
+    },
+    "en": {
+        CaseStatus.NEW.value: "received",
+        CaseStatus.FORWARDED.value: "sent, waiting for an answer",
+        CaseStatus.ACCEPTED.value: "accepted, in progress",
+    },
+}
+
+
+def state_words(case: Case, language: str) -> str:
+    return STATE_WORDS.get(language, STATE_WORDS["es"]).get(case.status, case.status)
+
+
+def update_open_case(
+    session: Session,
+    contact_id: int,
+    *,
+    shared_phone: bool | None,
+    safe_times: str | None,
+    note: str | None,
+    now: datetime,
+) -> Case | None:
+    """The person changes how they may be contacted, or adds a note: each a case event. A phone
+    others read stops every notice to them at once, including the ones already queued."""
+    case = open_case_of(session, contact_id, lock=True)
+    if case is None:
+        return None
+    if shared_phone is not None and shared_phone != case.shared_phone:
+        case.shared_phone = shared_phone
+        record(session, case, "contact_updated", "person", shared_phone=shared_phone)
+        if shared_phone:
+            dropped = suppress_queued_notices(session, contact_id)
+            if dropped:
+                record(session, case, "notices_dropped", "system", count=dropped)
+    if safe_times is not None and safe_times != case.safe_times:
+        case.safe_times = safe_times
+        case.contact_ok = case.consent_at is not None and safe_times != NO_CONTACT
+        record(session, case, "contact_updated", "person", safe_times=safe_times)
+    if note:
+        stamp = now.strftime("%Y-%m-%d %H:%M UTC")
+        case.description = f"{case.description}\n[{stamp}] {note}" if case.description else note
+        record(session, case, "note_added", "person")
+    return case
+
+
+def suppress_queued_notices(session: Session, contact_id: int) -> int:
+    """Notices to the person not yet handed to a provider are never sent."""
+    queued = session.scalars(
+        select(Message).where(
+            Message.contact_id == contact_id,
+            Message.purpose == MessagePurpose.NOTICE.value,
+            Message.status == MessageStatus.QUEUED.value,
+        )
+    ).all()
+    for message in queued:
+        message.status = MessageStatus.SUPPRESSED.value
+    return len(queued)
 
 
 def _forward_event(session: Session, case: Case, position: int, now: datetime) -> OutboxEvent:
@@ -212,53 +324,37 @@ def _forward_event(session: Session, case: Case, position: int, now: datetime) -
 # --- routing -----------------------------------------------------------------------------
 
 
-def in_force(session: Session, organization_id: int, today: date) -> bool:
-    return (
-        session.scalar(
-            select(DataSharingAgreement.id)
-            .where(
-                DataSharingAgreement.organization_id == organization_id,
-                DataSharingAgreement.expires_on >= today,
-            )
-            .limit(1)
-        )
-        is not None
-    )
-
-
 def chain_positions(session: Session, case: Case) -> list[list[FocalPoint]]:
     """The focal points of the case's chain by position; the coordinators come after these."""
-    chain = session.scalar(
-        select(RoutingChain).where(
-            RoutingChain.municipality_id == case.municipality_id,
-            RoutingChain.category_code == case.category_code,
-        )
-    )
-    if chain is None:
-        return []
-    positions: dict[int, list[FocalPoint]] = {}
-    for step in chain.steps:
-        positions.setdefault(step.position, []).append(step.focal_point)
-    return [positions[p] for p in sorted(positions)]
+    return routing.chain(session, case.municipality_id, case.category_code)
 
 
 def recipients(session: Session, case: Case, position: int, now: datetime) -> list[FocalPoint]:
+    """Who receives the case at ``position``: active, with an agreement in force, and of an
+    organisation the person's consent covered."""
     positions = chain_positions(session, case)
     if position < len(positions):
         candidates = positions[position]
     elif position == len(positions):
-        candidates = list(
-            session.scalars(
-                select(FocalPoint).where(
-                    FocalPoint.is_coordinator.is_(True), FocalPoint.country == case.country
-                )
-            )
-        )
+        candidates = routing.coordinators(session, case.country)
     else:
         return []
-    return [
-        fp for fp in candidates if fp.active and in_force(session, fp.organization_id, now.date())
-    ]
+    found = routing.eligible(candidates, routing.organizations_in_force(session, now.date()))
+    if case.consent_scope is not None:
+        covered = set(case.consent_scope)
+        outside = [fp.id for fp in found if fp.organization_id not in covered]
+        if outside:
+            record(
+                session,
+                case,
+                "not_covered",
+                "system",
+                position=position,
+                focal_points=outside,
+                reason="organisation not named in the consent",
+            )
+        found = [fp for fp in found if fp.organization_id in covered]
+    return found
 
 
 def outbound_channel(config: dict[str, Any]) -> str:

@@ -302,23 +302,24 @@ def test_two_simultaneous_requests_make_one_case(app: Flask, phone: TwilioPhone)
         assert session.scalar(select(func.count()).select_from(Case)) == 1
     reference = case_reference()
     assert any(reference in r for r in replies)
-    # A later request while the case is open returns the same reference.
-    assert reference in ask_for_help(phone)
+    # A later request while the case is open says so at once, with the same reference.
+    phone.text("HOLA")
+    again = phone.text("2")
+    assert reference in again and "abierta" in again
 
 
-def test_not_safe_opens_an_immediate_case_at_once(phone: TwilioPhone) -> None:
+def test_not_safe_gives_emergency_numbers_at_once_and_an_immediate_case(
+    phone: TwilioPhone,
+) -> None:
     phone.text("HOLA")
     phone.text("2")
     reply = phone.text("no")
-    assert "911" in reply and "Su referencia:" in reply
-    reference = reply.split("Su referencia: ")[1][:5]
-    opened = case_by_reference(reference)
-    assert opened.urgency == "immediate" and opened.status == "new"
-    # Answering the rest completes the same case.
+    # The numbers at once; no reference yet: nobody would read a case without consent.
+    assert "911" in reply and "eferencia" not in reply
     for text in ("1", "upala", "no", "si", "no"):
         phone.text(text)
     done = phone.text("4")
-    assert reference in done
+    reference = done.split("Referencia: ")[1][:5]
     completed = case_by_reference(reference)
     assert completed.urgency == "immediate" and completed.consent_at is not None
 

@@ -246,11 +246,13 @@ def test_the_simulator_runs_the_draft_in_sms_and_ussd(editor: Any) -> None:
     assert dial["limit"] == 182 and dial["chars"] == len(dial["text"]) <= 182
     assert dial["segments"] is None and not dial["ended"]
 
-    # Asking for help while unsafe opens a case at once: the simulator keeps none of it.
+    # A whole request for help gets a reference: the simulator keeps none of it.
     post_json(editor, url, {"mode": "sms", "text": "HOLA", "reset": True})
     post_json(editor, url, {"mode": "sms", "text": "2"})
-    unsafe = post_json(editor, url, {"mode": "sms", "text": "no"}).get_json()
-    assert "Su referencia:" in unsafe["text"]
+    for answer in ("no", "1", "upala", "no", "si", "no"):
+        post_json(editor, url, {"mode": "sms", "text": answer})
+    done = post_json(editor, url, {"mode": "sms", "text": "4"}).get_json()
+    assert "Referencia:" in done["text"]
     with db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Case)) == 0
 

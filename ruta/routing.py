@@ -1,0 +1,193 @@
+"""Who can receive a request for help, decided before anything is promised to the person.
+
+A (municipality, kind of help) resolves to *stages*: the positions of its routing chain, then the
+country's coordinators (the deployment's intake for places and kinds no chain covers). A focal
+point counts only while active and while its organisation has a data-sharing agreement in force.
+The flows ask for consent only when some stage has someone (``resolve``), and name the first
+organisation; ``gaps`` lists what resolves to nobody, for ``ruta routing check`` and the admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from ruta.models import (
+    DataSharingAgreement,
+    FocalPoint,
+    Municipality,
+    Organization,
+    RoutingChain,
+    RoutingStep,
+)
+
+#: Agreements expiring this soon (or already expired) are gaps to fix.
+EXPIRY_WARNING = timedelta(days=30)
+
+
+def chain(session: Session, municipality_id: int | None, category: str) -> list[list[FocalPoint]]:
+    """The focal points of a chain by position (all of them, eligible or not)."""
+    if municipality_id is None:
+        return []
+    found = session.scalar(
+        select(RoutingChain)
+        .where(
+            RoutingChain.municipality_id == municipality_id,
+            RoutingChain.category_code == category,
+        )
+        .options(selectinload(RoutingChain.steps).selectinload(RoutingStep.focal_point))
+    )
+    if found is None:
+        return []
+    positions: dict[int, list[FocalPoint]] = {}
+    for step in found.steps:
+        positions.setdefault(step.position, []).append(step.focal_point)
+    return [positions[p] for p in sorted(positions)]
+
+
+def coordinators(session: Session, country: str | None) -> list[FocalPoint]:
+    if not country:
+        return []
+    return list(
+        session.scalars(
+            select(FocalPoint)
+            .where(FocalPoint.is_coordinator.is_(True), FocalPoint.country == country)
+            .order_by(FocalPoint.id)
+        )
+    )
+
+
+def organizations_in_force(session: Session, today: date) -> set[int]:
+    return set(
+        session.scalars(
+            select(DataSharingAgreement.organization_id).where(
+                DataSharingAgreement.expires_on >= today
+            )
+        )
+    )
+
+
+def eligible(fps: Iterable[FocalPoint], in_force: set[int]) -> list[FocalPoint]:
+    return [fp for fp in fps if fp.active and fp.organization_id in in_force]
+
+
+@dataclass
+class Route:
+    """The stages of one (municipality, kind of help), each already filtered to who can receive
+    now. Stage ``i`` is chain position ``i``; the last stage is the coordinators."""
+
+    stages: list[list[FocalPoint]] = field(default_factory=list)
+
+    @property
+    def coordinator_stage(self) -> int:
+        return len(self.stages) - 1
+
+    @property
+    def reaches_anyone(self) -> bool:
+        return any(self.stages)
+
+    def first(self) -> list[FocalPoint]:
+        return next((stage for stage in self.stages if stage), [])
+
+    def organization_ids(self) -> list[int]:
+        return sorted({fp.organization_id for stage in self.stages for fp in stage})
+
+    def first_organizations(self) -> list[str]:
+        names: list[str] = []
+        for fp in self.first():
+            if fp.organization.name not in names:
+                names.append(fp.organization.name)
+        return names
+
+
+def resolve(
+    session: Session, municipality_id: int | None, category: str, country: str | None, today: date
+) -> Route:
+    in_force = organizations_in_force(session, today)
+    positions = chain(session, municipality_id, category)
+    stages = [eligible(position, in_force) for position in positions]
+    stages.append(eligible(coordinators(session, country), in_force))
+    return Route(stages)
+
+
+def resolve_place(session: Session, municipality_code: str, category: str, today: date) -> Route:
+    place = session.scalar(select(Municipality).where(Municipality.code == municipality_code))
+    if place is None:
+        return Route([[]])
+    return resolve(session, place.id, category, place.country, today)
+
+
+# --- gaps ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Gaps:
+    unrouted: list[tuple[Municipality, list[str]]]  # municipality, kinds resolving to nobody
+    expiring: list[tuple[DataSharingAgreement, str, int]]  # agreement, organisation, days left
+    no_coordinator: list[str]  # countries (of municipalities) without an eligible coordinator
+
+    @property
+    def any(self) -> bool:
+        return bool(self.unrouted or self.expiring or self.no_coordinator)
+
+
+def gaps(session: Session, kinds: Iterable[str], today: date, country: str | None = None) -> Gaps:
+    """What resolves to nobody, what is about to, and which countries have no intake."""
+    kinds = list(kinds)
+    places = select(Municipality).order_by(Municipality.country, Municipality.name)
+    if country is not None:
+        places = places.where(Municipality.country == country)
+    municipalities = list(session.scalars(places))
+    in_force = organizations_in_force(session, today)
+    countries = sorted({m.country for m in municipalities})
+    intake = {c: bool(eligible(coordinators(session, c), in_force)) for c in countries}
+    unrouted = []
+    for place in municipalities:
+        if intake[place.country]:
+            continue  # the coordinator receives whatever the chains do not
+        missing = [
+            kind
+            for kind in kinds
+            if not any(eligible(p, in_force) for p in chain(session, place.id, kind))
+        ]
+        if missing:
+            unrouted.append((place, missing))
+    agreements = (
+        select(DataSharingAgreement, Organization.name)
+        .join(Organization, Organization.id == DataSharingAgreement.organization_id)
+        .where(DataSharingAgreement.expires_on <= today + EXPIRY_WARNING)
+        .order_by(DataSharingAgreement.expires_on)
+    )
+    if country is not None:
+        # A coordinator sees the agreements of organisations with focal points in their country.
+        agreements = agreements.where(
+            DataSharingAgreement.organization_id.in_(
+                select(FocalPoint.organization_id).where(FocalPoint.country == country)
+            )
+        )
+    expiring = [
+        (agreement, name, (agreement.expires_on - today).days)
+        for agreement, name in session.execute(agreements)
+        # An agreement already replaced by a later one is history, not a gap.
+        if not _renewed(session, agreement, today)
+    ]
+    return Gaps(unrouted, expiring, [c for c in countries if not intake[c]])
+
+
+def _renewed(session: Session, agreement: DataSharingAgreement, today: date) -> bool:
+    return (
+        session.scalar(
+            select(DataSharingAgreement.id)
+            .where(
+                DataSharingAgreement.organization_id == agreement.organization_id,
+                DataSharingAgreement.id != agreement.id,
+                DataSharingAgreement.expires_on > today + EXPIRY_WARNING,
+            )
+            .limit(1)
+        )
+        is not None
+    )
