@@ -14,7 +14,7 @@ from sqlalchemy import Select, false, select
 from admin.permissions import requires
 from ruta import clock, figures
 from ruta.db import db
-from ruta.models import Case, Municipality, Role
+from ruta.models import Case, Municipality, Role, UnroutedRequest
 
 bp = Blueprint("admin_figures", __name__, url_prefix="/admin/figures")
 NAV = [("figures.view", "admin_figures.index", "Figures")]
@@ -31,6 +31,13 @@ def _countable(user: Any) -> Select[Any]:
     query = select(Case)
     if Role(user.role) is Role.COORDINATOR:
         query = query.where(Case.country == user.country if user.country else false())
+    return query
+
+
+def _countable_unrouted(user: Any) -> Select[Any]:
+    query = select(UnroutedRequest)
+    if Role(user.role) is Role.COORDINATOR:
+        query = query.where(UnroutedRequest.country == user.country if user.country else false())
     return query
 
 
@@ -54,6 +61,7 @@ def index() -> ResponseReturnValue:
             now=clock.now(),
             weeks=weeks,
             municipality_id=chosen.id if chosen else None,
+            unrouted=_countable_unrouted(current_user),
         )
     return render_template(
         "admin/figures.html",

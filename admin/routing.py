@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from admin.audit import audit
 from admin.permissions import requires
-from ruta import clock, contacts, focal_points
+from ruta import clock, contacts, focal_points, routing
 from ruta.db import db
 from ruta.models import (
     DataSharingAgreement,
@@ -75,6 +75,7 @@ def _in_scope(country: str | None) -> bool:
 class Warnings:
     missing: list[tuple[Municipality, list[str]]]  # municipality, kinds of help without a chain
     expiring: list[tuple[DataSharingAgreement, str, int]]  # agreement, organisation, days left
+    gaps: list[str]  # what reaches nobody, as `ruta routing check` says it
 
 
 def warnings(session: Session, country: str | None, today: date) -> Warnings:
@@ -87,16 +88,9 @@ def warnings(session: Session, country: str | None, today: date) -> Warnings:
         kinds = [k for k in HELP_CATEGORIES if (place.id, k) not in chains]
         if kinds:
             missing.append((place, kinds))
-    expiring = [
-        (agreement, org_name, (agreement.expires_on - today).days)
-        for agreement, org_name in session.execute(
-            select(DataSharingAgreement, Organization.name)
-            .join(Organization, Organization.id == DataSharingAgreement.organization_id)
-            .where(DataSharingAgreement.expires_on <= today + EXPIRY_WARNING)
-            .order_by(DataSharingAgreement.expires_on)
-        )
-    ]
-    return Warnings(missing, expiring)
+    kinds = routing.published_kinds(session) or list(HELP_CATEGORIES)
+    found = routing.gaps(session, kinds, today, country)
+    return Warnings(missing, found.expiring, routing.describe(found))
 
 
 def _focal_points(session: Session, country: str | None) -> list[FocalPoint]:

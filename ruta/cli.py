@@ -414,6 +414,40 @@ def focal_points_agreement(organization: str, reference: str, expires: Any) -> N
 # --- running ------------------------------------------------------------------------------
 
 
+# --- routing ------------------------------------------------------------------------------
+
+
+@main.group("routing", help="Check that every request people can make reaches someone.")
+def routing_group() -> None:
+    pass
+
+
+@routing_group.command(
+    "check",
+    help="List every (municipality, kind of help) the flows offer that reaches nobody, every "
+    "agreement expired or expiring within 30 days, every country without a coordinator. "
+    "Exit 1 on any gap.",
+)
+def routing_check() -> None:
+    from ruta import clock, routing
+    from ruta.db import db as database
+
+    _app()
+    with database.transaction() as session:
+        # The published flows are what people talk to; before the first publish, the files.
+        kinds = routing.published_kinds(session) or routing.offered_kinds(load_directory().latest())
+        found = routing.gaps(session, kinds, clock.now().date())
+        for line in routing.describe(found):
+            click.echo(f"gap: {line}")
+    if found.any:
+        click.echo(
+            f"{len(routing.describe(found))} gaps: people asking for these kinds of help there"
+            " would be told no office takes requests yet"
+        )
+        sys.exit(1)
+    click.echo(f"no gaps: every municipality and kind of help ({len(kinds)} kinds) reaches someone")
+
+
 @main.command(help="Run an RQ worker (with its scheduler) on Ruta's queues.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--fork", is_flag=True, help="Run each job in a forked process (slower, isolated).")

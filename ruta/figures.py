@@ -25,6 +25,7 @@ from ruta.models import (
     Service,
     ServiceAtLocation,
     ServiceStatus,
+    UnroutedRequest,
 )
 
 __all__ = ["MIN_COUNT", "Figures", "compute", "shown", "week_of"]
@@ -58,6 +59,8 @@ class Figures:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (week, code) -> n
     responses: list[Response] = field(default_factory=list)
     unmet: list[tuple[str, str, int]] = field(default_factory=list)  # (place, label, n)
+    #: Requests no office could receive (no focal point, no coordinator): (place, label, n).
+    unrouted: list[tuple[str, str, int]] = field(default_factory=list)
 
     def cell(self, week: str, category: str) -> str:
         return shown(self.requests.get((week, category), 0))
@@ -71,9 +74,11 @@ def compute(
     weeks: int,
     municipality_id: int | None = None,
     language: str = "es",
+    unrouted: Select[Any] | None = None,
 ) -> Figures:
     """Figures over ``cases`` (a query of the cases the viewer may count) created in the last
-    ``weeks`` weeks, optionally in one municipality."""
+    ``weeks`` weeks, optionally in one municipality; ``unrouted`` (a query of the
+    ``UnroutedRequest`` rows the viewer may count) adds the requests nobody could receive."""
     first = now - timedelta(weeks=weeks - 1)
     since = datetime.combine(first.date() - timedelta(days=first.weekday()), time.min, now.tzinfo)
     scoped = cases.with_only_columns(Case.id).subquery()
@@ -130,4 +135,17 @@ def compute(
         (places.get(place, "?"), labels.get(code, code), number)
         for (place, code), number in unmet.items()
     )
+    if unrouted is not None:
+        scoped_unrouted = unrouted.with_only_columns(UnroutedRequest.id).subquery()
+        lost = select(UnroutedRequest.municipality_id, UnroutedRequest.category_code).where(
+            UnroutedRequest.id.in_(select(scoped_unrouted.c.id)),
+            UnroutedRequest.created_at >= since,
+        )
+        if municipality_id is not None:
+            lost = lost.where(UnroutedRequest.municipality_id == municipality_id)
+        counted = Counter((place, code) for place, code in session.execute(lost))
+        figures.unrouted = sorted(
+            (places.get(place, "?") if place else "?", labels.get(code, code), number)
+            for (place, code), number in counted.items()
+        )
     return figures

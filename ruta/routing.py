@@ -16,6 +16,8 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from flows.loader import parse_flow
+from flows.model import Flow
 from ruta.models import (
     DataSharingAgreement,
     FocalPoint,
@@ -129,10 +131,14 @@ class Gaps:
     unrouted: list[tuple[Municipality, list[str]]]  # municipality, kinds resolving to nobody
     expiring: list[tuple[DataSharingAgreement, str, int]]  # agreement, organisation, days left
     no_coordinator: list[str]  # countries (of municipalities) without an eligible coordinator
+    #: Agreements of ``expiring`` whose organisation already has a later one in force: listed,
+    #: but not a gap.
+    renewed: set[int] = field(default_factory=set)
 
     @property
     def any(self) -> bool:
-        return bool(self.unrouted or self.expiring or self.no_coordinator)
+        pending = [a for a, _, _ in self.expiring if a.id not in self.renewed]
+        return bool(self.unrouted or pending or self.no_coordinator)
 
 
 def gaps(session: Session, kinds: Iterable[str], today: date, country: str | None = None) -> Gaps:
@@ -172,10 +178,9 @@ def gaps(session: Session, kinds: Iterable[str], today: date, country: str | Non
     expiring = [
         (agreement, name, (agreement.expires_on - today).days)
         for agreement, name in session.execute(agreements)
-        # An agreement already replaced by a later one is history, not a gap.
-        if not _renewed(session, agreement, today)
     ]
-    return Gaps(unrouted, expiring, [c for c in countries if not intake[c]])
+    renewed = {a.id for a, _, _ in expiring if _renewed(session, a, today)}
+    return Gaps(unrouted, expiring, [c for c in countries if not intake[c]], renewed)
 
 
 def _renewed(session: Session, agreement: DataSharingAgreement, today: date) -> bool:
@@ -191,3 +196,60 @@ def _renewed(session: Session, agreement: DataSharingAgreement, today: date) -> 
         )
         is not None
     )
+
+
+# --- what the flows offer --------------------------------------------------------------------
+
+#: Actions whose ``category`` argument is a kind of help a person can ask to be referred for.
+ROUTED_ACTIONS = ("route_request", "create_case")
+
+
+def offered_kinds(flows: Iterable[Flow]) -> list[str]:
+    """The kinds of help people can ask for: the option values of the menus whose answer
+    feeds a routed action's ``category`` argument, in the flows' order."""
+    kinds: list[str] = []
+    for flow in flows:
+        names = {
+            str((node.spec.get("args") or {}).get("category", "")).strip("{} ")
+            for node in flow.nodes.values()
+            if node.kind == "action" and node.spec.get("action") in ROUTED_ACTIONS
+        }
+        for node in flow.nodes.values():
+            if node.kind == "menu" and node.spec.get("save_as") in names:
+                for option in node.spec.get("options") or []:
+                    value = option.get("value") if isinstance(option, dict) else None
+                    if isinstance(value, str) and value not in kinds:
+                        kinds.append(value)
+    return kinds
+
+
+def published_kinds(session: Session) -> list[str]:
+    """``offered_kinds`` of the flows people are talking to now (the published versions)."""
+    from ruta.flowstore import latest_versions
+
+    return offered_kinds(
+        parse_flow(row.source, version=row.version, where=row.flow_key)
+        for row in latest_versions(session).values()
+    )
+
+
+def describe(found: Gaps) -> list[str]:
+    """One line a gap, in words an operator acts on."""
+    lines = [
+        f"{place.name} ({place.country}, {place.code}): nobody receives {', '.join(kinds)}"
+        for place, kinds in found.unrouted
+    ]
+    lines += [
+        f"{country}: no active coordinator with an agreement in force"
+        for country in found.no_coordinator
+    ]
+    for agreement, organization, days in found.expiring:
+        when = (
+            f"expired on {agreement.expires_on}"
+            if days < 0
+            else f"expires on {agreement.expires_on} ({days} days)"
+        )
+        if agreement.id in found.renewed:
+            continue  # history: a later agreement of the organisation is in force
+        lines.append(f"agreement {agreement.reference} of {organization} {when}")
+    return lines

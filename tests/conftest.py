@@ -42,6 +42,7 @@ from ruta.models import (
     OutboxEvent,
     Referral,
     Subscription,
+    UnroutedRequest,
     UssdSession,
 )
 
@@ -148,6 +149,7 @@ def app(prepared: dict[str, Any], fake_provider: FakeProviderServer) -> Iterator
             CaseEvent,
             OutboxEvent,
             Case,
+            UnroutedRequest,
             Message,
             ConversationSession,
             UssdSession,
