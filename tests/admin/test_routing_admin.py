@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from ruta import clock, focal_points
 from ruta.db import db
@@ -248,3 +248,23 @@ def test_agreements_are_added_corrected_and_renewed(
     (entry,) = audited("agreement.renew")
     assert entry.detail["renews"] == agreement_id
     assert len(audited("agreement.edit")) == 1 and len(audited("agreement.add")) == 1
+
+
+def test_the_page_lists_requests_that_would_reach_nobody(
+    client: Any, accounts: dict[str, str]
+) -> None:
+    login(client, accounts["viewer"])
+    html = client.get("/admin/routing/").get_data(as_text=True)
+    assert 'id="routing-gaps"' not in html  # the demo data reaches someone everywhere
+    with db.transaction() as session:
+        session.execute(
+            update(FocalPoint)
+            .where(FocalPoint.name.like("Coordinacion nacional GT%"))
+            .values(active=False)
+        )  # the app fixture switches it on again
+    html = client.get("/admin/routing/").get_data(as_text=True)
+    gaps = html[
+        html.index('id="routing-gaps"') : html.index("</ul>", html.index('id="routing-gaps"'))
+    ]
+    assert "Esquipulas (GT, gt-esquipulas): nobody receives health" in gaps
+    assert "GT: no active coordinator" in gaps and "Upala" not in gaps
