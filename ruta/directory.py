@@ -217,8 +217,8 @@ class DatabaseServices:
         if self.contact_id is None:
             return None
         case = referrals.open_case_of(self.session, self.contact_id)
-        if case is None:
-            return None
+        if case is None or case.consent_at is None:
+            return None  # a case nobody was allowed to receive is completed by a new request
         return OpenRequest(case.reference, referrals.state_words(case, language))
 
     def update_request(
