@@ -238,3 +238,32 @@ def test_after_borrar_and_the_sweeper_no_table_holds_the_number_hash_or_words(
         ]
     assert left == []
     assert case_by_reference(reference).status == "closed"
+
+
+def test_an_info_reply_still_queued_when_the_person_is_erased_is_never_sent(
+    app: Flask,
+    client: Any,
+    phone: TwilioPhone,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    """Over Africa's Talking a reply waits for a worker: erasure blanks it and it never goes."""
+    reference = ask_for_help(phone)
+    worker()
+    TwilioPhone(client, UPALA_1).text(f"OK {reference}")
+    worker()  # the acceptance notice to the person goes out
+    holder = AtPhone(client, UPALA_1)
+    assert holder.post(f"INFO {reference}").status_code == 200
+    with db.transaction() as session:
+        queued = session.scalar(
+            select(Message).where(Message.about_case_id.is_not(None), Message.status == "queued")
+        )
+        assert queued is not None and queued.body is not None and PERSON in queued.body
+        reply_id = queued.id
+    phone.text("BORRAR")
+    assert sweep()["people_erased"] == 1
+    worker()
+    assert not any(PERSON in m["body"] for m in fake_provider.messages())
+    with db.transaction() as session:
+        blanked = session.get(Message, reply_id)
+        assert blanked is not None and (blanked.body, blanked.status) == (None, "suppressed")
