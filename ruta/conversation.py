@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -119,11 +119,19 @@ def _handle(
     session.flush()
 
     special: tuple[str, Work] | None = None
+    about_case_id: int | None = None
     if not contact.opted_out:
-        special = referrals.handle_command(
-            session, contact, message.text, now=now, channel=route.outbound_channel
+        command = referrals.handle_command(
+            session,
+            contact,
+            message.text,
+            now=now,
+            channel=route.outbound_channel,
+            in_conversation=lambda: _in_conversation(session, flows, contact, message.channel, now),
         )
-        if special is None:
+        if command is not None:
+            special, about_case_id = (command.text, command.work), command.about_case_id
+        else:
             rating = referrals.handle_rating(session, contact, message.text, now=now)
             special = (rating, Work()) if rating else None
     result = None
@@ -153,6 +161,7 @@ def _handle(
             encoding=cost.encoding,
             in_reply_to_id=inbound.id,
             purpose=purpose.value,
+            about_case_id=about_case_id,
         )
         session.add(outbound)
         session.flush()
@@ -166,6 +175,23 @@ def _handle(
         ",".join(e.kind for e in result.events) if result else "command",
     )
     return Handled(reply, work, result=result)
+
+
+def _in_conversation(
+    session: Session, flows: FlowCache, contact: Contact, channel: str, now: datetime
+) -> bool:
+    """The contact is in the middle of a flow on this channel (a session not yet expired)."""
+    since = now - timedelta(minutes=flows.session_timeout_minutes)
+    return (
+        session.scalar(
+            select(ConversationSession.id).where(
+                ConversationSession.channel == channel,
+                ConversationSession.contact_id == contact.id,
+                ConversationSession.updated_at >= since,
+            )
+        )
+        is not None
+    )
 
 
 def step_conversation(

@@ -7,7 +7,8 @@ subscriptions at once, in the webhook's own transaction. The sweeper then erases
 out. What stays of their cases is what the figures need (kind of help, place, urgency, dates,
 status, the case history's events); the rest is deleted: the contact row (number and its hash),
 messages, questions, conversation and USSD sessions, subscriptions, broadcast rows, the case's
-free text and contact details. An open case is closed as withdrawn. Every case touched gets a
+free text and contact details, and the replies that described them to a focal point (``INFO``).
+An open case is closed as withdrawn. Every case touched gets a
 case event and an entry in the audit log; neither holds anything about the person.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ruta import referrals
@@ -62,6 +63,20 @@ def anonymise_case(session: Session, case: Case, now: datetime, *, actor: str, r
         case.outcome = WITHDRAWN
         case.deadline_at = None
         referrals.record(session, case, "closed", actor, outcome=WITHDRAWN)
+    # Replies that described the person to a focal point (INFO: safe times, maybe the number)
+    # are theirs too; one still waiting to go out is not sent at all.
+    session.execute(
+        update(Message)
+        .where(Message.about_case_id == case.id, Message.status == MessageStatus.QUEUED.value)
+        .values(body=None, status=MessageStatus.SUPPRESSED.value),
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(
+        update(Message)
+        .where(Message.about_case_id == case.id, Message.body.is_not(None))
+        .values(body=None),
+        execution_options={"synchronize_session": False},
+    )
     case.contact_id = None
     case.description = None
     case.safe_times = None

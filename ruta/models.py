@@ -137,6 +137,11 @@ class Message(Base):
     in_reply_to_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), index=True
     )
+    #: The case whose person this message describes to someone else (a focal point's INFO
+    #: reply: safe times, maybe the number), so erasing or anonymising the case blanks it too.
+    about_case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -9,6 +9,7 @@ Redis outage only delays it until the sweeper finds it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from ruta import policy as policies
 from ruta import routing
 from ruta.models import (
     OPEN_CASE_STATUSES,
+    AuditEntry,
     Case,
     CaseEvent,
     CaseStatus,
@@ -43,7 +45,11 @@ RATING_WINDOW = timedelta(days=3)
 NO_CONTACT = "never"
 FORWARD = "forward"
 
-COMMAND = re.compile(r"^\s*([A-Za-z]+)\s+([A-Za-z0-9]{5})(?:\s+([12]))?\s*$")
+# A verb, then a reference (five letters or digits), then any word (CERRAR's outcome, checked
+# later so a wrong one is asked again rather than sent to the flows). The verb alone is a
+# command too: OK lists the focal point's cases, AYUDA their commands.
+COMMAND = re.compile(r"^\s*([A-Za-z]+)(?:\s+([A-Za-z0-9]{5})(?:\s+(\S+))?)?\s*$")
+OUTCOMES = {"1": "successful", "2": "unsuccessful"}
 VERBS = {
     "OK": "accept",
     "ACEPTO": "accept",
@@ -53,7 +59,11 @@ VERBS = {
     "PASAR": "pass",
     "PASS": "pass",
     "INFO": "info",
+    "AYUDA": "help",
+    "HELP": "help",
 }
+#: At most this many references of each kind in the reply to a bare OK (within 2 SMS).
+LISTED = 10
 
 # Texts to focal points (reference, codes and place only: never a name, number or story) and
 # neutral notices to people.
@@ -76,6 +86,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "person_closed": "Ruta: su solicitud {ref} se cerro. ¿Le sirvio? Responda 1 (poco),"
         " 2 (algo) o 3 (mucho).",
         "thanks": "Gracias por su respuesta.",
+        "passed_cannot_accept": "Usted paso el caso {ref} al siguiente punto focal: ya no puede"
+        " aceptarlo.",
+        "close_outcome": "Responda CERRAR {ref} 1 (resuelto) o CERRAR {ref} 2 (no resuelto).",
+        "open_cases": "Sus casos. Esperan OK: {waiting}. Aceptados: {held}. Responda OK, CERRAR"
+        " o INFO y la referencia.",
+        "no_open_cases": "No tiene casos abiertos. AYUDA: comandos.",
+        "commands": "Ruta, puntos focales: OK ref: aceptar. CERRAR ref 1: resuelto, CERRAR ref 2:"
+        " no resuelto. PASAR ref: al siguiente. INFO ref: detalles. OK solo: sus casos."
+        " HOLA: menu publico.",
+        "phone_shared": "telefono compartido",
+        "phone_own": "telefono propio",
+        "phone_unknown": "telefono compartido: sin dato",
+        "holder_only": "solo para quien acepte el caso",
     },
     "en": {
         "alert": "Ruta: request {ref}. Type: {category}. Place: {place}. Priority: {tier}."
@@ -95,6 +118,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "person_closed": "Ruta: your request {ref} was closed. Did it help? Reply 1 (a little),"
         " 2 (some) or 3 (a lot).",
         "thanks": "Thank you for your answer.",
+        "passed_cannot_accept": "You passed case {ref} to the next focal point: you can no"
+        " longer accept it.",
+        "close_outcome": "Reply CLOSE {ref} 1 (resolved) or CLOSE {ref} 2 (not resolved).",
+        "open_cases": "Your cases. Waiting for OK: {waiting}. Accepted: {held}. Reply OK, CLOSE"
+        " or INFO and the reference.",
+        "no_open_cases": "You have no open cases. HELP: commands.",
+        "commands": "Ruta, focal points: OK ref: accept. CLOSE ref 1: resolved, CLOSE ref 2: not"
+        " resolved. PASS ref: to the next. INFO ref: details. OK alone: your cases."
+        " HELLO: public menu.",
+        "phone_shared": "shared phone",
+        "phone_own": "own phone",
+        "phone_unknown": "shared phone: unknown",
+        "holder_only": "only for whoever accepts the case",
     },
 }
 TIER_LABELS = {
@@ -517,15 +553,46 @@ def alert_delivered(session: Session, message_id: int) -> None:
 
 
 # --- focal points answer -----------------------------------------------------------------
+#
+# A registered, active focal point's number: a command word with a reference is always a
+# command. A bare word (OK, AYUDA...) is the focal point's command too, unless they are in the
+# middle of a conversation with the flows (texting as a person): there it answers the flows
+# (OK is a yes, AYUDA the flow's help). Everything else goes to the flows as for anyone.
 
 
-def _may_act(session: Session, fp: FocalPoint, case: Case) -> bool:
-    if fp.is_coordinator and fp.country == case.country:
+@dataclass
+class Answer:
+    """A focal point's command answered. ``about_case_id`` names the case whose person the reply
+    describes (an INFO reply), so erasing the person blanks the reply too."""
+
+    text: str
+    work: Work = field(default_factory=Work)
+    about_case_id: int | None = None
+
+
+def _reached(session: Session, fp: FocalPoint, case: Case) -> bool:
+    """The case was alerted to ``fp`` (or they hold it): only then may they act on it."""
+    if case.accepted_by_id == fp.id:
         return True
     return (
         session.scalar(
             select(Referral.id)
             .where(Referral.case_id == case.id, Referral.focal_point_id == fp.id)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _passed_by(session: Session, fp: FocalPoint, case: Case) -> bool:
+    return (
+        session.scalar(
+            select(CaseEvent.id)
+            .where(
+                CaseEvent.case_id == case.id,
+                CaseEvent.kind == "escalated",
+                CaseEvent.actor == f"focal_point:{fp.id}",
+            )
             .limit(1)
         )
         is not None
@@ -542,59 +609,199 @@ def _age(delta: timedelta, language: str) -> str:
 
 
 def handle_command(
-    session: Session, contact: Contact, body: str, *, now: datetime, channel: str
-) -> tuple[str, Work] | None:
-    """A focal point's SMS command, or None for anything else (it then goes to the flows)."""
+    session: Session,
+    contact: Contact,
+    body: str,
+    *,
+    now: datetime,
+    channel: str,
+    in_conversation: Callable[[], bool] = lambda: False,
+) -> Answer | None:
+    """A focal point's SMS command, or None for anything else (it then goes to the flows).
+    ``in_conversation()``: the sender is in the middle of a flow, where a bare word belongs
+    (asked only for a bare word)."""
     match = COMMAND.match(body)
-    if match is None or match.group(1).upper() not in VERBS:
+    verb = VERBS.get(match.group(1).upper()) if match else None
+    if match is None or verb is None:
+        return None
+    ref, outcome = (match.group(2) or "").upper(), match.group(3)
+    if not ref and in_conversation():
         return None
     fp = session.scalar(
         select(FocalPoint).where(FocalPoint.contact_id == contact.id, FocalPoint.active.is_(True))
     )
     if fp is None:
         return None
-    verb, ref, outcome = VERBS[match.group(1).upper()], match.group(2).upper(), match.group(3)
     lang = fp.languages[0] if fp.languages else "es"
+    if verb == "help":
+        return Answer(text(lang, "commands"))
+    if not ref:
+        return Answer(_open_references(session, fp, lang))
     case = session.scalar(select(Case).where(Case.reference == ref).with_for_update())
-    if case is None or not _may_act(session, fp, case):
-        return text(lang, "not_yours", ref=ref), Work()
-    actor = f"focal_point:{fp.id}"
-    work = Work()
+    if verb == "info":
+        return _info(session, fp, case, ref, lang, now)
+    if case is None or not _reached(session, fp, case):
+        return Answer(text(lang, "not_yours", ref=ref))
     if verb == "accept":
-        if case.status == CaseStatus.ACCEPTED.value and case.accepted_by_id == fp.id:
-            return text(lang, "accepted", ref=ref), work
-        if case.status != CaseStatus.FORWARDED.value:
-            return text(
-                lang, "taken" if case.status == "accepted" else "already_closed", ref=ref
-            ), work
-        case.status, case.accepted_by_id, case.accepted_at = "accepted", fp.id, now
-        case.deadline_at = None
-        record(session, case, "accepted", actor)
-        work.message_ids += notify_person(session, case, "person_accepted", now, channel)
-        return text(lang, "accepted", ref=ref), work
+        return _accept(session, fp, case, lang, now, channel)
     if verb == "close":
-        if case.status == CaseStatus.CLOSED.value:
-            return text(lang, "already_closed", ref=ref), work
-        if case.status != CaseStatus.ACCEPTED.value:
-            return text(lang, "must_accept", ref=ref), work
-        case.status, case.closed_at, case.deadline_at = "closed", now, None
-        case.outcome = {"1": "successful", "2": "unsuccessful"}.get(outcome or "")
-        record(session, case, "closed", actor, outcome=case.outcome)
-        ids = notify_person(session, case, "person_closed", now, channel)
-        if ids:
-            case.rating_requested_at = now
-        work.message_ids += ids
-        return text(lang, "closed", ref=ref), work
-    if verb == "pass":
-        if case.status != CaseStatus.FORWARDED.value:
-            return text(
-                lang, "taken" if case.status == "accepted" else "already_closed", ref=ref
-            ), work
-        work.merge(escalate(session, case, now=now, reason="passed", actor=actor))
-        return text(lang, "passed", ref=ref), work
-    # info: every read is audited
-    record(session, case, "info_read", actor)
-    person = session.get(Contact, case.contact_id) if case.contact_id else None
+        return _close(session, fp, case, lang, outcome, now, channel)
+    return _pass(session, fp, case, lang, now)
+
+
+def _open_references(session: Session, fp: FocalPoint, lang: str) -> str:
+    """The cases alerted to ``fp`` still waiting for an OK (not those they passed on), and the
+    ones they hold."""
+    alerted = select(Referral.case_id).where(Referral.focal_point_id == fp.id)
+    passed = select(CaseEvent.case_id).where(
+        CaseEvent.kind == "escalated", CaseEvent.actor == f"focal_point:{fp.id}"
+    )
+    waiting = session.scalars(
+        select(Case.reference)
+        .where(
+            Case.status == CaseStatus.FORWARDED.value,
+            Case.id.in_(alerted),
+            Case.id.not_in(passed),
+        )
+        .order_by(Case.created_at)
+    ).all()
+    held = session.scalars(
+        select(Case.reference)
+        .where(Case.status == CaseStatus.ACCEPTED.value, Case.accepted_by_id == fp.id)
+        .order_by(Case.created_at)
+    ).all()
+    if not waiting and not held:
+        return text(lang, "no_open_cases")
+
+    def listed(references: Sequence[str]) -> str:
+        shown = " ".join(references[:LISTED]) or "-"
+        return shown + (f" +{len(references) - LISTED}" if len(references) > LISTED else "")
+
+    return text(lang, "open_cases", waiting=listed(waiting), held=listed(held))
+
+
+def _accept(
+    session: Session, fp: FocalPoint, case: Case, lang: str, now: datetime, channel: str
+) -> Answer:
+    ref = case.reference
+    if case.status == CaseStatus.ACCEPTED.value and case.accepted_by_id == fp.id:
+        return Answer(text(lang, "accepted", ref=ref))
+    if case.status != CaseStatus.FORWARDED.value:
+        return Answer(
+            text(lang, "taken" if case.status == "accepted" else "already_closed", ref=ref)
+        )
+    if _passed_by(session, fp, case):
+        # Whoever passed it said they cannot take it; the backup being alerted must get it.
+        return Answer(text(lang, "passed_cannot_accept", ref=ref))
+    case.status, case.accepted_by_id, case.accepted_at = "accepted", fp.id, now
+    case.deadline_at = None
+    record(session, case, "accepted", f"focal_point:{fp.id}")
+    work = Work(message_ids=notify_person(session, case, "person_accepted", now, channel))
+    return Answer(text(lang, "accepted", ref=ref), work)
+
+
+def _close(
+    session: Session,
+    fp: FocalPoint,
+    case: Case,
+    lang: str,
+    outcome: str | None,
+    now: datetime,
+    channel: str,
+) -> Answer:
+    ref = case.reference
+    if case.status == CaseStatus.CLOSED.value:
+        return Answer(text(lang, "already_closed", ref=ref))
+    if case.status != CaseStatus.ACCEPTED.value:
+        return Answer(text(lang, "must_accept", ref=ref))
+    if case.accepted_by_id != fp.id:
+        return Answer(text(lang, "taken", ref=ref))
+    if outcome not in OUTCOMES:
+        return Answer(text(lang, "close_outcome", ref=ref))  # closes nothing until it is known
+    case.status, case.closed_at, case.deadline_at = "closed", now, None
+    case.outcome = OUTCOMES[outcome]
+    record(session, case, "closed", f"focal_point:{fp.id}", outcome=case.outcome)
+    ids = notify_person(session, case, "person_closed", now, channel)
+    if ids:
+        case.rating_requested_at = now
+    return Answer(text(lang, "closed", ref=ref), Work(message_ids=ids))
+
+
+def _pass(session: Session, fp: FocalPoint, case: Case, lang: str, now: datetime) -> Answer:
+    ref = case.reference
+    if case.status != CaseStatus.FORWARDED.value:
+        return Answer(
+            text(lang, "taken" if case.status == "accepted" else "already_closed", ref=ref)
+        )
+    if _passed_by(session, fp, case):
+        return Answer(text(lang, "passed", ref=ref))  # once: a second PASAR skips nobody
+    work = escalate(session, case, now=now, reason="passed", actor=f"focal_point:{fp.id}")
+    return Answer(text(lang, "passed", ref=ref), work)
+
+
+def _info(
+    session: Session, fp: FocalPoint, case: Case | None, ref: str, lang: str, now: datetime
+) -> Answer:
+    """The case's details for whoever holds it, while it is open (the number only if the person
+    agreed to be contacted), or for a coordinator the case has reached (never the number).
+    Anyone else gets the same answer whether the case exists or not. Every try is audited."""
+    actor = f"focal_point:{fp.id}"
+    holder = (
+        case is not None
+        and case.status == CaseStatus.ACCEPTED.value
+        and case.accepted_by_id == fp.id
+    )
+    overseer = (
+        case is not None
+        and fp.is_coordinator
+        and case.status in OPEN_CASE_STATUSES
+        and _reached(session, fp, case)
+    )
+    person = (
+        session.get(Contact, case.contact_id)
+        if holder and case is not None and case.contact_ok and case.contact_id
+        else None
+    )
+    if case is None:
+        reason = "no such case"
+    elif case.status == CaseStatus.CLOSED.value:
+        reason = "closed"
+    elif not _reached(session, fp, case):
+        reason = "not reached"
+    else:
+        reason = "held" if holder else "overseen" if overseer else "not the holder"
+    allowed = holder or overseer
+    if case is not None:
+        record(
+            session,
+            case,
+            "info_read" if allowed else "info_refused",
+            actor,
+            reason=reason,
+            number_shown=person is not None,
+        )
+    session.add(
+        AuditEntry(
+            actor=actor,
+            action="case.info" if allowed else "case.info_refused",
+            object_type="case",
+            object_id=ref,
+            detail={"via": "sms", "reason": reason, "number_shown": person is not None},
+        )
+    )
+    if not allowed or case is None:
+        return Answer(text(lang, "not_yours", ref=ref))
+    if person is not None:
+        shared = (
+            "phone_unknown"
+            if case.shared_phone is None
+            else "phone_shared"
+            if case.shared_phone
+            else "phone_own"
+        )
+        phone, times = f"{person.phone} ({text(lang, shared)})", case.safe_times or "-"
+    else:
+        phone, times = text(lang, "no_contact" if holder else "holder_only"), "-"
     municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
     reply = text(
         lang,
@@ -604,10 +811,10 @@ def handle_command(
         category=case.category_code.upper(),
         place=municipality.name if municipality else "-",
         age=_age(now - case.created_at, lang),
-        times=case.safe_times or "-",
-        phone=person.phone if person is not None and case.contact_ok else text(lang, "no_contact"),
+        times=times,
+        phone=phone,
     )
-    return reply, work
+    return Answer(reply, about_case_id=case.id)
 
 
 def notify_person(session: Session, case: Case, key: str, now: datetime, channel: str) -> list[int]:

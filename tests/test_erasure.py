@@ -24,6 +24,7 @@ from ruta.models import (
 )
 from tests.conftest import PERSON, Clock, TwilioPhone, case_by_reference
 from tests.gateway.test_africastalking_webhook import AtPhone
+from tests.gateway.test_ussd import AtHandset
 from tests.test_referrals import DESCRIPTION, UPALA_1, ask_for_help
 from workers.jobs import sweep
 
@@ -165,3 +166,104 @@ def test_closed_cases_are_anonymised_after_the_configured_days(
     assert anonymised.outcome == "helped"  # closed as it was, not withdrawn
     assert still_open.contact_id is not None and still_open.description == DESCRIPTION
     assert person() is not None  # the person stays: only the old case lost its link
+
+
+QUESTION_WORDS = "donde renuevo el carne de mi hermana"
+
+
+def stored_text(session: Any) -> list[tuple[str, str, str]]:
+    """(table, column, text) of every non-empty value of every table of the models: encrypted
+    columns decrypted with the configured keys, JSON and plain columns as stored."""
+    from ruta import crypto
+    from ruta.models import Base, EncryptedText
+
+    found = []
+    for table in Base.metadata.sorted_tables:
+        for row in session.execute(text(f"SELECT * FROM {table.name}")).mappings():  # noqa: S608
+            for column in table.columns:
+                value = row[column.name]
+                if value is None:
+                    continue
+                if isinstance(column.type, EncryptedText):
+                    value = crypto.current().decrypt(value)
+                found.append((table.name, column.name, str(value)))
+    return found
+
+
+def test_after_borrar_and_the_sweeper_no_table_holds_the_number_hash_or_words(
+    app: Flask, client: Any, phone: TwilioPhone, worker: Callable[[], None]
+) -> None:
+    """A rich history first: a described case with consent, accepted, its INFO read by the holder
+    (so a message to the focal point holds the number), a question, a USSD session, an alert
+    subscription and a broadcast to it; then BORRAR and the sweeper."""
+    from ruta import crypto
+    from ruta.models import BroadcastRecipient, UssdSession
+    from tests.test_broadcasts import create_broadcast
+    from workers.broadcast_jobs import start_broadcast
+
+    reference = ask_for_help(phone)
+    worker()
+    holder = TwilioPhone(client, UPALA_1)
+    holder.text(f"OK {reference}")
+    assert PERSON in holder.text(f"INFO {reference}")
+    worker()  # the acceptance notice to the person
+    phone.text("PREGUNTA")
+    assert "Recibimos su pregunta" in phone.text(QUESTION_WORDS)
+    assert "Buscar servicios" in AtHandset(client).dial()
+    subscribe_person()
+    start_broadcast(create_broadcast(urgent=True))
+    worker()
+    before = person()
+    assert before is not None
+    with db.transaction() as session:
+        for model in (UssdSession, BroadcastRecipient):
+            rows = select(func.count()).select_from(model).where(model.contact_id == before.id)
+            assert session.scalar(rows) == 1
+    lookup_hash = crypto.current().lookup_hash(PERSON)
+    needles = (PERSON, PERSON.lstrip("+"), PERSON[4:], "8800 1122", lookup_hash)
+    needles += (DESCRIPTION, QUESTION_WORDS)
+    with db.transaction() as session:
+        values = [value for _, _, value in stored_text(session)]
+    held = {needle for value in values for needle in needles if needle in value}
+    assert held == set(needles) - {"8800 1122"}  # the walk below sees what it looks for
+
+    assert "borramos sus datos" in phone.text("BORRAR")
+    worker()
+    assert sweep()["people_erased"] == 1
+    with db.transaction() as session:
+        left = [
+            (table, column)
+            for table, column, value in stored_text(session)
+            if any(needle in value for needle in needles)
+        ]
+    assert left == []
+    assert case_by_reference(reference).status == "closed"
+
+
+def test_an_info_reply_still_queued_when_the_person_is_erased_is_never_sent(
+    app: Flask,
+    client: Any,
+    phone: TwilioPhone,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    """Over Africa's Talking a reply waits for a worker: erasure blanks it and it never goes."""
+    reference = ask_for_help(phone)
+    worker()
+    TwilioPhone(client, UPALA_1).text(f"OK {reference}")
+    worker()  # the acceptance notice to the person goes out
+    holder = AtPhone(client, UPALA_1)
+    assert holder.post(f"INFO {reference}").status_code == 200
+    with db.transaction() as session:
+        queued = session.scalar(
+            select(Message).where(Message.about_case_id.is_not(None), Message.status == "queued")
+        )
+        assert queued is not None and queued.body is not None and PERSON in queued.body
+        reply_id = queued.id
+    phone.text("BORRAR")
+    assert sweep()["people_erased"] == 1
+    worker()
+    assert not any(PERSON in m["body"] for m in fake_provider.messages())
+    with db.transaction() as session:
+        blanked = session.get(Message, reply_id)
+        assert blanked is not None and (blanked.body, blanked.status) == (None, "suppressed")
