@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from flows.services import CaseRequest
 from ruta import policy as policies
+from ruta import taxonomy
 from ruta.models import (
     OPEN_CASE_STATUSES,
     Case,
@@ -53,7 +54,8 @@ VERBS = {
     "INFO": "info",
 }
 
-# Texts to focal points (reference, codes and place only: never a name, number or story) and
+# Texts to focal points (reference, kind of help, place and urgency only: never a name, number or
+# story; kinds, tiers and safe times by their names in ruta/taxonomy.py, never their codes) and
 # neutral notices to people.
 TEXTS: dict[str, dict[str, str]] = {
     "es": {
@@ -95,10 +97,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "thanks": "Thank you for your answer.",
     },
 }
-TIER_LABELS = {
-    "es": {"immediate": "INMEDIATA", "urgent": "URGENTE", "standard": "NORMAL"},
-    "en": {"immediate": "IMMEDIATE", "urgent": "URGENT", "standard": "STANDARD"},
-}
 
 
 @dataclass
@@ -117,6 +115,19 @@ class Work:
 
 def text(language: str, key: str, **values: Any) -> str:
     return TEXTS.get(language, TEXTS["es"])[key].format(**values)
+
+
+def alert_text(session: Session, case: Case, language: str) -> str:
+    """The alert a focal point reads: reference, kind of help, place and urgency, in words."""
+    municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
+    return text(
+        language,
+        "alert",
+        ref=case.reference,
+        category=taxonomy.kind_name(session, case.category_code, language),
+        place=municipality.name if municipality else "-",
+        tier=taxonomy.tier_name(case.urgency, language),
+    )
 
 
 def record(session: Session, case: Case, kind: str, actor: str, **data: Any) -> None:
@@ -311,17 +322,9 @@ def dispatch(
         record(session, case, "unrouted", "system", reason="no focal point or coordinator")
         return work
     language = "es"
-    municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
     for fp in found:
         lang = fp.languages[0] if fp.languages else language
-        body = text(
-            lang,
-            "alert",
-            ref=case.reference,
-            category=case.category_code.upper(),
-            place=municipality.name if municipality else "-",
-            tier=TIER_LABELS.get(lang, TIER_LABELS["es"])[case.urgency],
-        )
+        body = alert_text(session, case, lang)
         message = Message(
             direction=Direction.OUTBOUND.value,
             channel=channel,
@@ -504,11 +507,11 @@ def handle_command(
         lang,
         "info",
         ref=ref,
-        tier=TIER_LABELS.get(lang, TIER_LABELS["es"])[case.urgency],
-        category=case.category_code.upper(),
+        tier=taxonomy.tier_name(case.urgency, lang),
+        category=taxonomy.kind_name(session, case.category_code, lang),
         place=municipality.name if municipality else "-",
         age=_age(now - case.created_at, lang),
-        times=case.safe_times or "-",
+        times=taxonomy.safe_time_name(case.safe_times, lang),
         phone=person.phone if person is not None and case.contact_ok else text(lang, "no_contact"),
     )
     return reply, work
