@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from admin.audit import audit
 from admin.permissions import requires
 from admin.routing import HELP_CATEGORIES
-from ruta import case_actions, clock, referrals
+from ruta import case_actions, clock, referrals, taxonomy
 from ruta import policy as policies
 from ruta.db import db
 from ruta.models import (
@@ -36,6 +36,9 @@ from ruta.models import (
     Tier,
 )
 from workers.jobs import hand_over
+
+#: The admin is in English for now; names of kinds, tiers and safe times follow it.
+ADMIN_LANGUAGE = "en"
 
 bp = Blueprint("admin_cases", __name__, url_prefix="/admin/cases")
 NAV = [("cases.view", "admin_cases.index", "Cases")]
@@ -139,15 +142,15 @@ def index() -> ResponseReturnValue:
                 Municipality.country == current_user.country
             )
         municipalities = list(session.scalars(municipality_query))
-        categories = sorted(
-            set(session.scalars(select(Case.category_code).distinct())) | set(HELP_CATEGORIES)
-        )
+        kinds = taxonomy.kind_names(session, ADMIN_LANGUAGE)
+        codes = set(session.scalars(select(Case.category_code).distinct())) | set(HELP_CATEGORIES)
+        categories = sorted(((code, kinds.get(code, code)) for code in codes), key=lambda c: c[1])
     rows = [
         {
             "reference": c.reference,
-            "tier": c.urgency,
+            "tier": taxonomy.tier_name(c.urgency, ADMIN_LANGUAGE),
             "status": c.status,
-            "category": c.category_code,
+            "category": kinds.get(c.category_code, c.category_code),
             "municipality": places[c.municipality_id].name if c.municipality_id else "-",
             "age": age(now - c.created_at),
             "overdue": _is_overdue(c, now),
@@ -160,7 +163,7 @@ def index() -> ResponseReturnValue:
         filters=filters,
         overdue_only=overdue_only,
         statuses=[s.value for s in CaseStatus],
-        tiers=[t.value for t in Tier],
+        tiers=[(t.value, taxonomy.tier_name(t.value, ADMIN_LANGUAGE)) for t in Tier],
         municipalities=municipalities,
         categories=categories,
         page=page,
@@ -208,6 +211,9 @@ def _render_case(
     return render_template(
         "admin/cases_view.html",
         case=case,
+        kind=taxonomy.kind_name(session, case.category_code, ADMIN_LANGUAGE),
+        tier=taxonomy.tier_name(case.urgency, ADMIN_LANGUAGE),
+        safe_times=taxonomy.safe_time_name(case.safe_times, ADMIN_LANGUAGE),
         municipality=municipality,
         events=events,
         referrals=referral_rows,

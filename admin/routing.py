@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from admin.audit import audit
 from admin.permissions import requires
-from ruta import clock, contacts, focal_points, routing
+from ruta import clock, contacts, focal_points, routing, taxonomy
 from ruta.db import db
 from ruta.models import (
     DataSharingAgreement,
@@ -35,18 +35,8 @@ bp = Blueprint("admin_routing", __name__, url_prefix="/admin/routing")
 NAV = [("routing.view", "admin_routing.index", "Focal points")]
 
 #: The kinds of help a person can ask for: the values of the ask_help flow's ``kind`` menu
-#: (flows/definitions/ask_help.yaml), the same list as ``help_categories`` in the demo data.
-HELP_CATEGORIES = (
-    "health",
-    "legal",
-    "shelter",
-    "safety",
-    "children",
-    "women",
-    "work",
-    "education",
-    "other",
-)
+#: (flows/definitions/ask_help.yaml), the taxonomy's kinds of help (ruta/taxonomy.yaml).
+HELP_CATEGORIES = taxonomy.load().help_codes()
 #: Agreements expiring this soon (or already expired) are listed as warnings.
 EXPIRY_WARNING = timedelta(days=30)
 

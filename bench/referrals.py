@@ -55,7 +55,7 @@ TARGET_CASES_PER_S = 200.0
 TARGET_P95_S = 2.0
 
 MUNICIPALITIES = ("cr-upala", "cr-los-chiles", "hn-san-pedro-sula", "pa-panama")
-CATEGORIES = ("health", "legal", "shelter", "safety", "children", "women", "work", "education")
+CATEGORIES = ("health", "documents", "shelter", "safety", "family", "women", "work", "education")
 #: Every n-th person says they are not safe: an immediate case (the others are standard).
 UNSAFE_EVERY = 10
 ALERT = re.compile(r"\b(?:solicitud|request) ([23456789A-Z]{5})\b")

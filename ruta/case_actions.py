@@ -24,17 +24,15 @@ from ruta.models import (
     Message,
     MessagePurpose,
     MessageStatus,
-    Municipality,
     OutboxEvent,
     Referral,
 )
 from ruta.referrals import (
-    TIER_LABELS,
     Work,
+    alert_text,
     chain_positions,
     notify_person,
     record,
-    text,
 )
 from ruta.routing import organizations_in_force
 
@@ -156,19 +154,11 @@ def reassign(
     session.add(event)
     session.flush()
     language = fp.languages[0] if fp.languages else "es"
-    municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
     message = Message(
         direction=Direction.OUTBOUND.value,
         channel=channel,
         contact_id=fp.contact_id,
-        body=text(
-            language,
-            "alert",
-            ref=case.reference,
-            category=case.category_code.upper(),
-            place=municipality.name if municipality else "-",
-            tier=TIER_LABELS.get(language, TIER_LABELS["es"])[case.urgency],
-        ),
+        body=alert_text(session, case, language),
         status=MessageStatus.QUEUED.value,
         purpose=MessagePurpose.ALERT.value,
         created_at=now,

@@ -151,9 +151,12 @@ def _budgets(max_segments: int, ussd_chars: int = 182) -> list[Budget]:
 @click.option("--ussd-chars", default=182, show_default=True, help="USSD screen budget.")
 def flows_validate(folder: Path, max_segments: int, ussd_chars: int) -> None:
     from flows.validate import validate_library
+    from ruta import taxonomy
 
     try:
-        issues = validate_library(load_directory(folder), _budgets(max_segments, ussd_chars))
+        library = load_directory(folder)
+        issues = validate_library(library, _budgets(max_segments, ussd_chars))
+        issues += taxonomy.check_flows(library)
     except DefinitionError as exc:
         issues = exc.issues
     for issue in issues:

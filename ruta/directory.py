@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from flows.services import CaseRequest, Choice, OpenRequest, Routing
-from ruta import cases, referrals, routing
+from ruta import cases, referrals, routing, taxonomy
 from ruta import policy as policies
 from ruta.models import (
     Category,
@@ -175,7 +176,11 @@ class DatabaseServices:
     def categories(self, language: str) -> list[Choice]:
         if self._categories is None:
             self._categories = list(
-                self.session.scalars(select(Category).order_by(Category.position, Category.code))
+                self.session.scalars(
+                    select(Category)
+                    .where(Category.listed.is_(True))
+                    .order_by(Category.position, Category.code)
+                )
             )
         return [
             Choice(c.code, c.names.get(language) or next(iter(c.names.values()), c.code))
@@ -187,6 +192,7 @@ class DatabaseServices:
         return [format_entry(service, language) for service in found]
 
     def route(self, municipality: str, category: str, safe: bool) -> Routing | None:
+        category = taxonomy.load().canonical(category) or category
         found = routing.resolve_place(self.session, municipality, category, self.now.date())
         if not found.reaches_anyone:
             if self.contact_id is not None:  # flow examples and the simulator count nothing
@@ -202,9 +208,11 @@ class DatabaseServices:
         return Routing(first=", ".join(found.first_organizations()))
 
     def create_case(self, request: CaseRequest) -> str | None:
+        # A conversation that began on an older flow version may still answer an old code.
+        category = taxonomy.load().canonical(request.category) or request.category
         case, work = referrals.open_case(
             self.session,
-            request,
+            dataclasses.replace(request, category=category),
             contact_id=self.contact_id,
             now=self.now,
             policy=self.policy,

@@ -46,7 +46,13 @@ of its services whole: a service's phones, schedules and languages not in the fi
   as ``inactive``), ``alert`` (the alert text), ``languages`` (``[{"code": "es"}]``).
 - category: the extension field ``x_category`` (a category code); without it, the service's
   taxonomy terms (``attributes[].taxonomy_term_id`` into ``taxonomy_terms``, or a nested
-  ``attributes[].taxonomy_term``), whose ``code`` or ``name`` matches a category's code or name.
+  ``attributes[].taxonomy_term``), whose ``code`` or ``name`` matches a category's code, one of
+  its names, or one of its aliases in ``ruta/taxonomy.yaml`` (old codes such as ``legal`` and
+  other directories' terms such as ``Housing`` or ``Legal aid``). The CSV ``category`` column is
+  read the same way.
+- An export writes the categories as HSDS 3 ``taxonomy_terms`` (code, English name, every name as
+  the description) of one ``taxonomies`` entry, "Ruta kinds of help", linked to each service
+  by an ``attributes`` row, beside ``x_category``.
 - municipality: through ``service_at_locations`` to ``locations``; a location's extension field
   ``x_municipality_code``, else ``addresses[0].city`` (or ``locality``) matched against the
   municipality names (accents and case ignored; ``addresses[0].country`` settles a tie).
@@ -72,6 +78,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from ruta import taxonomy
 from ruta.demo_data import parse_hours
 from ruta.directory import full_service_loading
 from ruta.models import (
@@ -282,12 +289,17 @@ class Lookup:
         self.services = {(s.organization.name, s.name): s for s in services}
 
     def category_for(self, candidates: Iterable[str]) -> Category | None:
+        """The category a code, a name or another directory's term (an alias in the
+        taxonomy file, such as "legal aid" or "housing") stands for."""
         for candidate in candidates:
             if candidate.strip().lower() in self.categories:
                 return self.categories[candidate.strip().lower()]
             for category in self.categories.values():
                 if _fold(candidate) in {_fold(n) for n in category.names.values()}:
                     return category
+            code = taxonomy.load().canonical(_fold(candidate))
+            if code in self.categories:
+                return self.categories[code]
         return None
 
     def municipality_named(self, name: str, country: str | None) -> Municipality | None:
@@ -311,6 +323,9 @@ def check_service(raw: dict[str, Any], lookup: Lookup) -> tuple[dict[str, Any], 
         else:
             values[name] = text
     code = (_text(raw.get("category")) or "").lower()
+    if code and code not in lookup.categories:
+        found = lookup.category_for([code])  # an old code or another directory's term
+        code = found.code if found is not None else code
     if not code:
         errors["category"] = "missing category"
     elif code not in lookup.categories:
@@ -947,6 +962,7 @@ def export_hsds(session: Session) -> dict[str, Any]:
     """The directory as HSDS 3 tables, with the extension fields ``x_category`` (services) and
     ``x_municipality_code`` (locations)."""
     services = _all_services(session)
+    about = taxonomy.load().hsds
     organizations = list(session.scalars(select(Organization).order_by(Organization.name)))
     categories = list(session.scalars(select(Category).order_by(Category.position, Category.code)))
     locations = list(
@@ -972,13 +988,23 @@ def export_hsds(session: Session) -> dict[str, Any]:
         "service_at_locations": [],
         "phones": [],
         "schedules": [],
+        "taxonomies": [
+            {
+                "id": _uid("taxonomy", "ruta"),
+                "name": about["name"],
+                "description": about["description"],
+                "version": about["version"],
+            }
+        ],
         "taxonomy_terms": [
             {
                 "id": _uid("category", c.id),
                 "code": c.code,
                 "name": c.names.get("en") or next(iter(c.names.values()), c.code),
                 "description": " / ".join(c.names.values()),
-                "taxonomy": "ruta-categories",
+                "taxonomy": about["name"],
+                "taxonomy_id": _uid("taxonomy", "ruta"),
+                "language": "en" if "en" in c.names else next(iter(c.names), "es"),
             }
             for c in categories
         ],

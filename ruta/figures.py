@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from ruta import taxonomy
 from ruta.models import (
     Case,
     Category,
@@ -89,12 +90,7 @@ def compute(
         query = query.where(Case.municipality_id == municipality_id)
     rows = session.execute(query).all()
 
-    labels = {
-        code: (names or {}).get(language) or (names or {}).get("es") or code
-        for code, names in session.execute(
-            select(Category.code, Category.names).order_by(Category.position, Category.code)
-        )
-    }
+    labels = taxonomy.kind_names(session, language)
     used = {row.category_code for row in rows}
     categories = [(code, label) for code, label in labels.items() if code in used]
     categories += [(code, code) for code in sorted(used - set(labels))]

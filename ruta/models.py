@@ -22,7 +22,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -210,7 +212,8 @@ class Municipality(Base):
 
 
 class Category(Base):
-    """A kind of service. ``names`` maps language code to a neutral label."""
+    """A term of the one taxonomy (ruta/taxonomy.yaml): a kind of help a person asks for and a
+    kind of service in the directory. ``names`` maps language code to a neutral label."""
 
     __tablename__ = "categories"
 
@@ -219,6 +222,10 @@ class Category(Base):
     names: Mapped[dict[str, str]] = mapped_column(JSON)
     position: Mapped[int] = mapped_column(Integer, default=0)
     sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Offered by the ask_help flow's "kind" menu.
+    kind_of_help: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Offered in the find-services and alerts menus.
+    listed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Organization(Base):

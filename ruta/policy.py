@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from ruta import taxonomy
+
 DEFAULT_FILE = Path(__file__).parent / "referral_policy.yaml"
 TIERS = ("immediate", "urgent", "standard")
 
@@ -88,12 +90,56 @@ def check(raw: Any) -> list[str]:
             problems.append(f"timezones.{country}: '{zone}' is not a time zone")
     if not isinstance(raw.get("sensitive_categories") or [], list):
         problems.append("sensitive_categories is a list")
+    problems += _unknown_categories(raw)
     return problems
+
+
+def _category_keys(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, code) of every kind of help the policy names."""
+    keys = [(f"category_tiers.{c}", str(c)) for c in raw.get("category_tiers") or {}]
+    keys += [("sensitive_categories", str(c)) for c in raw.get("sensitive_categories") or []]
+    for key in (raw.get("deadlines") or {}).get("categories") or {}:
+        keys.append((f"deadlines.categories.{key}", str(key).rpartition("/")[2]))
+    return keys
+
+
+def _unknown_categories(raw: dict[str, Any]) -> list[str]:
+    # A misspelt kind would silently fall back to the standard tier or to no pause at all.
+    codes = taxonomy.load().codes
+    return [
+        f"{where}: '{code}' is not a kind of help of the taxonomy"
+        for where, code in _category_keys(raw)
+        if code not in codes
+    ]
+
+
+def _current_codes(raw: Any) -> Any:
+    """The policy with old codes (legal, children) read as the taxonomy's current ones."""
+    if not isinstance(raw, dict):
+        return raw
+    known = taxonomy.load()
+
+    def code(value: Any) -> str:
+        return known.canonical(str(value)) or str(value)
+
+    raw = dict(raw)
+    if isinstance(raw.get("category_tiers"), dict):
+        raw["category_tiers"] = {code(k): v for k, v in raw["category_tiers"].items()}
+    if isinstance(raw.get("sensitive_categories"), list):
+        raw["sensitive_categories"] = [code(c) for c in raw["sensitive_categories"]]
+    deadlines = raw.get("deadlines")
+    if isinstance(deadlines, dict) and isinstance(deadlines.get("categories"), dict):
+        renamed = {}
+        for key, value in deadlines["categories"].items():
+            country, slash, category = str(key).rpartition("/")
+            renamed[f"{country}{slash}{code(category)}"] = value
+        raw["deadlines"] = {**deadlines, "categories": renamed}
+    return raw
 
 
 @lru_cache(maxsize=4)
 def load(path: str | None = None) -> Policy:
-    raw = yaml.safe_load(Path(path or DEFAULT_FILE).read_text(encoding="utf-8"))
+    raw = _current_codes(yaml.safe_load(Path(path or DEFAULT_FILE).read_text(encoding="utf-8")))
     problems = check(raw)
     if problems:
         raise ValueError(f"referral policy {path or DEFAULT_FILE}: " + "; ".join(problems))

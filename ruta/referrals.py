@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from flows.services import CaseRequest
 from ruta import policy as policies
-from ruta import routing
+from ruta import routing, taxonomy
 from ruta.models import (
     OPEN_CASE_STATUSES,
     AuditEntry,
@@ -65,7 +65,8 @@ VERBS = {
 #: At most this many references of each kind in the reply to a bare OK (within 2 SMS).
 LISTED = 10
 
-# Texts to focal points (reference, codes and place only: never a name, number or story) and
+# Texts to focal points (reference, kind of help, place and urgency only: never a name, number or
+# story; kinds, tiers and safe times by their names in ruta/taxonomy.py, never their codes) and
 # neutral notices to people.
 TEXTS: dict[str, dict[str, str]] = {
     "es": {
@@ -133,10 +134,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "holder_only": "only for whoever accepts the case",
     },
 }
-TIER_LABELS = {
-    "es": {"immediate": "INMEDIATA", "urgent": "URGENTE", "standard": "NORMAL"},
-    "en": {"immediate": "IMMEDIATE", "urgent": "URGENT", "standard": "STANDARD"},
-}
 
 
 @dataclass
@@ -155,6 +152,19 @@ class Work:
 
 def text(language: str, key: str, **values: Any) -> str:
     return TEXTS.get(language, TEXTS["es"])[key].format(**values)
+
+
+def alert_text(session: Session, case: Case, language: str) -> str:
+    """The alert a focal point reads: reference, kind of help, place and urgency, in words."""
+    municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
+    return text(
+        language,
+        "alert",
+        ref=case.reference,
+        category=taxonomy.kind_name(session, case.category_code, language),
+        place=municipality.name if municipality else "-",
+        tier=taxonomy.tier_name(case.urgency, language),
+    )
 
 
 def record(session: Session, case: Case, kind: str, actor: str, **data: Any) -> None:
@@ -443,17 +453,9 @@ def dispatch(
         record(session, case, "unrouted", "system", reason="no focal point or coordinator")
         return work
     language = "es"
-    municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
     for fp in found:
         lang = fp.languages[0] if fp.languages else language
-        body = text(
-            lang,
-            "alert",
-            ref=case.reference,
-            category=case.category_code.upper(),
-            place=municipality.name if municipality else "-",
-            tier=TIER_LABELS.get(lang, TIER_LABELS["es"])[case.urgency],
-        )
+        body = alert_text(session, case, lang)
         message = Message(
             direction=Direction.OUTBOUND.value,
             channel=channel,
@@ -799,7 +801,8 @@ def _info(
             if case.shared_phone
             else "phone_own"
         )
-        phone, times = f"{person.phone} ({text(lang, shared)})", case.safe_times or "-"
+        phone = f"{person.phone} ({text(lang, shared)})"
+        times = taxonomy.safe_time_name(case.safe_times, lang)
     else:
         phone, times = text(lang, "no_contact" if holder else "holder_only"), "-"
     municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
@@ -807,8 +810,8 @@ def _info(
         lang,
         "info",
         ref=ref,
-        tier=TIER_LABELS.get(lang, TIER_LABELS["es"])[case.urgency],
-        category=case.category_code.upper(),
+        tier=taxonomy.tier_name(case.urgency, lang),
+        category=taxonomy.kind_name(session, case.category_code, lang),
         place=municipality.name if municipality else "-",
         age=_age(now - case.created_at, lang),
         times=times,

@@ -8,6 +8,7 @@ In CI (``CI`` set) a configured service that cannot be reached fails the run; no
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def app(prepared: dict[str, Any], fake_provider: FakeProviderServer) -> Iterator
     fake_provider.reset()
     with application.app_context():
         yield application
+        leaks = code_leaks(texts_to_focal_points(fake_provider))
     with db.transaction() as session:  # per-test rows; directory, routing and flows stay
         for model in (
             BroadcastRecipient,
@@ -160,6 +162,55 @@ def app(prepared: dict[str, Any], fake_provider: FakeProviderServer) -> Iterator
         session.execute(delete(Contact).where(Contact.id.not_in(focal)))
         session.execute(update(Contact).values(opted_out=False, opted_out_at=None))
         session.execute(update(FocalPoint).values(active=True))
+    # Every test: no text a focal point received holds a kind, tier or safe-time code (DOMAIN.md).
+    assert not leaks, f"codes in texts to focal points: {leaks}"
+
+
+def texts_to_focal_points(fake_provider: FakeProviderServer) -> list[str]:
+    """Every text sent to a focal point: the outbound messages logged to their contacts (alerts,
+    replies to their commands) and what the fake provider received for their numbers."""
+    from ruta.db import db
+
+    with db.transaction() as session:
+        focal_points = list(session.scalars(select(FocalPoint)))
+        numbers = {fp.contact.phone for fp in focal_points}
+        logged = session.scalars(
+            select(Message.body).where(
+                Message.direction == "out",
+                Message.contact_id.in_([fp.contact_id for fp in focal_points]),
+            )
+        ).all()
+    sent = [str(m["body"]) for m in fake_provider.messages() if m.get("to") in numbers]
+    return [body for body in [*logged, *sent] if body]
+
+
+def code_leaks(texts: list[str]) -> list[str]:
+    """Codes of kinds of help (and their old codes), tiers and safe times found in ``texts``, as
+    whole words in lower case, upper case or capitalised; a word of a name (English "Health",
+    "Urgent") is the name, not a leak."""
+    from ruta import taxonomy
+    from ruta.db import db
+
+    known = taxonomy.load()
+    with db.transaction() as session:
+        names = [
+            name
+            for language in ("es", "en")
+            for name in (
+                *taxonomy.kind_names(session, language).values(),
+                *(taxonomy.tier_name(code, language) for code in known.tiers),
+                *(taxonomy.safe_time_name(code, language) for code in known.safe_times),
+            )
+        ]
+    # Names in every language: a focal point's language may have changed since a text was sent.
+    allowed = {word for name in names for word in re.findall(r"\w+", name)}
+    leaks = []
+    for body in texts:
+        for code in sorted(known.code_words()):
+            for form in sorted({code, code.upper(), code.capitalize()} - allowed):
+                if re.search(rf"(?<!\w){re.escape(form)}(?!\w)", body):
+                    leaks.append(f"{form!r} in {body!r}")
+    return leaks
 
 
 @pytest.fixture()

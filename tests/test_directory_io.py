@@ -402,3 +402,34 @@ def test_bad_hsds_schedules_are_refused_with_the_reason(app: Flask) -> None:
     ]
     (row,) = [r for r in dry_run(json.dumps(doc), "hsds").rows if r.kind == "service"]
     assert row.reasons == ["schedule h9: byday 'MONDAY' must be days like MO,TU"]
+
+
+def test_categories_go_out_and_come_back_as_hsds_taxonomy_terms(restore: None) -> None:
+    with db.transaction() as session:
+        doc = directory_io.export_hsds(session)
+    (taxonomy,) = doc["taxonomies"]
+    assert taxonomy["name"] == "Ruta kinds of help"
+    terms = {t["id"]: t for t in doc["taxonomy_terms"]}
+    assert all(t["taxonomy_id"] == taxonomy["id"] for t in terms.values())
+    assert {t["code"]: t["name"] for t in terms.values()}["documents"] == "Documents and procedures"
+    for service in doc["services"]:
+        (attribute,) = service["attributes"]
+        assert terms[attribute["taxonomy_term_id"]]["code"] == service.pop("x_category")
+    # Without the extension field the taxonomy terms alone say each service's category.
+    plan = dry_run(json.dumps(doc), "hsds")
+    assert plan.counts["changed"] == plan.counts["refused"] == plan.counts["added"] == 0
+
+    # Another directory's vocabulary, and the codes used before the one taxonomy, map onto it.
+    sample = hsds_sample()
+    sample["taxonomy_terms"] = [{"id": "t1", "code": "LA-100", "name": "Legal aid"}]
+    sample["services"] = sample["services"][:1]
+    plan = dry_run(json.dumps(sample), "hsds")
+    assert by_row(plan)["services[1]"].outcome == "added"
+    apply(json.dumps(sample), "hsds")
+    with db.transaction() as session:
+        found = directory.search(session, "cr-los-chiles", "documents", "es")
+        assert "Consulta HSDS" in [s.name for s in found]
+    old_code = GOOD_ROW.replace(",health,", ",legal,").replace("Servicio nuevo", "Tramites")
+    plan = dry_run(HEADER + old_code)
+    (row,) = by_row(plan).values()
+    assert row.outcome == "added" and row.values["category"] == "documents"

@@ -34,14 +34,15 @@ DESCRIPTION = "necesito ver a un medico por mi hija"
 
 
 def ask_for_help(
-    phone: TwilioPhone, *, safe: str = "si", shared: str = "no", times: str = "2"
+    phone: TwilioPhone, *, safe: str = "si", shared: str = "no", kind: str = "1", times: str = "2"
 ) -> str:
     """Walk the ask-help flow with consent; return the reference the person was given.
-    ``times`` "2" is the afternoon, "5" "do not contact me"."""
+    ``kind`` and ``times`` are the options chosen: 1 health, 2 documents...; 2 the afternoon,
+    5 "do not contact me"."""
     phone.text("HOLA")
     phone.text("2")
     phone.text(safe)
-    phone.text("1")  # health
+    phone.text(kind)
     phone.text("upala")
     phone.text(DESCRIPTION)
     phone.text("si")  # consent
@@ -71,7 +72,7 @@ def test_alert_reaches_the_focal_point_with_the_minimum(
     assert len(alerts) == 1
     alert = alerts[0]
     assert reference in alert and f"OK {reference}" in alert
-    assert "HEALTH" in alert and "Upala" in alert and "NORMAL" in alert
+    assert "Tipo: Salud." in alert and "Lugar: Upala." in alert and "Prioridad: Normal." in alert
     assert PERSON not in alert and PERSON.lstrip("+") not in alert
     assert "medico" not in alert and DESCRIPTION not in alert
     assert fake_provider.messages()[0]["status_callback"].endswith("/webhooks/twilio/status")
@@ -125,7 +126,7 @@ def test_close_info_and_rating(
     assert "Primero acepte" in focal_point.text(f"CERRAR {reference} 1")
     focal_point.text(f"OK {reference}")
     info = focal_point.text(f"INFO {reference}")
-    assert "prioridad NORMAL" in info and "Upala" in info and "afternoon" in info
+    assert "prioridad Normal" in info and "Upala" in info and "Horario seguro: por la tarde" in info
     assert PERSON in info  # the person agreed to be contacted
     assert "info_read" in case_events(reference)
     assert f"Caso {reference} cerrado" in focal_point.text(f"CERRAR {reference} 1")
@@ -499,3 +500,61 @@ def test_case_history_is_append_only_in_order(
         "person_notified",
     ]
     assert case_by_reference(reference).outcome == "unsuccessful"
+
+
+def test_focal_points_read_names_never_codes_in_spanish_and_english(
+    app: Flask,
+    client: Any,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+) -> None:
+    """Test 9 of issue 10 walked through the whole loop: first alert (es), escalation alert (en),
+    acceptance, INFO and closing, and an immediate case; every text names, no code."""
+    from ruta.models import FocalPoint
+    from tests.conftest import code_leaks, texts_to_focal_points
+
+    with db.transaction() as session:
+        backup = session.scalar(select(FocalPoint).where(FocalPoint.name.like("Respaldo Upala%")))
+        assert backup is not None
+        languages, backup.languages = backup.languages, ["en"]
+    try:
+        reference = ask_for_help(TwilioPhone(client), kind="2", times="1")  # documents, morning
+        worker()
+        (alert,) = sent_to(fake_provider, UPALA_1)
+        assert "Tipo: Documentos y tramites." in alert and "Prioridad: Normal." in alert
+        clock.now += timedelta(days=2)
+        sweep()
+        worker()
+        (escalated,) = sent_to(fake_provider, UPALA_2)
+        assert "Type: Documents and procedures." in escalated and "Priority: Normal." in escalated
+        focal_point = TwilioPhone(client, UPALA_2)
+        assert f"Case {reference} accepted" in focal_point.text(f"OK {reference}")
+        info = focal_point.text(f"INFO {reference}")
+        assert "priority Normal" in info and "type Documents and procedures" in info
+        assert "Safe times: mornings." in info
+        assert f"Case {reference} closed" in focal_point.text(f"CLOSE {reference} 1")
+
+        urgent = ask_for_help(TwilioPhone(client, "+50688001199"), safe="no", kind="5", times="4")
+        worker()
+        alert = next(a for a in sent_to(fake_provider, UPALA_1) if urgent in a)
+        assert "Tipo: Niñez y familia." in alert and "Prioridad: Inmediata." in alert
+        upala_1 = TwilioPhone(client, UPALA_1)
+        upala_1.text(f"OK {urgent}")
+        info = upala_1.text(f"INFO {urgent}")
+        assert "prioridad Inmediata" in info and "Horario seguro: a cualquier hora." in info
+
+        texts = texts_to_focal_points(fake_provider)
+        assert len(texts) >= 10
+        assert code_leaks(texts) == []
+        # The check finds a code where one is: the old alert's way of writing kind and tier.
+        leaked = "Type: DOCUMENTS. Priority: standard."
+        assert code_leaks([leaked]) == [
+            f"'DOCUMENTS' in {leaked!r}",
+            f"'standard' in {leaked!r}",
+        ]
+    finally:
+        with db.transaction() as session:
+            restored = session.get(FocalPoint, backup.id)
+            assert restored is not None
+            restored.languages = languages

@@ -148,3 +148,24 @@ def test_one_municipality_at_a_time(client: Any, accounts: dict[str, str]) -> No
     html = page(client, municipality="cr-los-chiles")
     assert cell(html, "shelter") == "5"
     assert 'data-category="documents"' not in html
+
+
+def test_requests_and_the_directory_share_one_taxonomy(
+    client: Any, accounts: dict[str, str]
+) -> None:
+    """Issue 10, seen 7: a "documents" request in Upala, where the directory has a documents
+    service, is no unmet need; figures name each kind, never its code."""
+    from tests.conftest import TwilioPhone
+    from tests.test_referrals import ask_for_help
+
+    ask_for_help(TwilioPhone(client, "+50688001201"), kind="2")  # documents
+    ask_for_help(TwilioPhone(client, "+50688001202"), kind="4")  # personal safety
+    assert "documents" in served_in("cr-upala")
+    login(client, accounts["admin"])
+    html = page(client)
+    rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td class=\"count\">([^<]*)</td>", html)
+    assert rows == [("Upala", "Seguridad personal", "&lt;5")]
+    assert cell(html, "documents") == "&lt;5"
+    headings = re.findall(r"<th>([^<]*)</th>", html)
+    assert "Documentos y tramites" in headings and "Seguridad personal" in headings
+    assert not {"documents", "legal", "safety"} & set(headings)

@@ -115,7 +115,7 @@ def test_adding_a_focal_point_and_a_chain_from_the_web(
         "organization": "Organizacion de prueba",
         "country": "cr",
         "municipality": "cr-escazu",
-        "categories": ["health", "legal"],
+        "categories": ["health", "documents"],
         "languages": "es, en",
     }
     bad = post(
@@ -133,7 +133,7 @@ def test_adding_a_focal_point_and_a_chain_from_the_web(
         undo(FocalPoint, fp.id)
         undo(Organization, fp.organization_id)
         new_id = fp.id
-        assert fp.country == "CR" and fp.categories == ["health", "legal"]
+        assert fp.country == "CR" and fp.categories == ["health", "documents"]
         assert fp.languages == ["es", "en"] and fp.contact.phone == NEW_NUMBER
     entry = audited("focal_point.add")[-1]
     assert entry.object_id == str(new_id) and NEW_NUMBER not in str(entry.detail)
@@ -142,7 +142,7 @@ def test_adding_a_focal_point_and_a_chain_from_the_web(
     again = post(client, "/admin/routing/focal-points/new", "/admin/routing/focal-points/new", form)
     assert again.status_code == 400 and "already has this number" in again.get_data(as_text=True)
 
-    page = "/admin/routing/chains/new?municipality=cr-escazu&category=legal"
+    page = "/admin/routing/chains/new?municipality=cr-escazu&category=documents"
     assert client.get(page).status_code == 200
     backup = fp_id("Respaldo Upala")
     chained = post(
@@ -151,7 +151,7 @@ def test_adding_a_focal_point_and_a_chain_from_the_web(
         page,
         {
             "municipality": "cr-escazu",
-            "category": "legal",
+            "category": "documents",
             "position-0": [str(new_id)],
             "position-1": [str(backup)],
             "position-2": [],
@@ -162,7 +162,7 @@ def test_adding_a_focal_point_and_a_chain_from_the_web(
         chain = session.scalar(
             select(RoutingChain)
             .join(Municipality, Municipality.id == RoutingChain.municipality_id)
-            .where(Municipality.code == "cr-escazu", RoutingChain.category_code == "legal")
+            .where(Municipality.code == "cr-escazu", RoutingChain.category_code == "documents")
         )
         assert chain is not None
         undo(RoutingChain, chain.id)
@@ -170,7 +170,7 @@ def test_adding_a_focal_point_and_a_chain_from_the_web(
         chain_id = chain.id
     assert audited("chain.add")[-1].detail["positions"] == [[new_id], [backup]]
     html = client.get("/admin/routing/").get_data(as_text=True)
-    assert 'data-missing="cr-escazu/legal"' not in html
+    assert 'data-missing="cr-escazu/documents"' not in html
     assert 'data-missing="cr-escazu/health"' in html
 
     # Edit: the backup becomes the primary; a focal point of another country is refused.

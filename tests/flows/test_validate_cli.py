@@ -64,3 +64,17 @@ def test_unreadable_yaml_is_reported_not_crashed(tmp_path: Path) -> None:
     code, output = run("flows", "validate", "--dir", str(tmp_path))
     assert code == 1
     assert "main.yaml: not valid YAML" in output
+
+
+def test_a_kind_of_help_outside_the_taxonomy_is_an_error(tmp_path: Path) -> None:
+    for source in (Path(__file__).parents[2] / "flows" / "definitions").glob("*.yaml"):
+        (tmp_path / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    ask_help = tmp_path / "ask_help.yaml"
+    text = ask_help.read_text(encoding="utf-8")
+    text = text.replace("value: documents,", "value: legal,", 1)
+    text = text.replace('      category: "{category}"\n', "      category: danger\n", 1)
+    ask_help.write_text(text, encoding="utf-8")
+    code, output = run("flows", "validate", "--dir", str(tmp_path))
+    assert code == 1
+    assert "flow[ask_help] node[kind]: 'legal' is not a kind of help" in output
+    assert "flow[ask_help] node[create]: 'danger' is not a kind of help" in output
