@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -46,8 +47,6 @@ def test_sigkill_of_ruta_worker_leaves_no_scheduler_running(app: Flask) -> None:
         wait_for(lambda: not any(alive(pid) for pid in scheduler), 30)
         assert not [pid for pid in scheduler if alive(pid)]
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of its process group
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of its group
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
