@@ -63,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ussd_json.bp)
 
     from admin import init_app as init_admin
+    from gateway.fields import BadField
 
     init_admin(app)
     app.add_url_rule(
@@ -80,6 +81,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         return Response(f"{exc.code} {exc.name}\n", status=exc.code, mimetype="text/plain")
+
+    @app.errorhandler(BadField)
+    def bad_field(exc: BadField) -> Response:
+        # A provider field of the wrong type or shape: the provider's (or a forger's) mistake.
+        return Response(f"{exc}\n", status=400, mimetype="text/plain")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

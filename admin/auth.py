@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -12,7 +13,7 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from flask_wtf import FlaskForm
 from redis.exceptions import RedisError
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired
+from wtforms.validators import DataRequired, Length, Regexp
 
 from admin.accounts import authenticate
 from admin.audit import audit
@@ -50,9 +51,27 @@ def load_user(user_id: str) -> AdminUser | None:
         return AdminUser.of(user) if user is not None and user.active else None
 
 
+#: No control characters: PostgreSQL refuses NUL, and nobody types the others.
+PRINTABLE = r"\A[^\x00-\x1f\x7f]*\Z"
+
+
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=200), Regexp(PRINTABLE)])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(max=1024), Regexp(PRINTABLE)]
+    )
+
+
+def safe_next(target: str) -> str | None:
+    """``target`` if it is a path inside the admin on this host, else None. No scheme or host
+    (an open redirect), no backslash (browsers read ``/\\host`` as ``//host``), no control
+    character (a header would be split)."""
+    if any(ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target if parts.path == "/admin" or parts.path.startswith("/admin/") else None
 
 
 def _throttled() -> bool:
@@ -80,9 +99,8 @@ def login() -> ResponseReturnValue:
                     login_user(AdminUser.of(user))
                     audit(session, "login", "user", user.id)
             if user is not None:
-                target = request.args.get("next", "")
-                safe = target.startswith("/admin") and not target.startswith("//")
-                return redirect(target if safe else url_for("admin_home.dashboard"))
+                target = safe_next(request.args.get("next", ""))
+                return redirect(target or url_for("admin_home.dashboard"))
         return (
             render_template(
                 "admin/login.html", form=form, error="wrong email or password, or account locked"

@@ -504,7 +504,7 @@ def check_conversation(port: int) -> None:
     try:
         for seq, text in enumerate(CONVERSATION):
             params = {
-                "MessageSid": f"SMcheck{seq:026d}",
+                "MessageSid": f"SM{'c' * 16}{seq:016x}",  # the shape of a Twilio SID
                 "AccountSid": ACCOUNT_SID,
                 "From": "+50688009999",
                 "To": FROM_NUMBER,

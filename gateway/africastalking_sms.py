@@ -10,7 +10,8 @@ import hmac
 
 from flask import Blueprint, Response, abort, current_app, request
 
-from gateway.channels import BadInbound, inbound_fields, receive
+from gateway import fields
+from gateway.channels import receive
 from ruta.conversation import InboundMessage
 
 bp = Blueprint("africastalking_sms", __name__)
@@ -26,14 +27,11 @@ def check_token(token: str) -> None:
 @bp.post("/webhooks/africastalking/<token>/sms")
 def inbound(token: str) -> Response:
     check_token(token)
-    try:
-        number, message_id = inbound_fields(request.form, sender="from", message_id="id")
-    except BadInbound as exc:
-        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    form = request.form
+    message_id = fields.shaped(form.get("id"), fields.MESSAGE_ID, "id")
+    number = fields.phone_number(form.get("from"), "from")
     receive(
-        InboundMessage(
-            CHANNEL, number, request.form.get("text", ""), provider_message_id=message_id
-        ),
+        InboundMessage(CHANNEL, number, form.get("text", ""), provider_message_id=message_id),
         reply_inline=False,
     )
     return Response("", 200, mimetype="text/plain")

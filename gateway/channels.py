@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from flask import current_app
 
 from flows.context import Budget
 from ruta import clock, referrals
 from ruta import policy as policies
-from ruta.contacts import InvalidNumber, normalise_number
 from ruta.conversation import Handled, InboundMessage, Route, handle_inbound
 from ruta.db import db
 from workers.jobs import hand_over
-
-#: Longest provider message id we store (Twilio SIDs are 34 characters).
-MAX_PROVIDER_ID = 64
-
-
-class BadInbound(ValueError):
-    """A provider request that names no usable message; answered 400."""
-
-
-def inbound_fields(form: Mapping[str, str], *, sender: str, message_id: str) -> tuple[str, str]:
-    """The sender as E.164 and the provider message id, or BadInbound naming the bad field."""
-    provider_id = form.get(message_id, "")
-    if not provider_id or len(provider_id) > MAX_PROVIDER_ID:
-        raise BadInbound(f"{message_id} is required")
-    try:
-        return normalise_number(form.get(sender, "")), provider_id
-    except InvalidNumber:
-        raise BadInbound(f"{sender} is not a phone number") from None
 
 
 def sms_budget() -> Budget:

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import func, select
 
+from gateway import fields
 from gateway.africastalking_sms import check_token
 from gateway.twilio_sms import signature_valid
 from ruta import clock, contacts, referrals
@@ -159,28 +160,31 @@ def _orphan_row(session: Any, to: str) -> BroadcastRecipient | None:
 def twilio_status() -> Response:
     if not signature_valid():
         return Response("invalid signature\n", 403, mimetype="text/plain")
-    sid, reported = request.form.get("MessageSid", ""), request.form.get("MessageStatus", "")
+    form = request.form
+    sid = fields.shaped(form.get("MessageSid"), fields.TWILIO_MESSAGE_SID, "MessageSid")
+    error = fields.optional(form.get("ErrorCode"), fields.ERROR_CODE, "ErrorCode")
+    reported = form.get("MessageStatus", "")
     status = TWILIO.get(reported)
-    if not sid or status is None:
+    if status is None:
         log.info("twilio status ignored: %r", reported[:20])
         return Response("", 204)
-    apply_report("twilio", sid, status, request.form.get("ErrorCode"))
+    apply_report("twilio", sid, status, error)
     return Response("", 204)
 
 
 @bp.post("/webhooks/africastalking/<token>/delivery")
 def africastalking_delivery(token: str) -> Response:
     check_token(token)
-    message_id, reported = request.form.get("id", ""), request.form.get("status", "")
+    form = request.form
+    message_id = fields.shaped(form.get("id"), fields.MESSAGE_ID, "id")
+    reason = fields.optional(form.get("failureReason"), fields.REASON, "failureReason")
+    to = form.get("phoneNumber") or None
+    if to is not None:
+        to = fields.phone_number(to, "phoneNumber")
+    reported = form.get("status", "")
     status = AFRICASTALKING.get(reported)
-    if not message_id or status is None:
+    if status is None:
         log.info("africastalking status ignored: %r", reported[:20])
         return Response("", 204)
-    apply_report(
-        "africastalking",
-        message_id,
-        status,
-        request.form.get("failureReason"),
-        request.form.get("phoneNumber"),
-    )
+    apply_report("africastalking", message_id, status, reason, to)
     return Response("", 204)

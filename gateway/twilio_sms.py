@@ -6,7 +6,8 @@ from flask import Blueprint, Response, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway.channels import BadInbound, inbound_fields, receive
+from gateway import fields
+from gateway.channels import receive
 from ruta.conversation import InboundMessage
 
 bp = Blueprint("twilio_sms", __name__)
@@ -43,12 +44,14 @@ def twiml(text: str | None) -> Response:
 def inbound() -> Response:
     if not signature_valid():
         return Response("invalid signature\n", 403, mimetype="text/plain")
-    try:
-        number, sid = inbound_fields(request.form, sender="From", message_id="MessageSid")
-    except BadInbound as exc:
-        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    form = request.form
+    sid = fields.shaped(form.get("MessageSid"), fields.TWILIO_MESSAGE_SID, "MessageSid")
+    number = fields.phone_number(form.get("From"), "From")
+    fields.optional(form.get("AccountSid"), fields.TWILIO_ACCOUNT_SID, "AccountSid")
+    fields.optional(form.get("NumMedia"), fields.COUNT, "NumMedia")
+    # Body: any text a person typed (stored encrypted); MAX_CONTENT_LENGTH bounds it.
     handled = receive(
-        InboundMessage(CHANNEL, number, request.form.get("Body", ""), provider_message_id=sid),
+        InboundMessage(CHANNEL, number, form.get("Body", ""), provider_message_id=sid),
         reply_inline=True,
     )
     return twiml(handled.reply)

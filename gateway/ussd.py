@@ -8,23 +8,17 @@ one module and one line there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 
 from flows.context import Budget
+from gateway import fields
 from ruta import clock, referrals, ussd
 from ruta import policy as policies
-from ruta.contacts import InvalidNumber, normalise_number
 from ruta.conversation import Route
 from ruta.db import db
 from workers.jobs import hand_over
-
-#: Longest session id kept.
-MAX_SESSION_ID = 100
-
-
-class BadUssdRequest(ValueError):
-    """A provider request that names no usable session; answered 400."""
 
 
 @dataclass(frozen=True)
@@ -33,19 +27,21 @@ class ScreenRules:
     transliterate: bool
 
 
-def number(raw: str) -> str:
+def number(raw: Any, name: str) -> str:
     """E.164 from what aggregators send (``+50688001122`` or ``50688001122``)."""
-    raw = raw.strip()
-    try:
-        return normalise_number(raw if raw.startswith("+") else f"+{raw}")
-    except InvalidNumber:
-        raise BadUssdRequest("not a phone number") from None
+    return fields.phone_number(raw, name, plus=False)
 
 
-def session_id(raw: str | None) -> str:
-    if not raw or len(raw) > MAX_SESSION_ID:
-        raise BadUssdRequest("a session id is required")
-    return raw
+def session_id(raw: Any, name: str) -> str:
+    return fields.shaped(raw, fields.SESSION_ID, name)
+
+
+def service_code(raw: Any, name: str) -> str:
+    return fields.optional(raw, fields.SERVICE_CODE, name) or ""
+
+
+def inputs(raw: Any, name: str) -> str:
+    return fields.text(raw, name, max_chars=fields.MAX_USSD_TEXT)
 
 
 def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
@@ -64,7 +60,5 @@ def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
     return ussd.UssdReply(ussd.fit(text, rules.max_chars), reply.end)
 
 
-def ended(provider: str, raw_session_id: str | None, *, completed: bool) -> None:
-    ussd.session_ended(
-        db, provider, session_id(raw_session_id), completed=completed, now=clock.now()
-    )
+def ended(provider: str, session: str, *, completed: bool) -> None:
+    ussd.session_ended(db, provider, session, completed=completed, now=clock.now())

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from gateway.africastalking_sms import check_token
-from gateway.ussd import BadUssdRequest, ScreenRules, answer, ended, number, session_id
+from gateway.ussd import ScreenRules, answer, ended, inputs, number, service_code, session_id
 from ruta.ussd import UssdReply, UssdRequest
 
 bp = Blueprint("ussd_africastalking", __name__)
@@ -23,16 +23,13 @@ def render(reply: UssdReply) -> Response:
 def ussd_callback(token: str) -> Response:
     check_token(token)
     form = request.form
-    try:
-        parsed = UssdRequest(
-            provider=PROVIDER,
-            session_id=session_id(form.get("sessionId")),
-            msisdn=number(form.get("phoneNumber", "")),
-            service_code=form.get("serviceCode", ""),
-            text=form.get("text", ""),
-        )
-    except BadUssdRequest as exc:
-        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    parsed = UssdRequest(
+        provider=PROVIDER,
+        session_id=session_id(form.get("sessionId"), "sessionId"),
+        msisdn=number(form.get("phoneNumber"), "phoneNumber"),
+        service_code=service_code(form.get("serviceCode"), "serviceCode"),
+        text=inputs(form.get("text"), "text"),
+    )
     rules = ScreenRules(
         current_app.config["AT_USSD_MAX_CHARS"], current_app.config["AT_USSD_TRANSLITERATE"]
     )
@@ -42,12 +39,9 @@ def ussd_callback(token: str) -> Response:
 @bp.post("/webhooks/africastalking/<token>/ussd/events")
 def ussd_events(token: str) -> Response:
     check_token(token)
-    try:
-        ended(
-            PROVIDER,
-            request.form.get("sessionId"),
-            completed=request.form.get("status") == "Success",
-        )
-    except BadUssdRequest as exc:
-        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    ended(
+        PROVIDER,
+        session_id(request.form.get("sessionId"), "sessionId"),
+        completed=request.form.get("status") == "Success",
+    )
     return Response("", 200, mimetype="text/plain")

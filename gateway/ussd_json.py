@@ -9,7 +9,8 @@ import hmac
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from gateway.ussd import BadUssdRequest, ScreenRules, answer, ended, number, session_id
+from gateway import fields
+from gateway.ussd import ScreenRules, answer, ended, inputs, number, service_code, session_id
 from ruta.ussd import UssdRequest
 
 bp = Blueprint("ussd_json", __name__)
@@ -22,27 +23,25 @@ def ussd_callback(token: str) -> Response:
     expected = current_app.config.get("USSD_JSON_CALLBACK_TOKEN") or ""
     if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         abort(404)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return Response("a JSON object is required\n", 400, mimetype="text/plain")
-    kind = str(body.get("Type", "")).lower()
-    try:
-        if kind in CLOSED:
-            ended(PROVIDER, body.get("SessionId"), completed=kind == "release")
-            return jsonify(Type="Release", Message="")
-        if kind not in (NEW, INPUT):
-            raise BadUssdRequest("Type must be Initiation, Response, Release or Timeout")
-        sequence = body.get("Sequence")
-        parsed = UssdRequest(
-            provider=PROVIDER,
-            session_id=session_id(str(body.get("SessionId") or "")),
-            msisdn=number(str(body.get("Mobile", ""))),
-            service_code=str(body.get("ServiceCode", "")),
-            latest="" if kind == NEW else str(body.get("Message", "")),
-            sequence=int(sequence) if isinstance(sequence, int) else None,
-        )
-    except BadUssdRequest as exc:
-        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    if not request.is_json:
+        raise fields.BadField("a JSON object is required")
+    body = fields.json_object(request.get_data(cache=False))
+    kind = body.get("Type")
+    kind = kind.lower() if isinstance(kind, str) else None
+    if kind in CLOSED:
+        ended(PROVIDER, session_id(body.get("SessionId"), "SessionId"), completed=kind == "release")
+        return jsonify(Type="Release", Message="")
+    if kind not in (NEW, INPUT):
+        raise fields.BadField("Type must be Initiation, Response, Release or Timeout")
+    message = inputs(body.get("Message"), "Message")
+    parsed = UssdRequest(
+        provider=PROVIDER,
+        session_id=session_id(body.get("SessionId"), "SessionId"),
+        msisdn=number(body.get("Mobile"), "Mobile"),
+        service_code=service_code(body.get("ServiceCode"), "ServiceCode"),
+        latest="" if kind == NEW else message,
+        sequence=fields.sequence(body.get("Sequence")),
+    )
     rules = ScreenRules(
         current_app.config["USSD_JSON_MAX_CHARS"], current_app.config["USSD_JSON_TRANSLITERATE"]
     )

@@ -565,6 +565,8 @@ def decode(content: bytes | str) -> str:
             raise ImportFileError(
                 'the file is not UTF-8 text: save it as UTF-8 ("CSV UTF-8" in a spreadsheet)'
             ) from None
+    if "\x00" in content:  # PostgreSQL stores no NUL: refused here, not when applying
+        raise ImportFileError("the file contains NUL characters (\\0); it is not a text file")
     return content.removeprefix("\ufeff")
 
 
@@ -797,12 +799,20 @@ def _address_text(location: dict[str, Any]) -> str | None:
     return ", ".join(p for p in parts if p) or None
 
 
+#: The JSON escape of NUL: a backslash that is not itself escaped, then u0000.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
 def read_hsds(text: str, lookup: Lookup) -> tuple[list[Raw], list[Raw]]:
     """HSDS 3 JSON as (organisation records, service records) in the CSV fields."""
+    if _JSON_NUL.search(text):
+        raise ImportFileError("the file contains NUL characters (\\u0000)")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFileError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise ImportFileError("not HSDS: arrays or objects nested too deep") from None
     if not isinstance(doc, dict) or not any(k in doc for k in ("services", "organizations")):
         raise ImportFileError(
             "expected a JSON object with arrays organizations, services, locations, "

@@ -172,10 +172,13 @@ def record(session: Session, case: Case, kind: str, actor: str, **data: Any) -> 
 
 
 def country_of(e164: str) -> str | None:
+    """The ISO country of a number, or None for numbers of no country: satellite and other
+    non-geographic ones (+881, +882, +883: region "001") and unknown codes ("ZZ")."""
     try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
     except phonenumbers.NumberParseException:
         return None
+    return region if region in phonenumbers.SUPPORTED_REGIONS else None
 
 
 # --- opening -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
 from ruta.db import db
+from workers import lifeline
 from workers.jobs import sweep
 from workers.queues import queues
 
@@ -50,6 +51,7 @@ def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
     provider SDKs and opens a new database connection each time, which measured ~6 times slower
     (docs/benchmarks.md). ``fork=True`` isolates each job in its own process instead.
     """
+    lifeline.install()
     connection = app.extensions["ruta.redis"]
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep_forever, args=(app, stop), daemon=True)
