@@ -18,6 +18,7 @@ from flask_login import current_user
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session
 
+from admin import case_alerts
 from admin.audit import audit
 from admin.permissions import requires
 from admin.routing import HELP_CATEGORIES
@@ -181,14 +182,6 @@ def _render_case(
             select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
         )
     )
-    referral_rows = list(
-        session.execute(
-            select(Referral, FocalPoint)
-            .join(FocalPoint, FocalPoint.id == Referral.focal_point_id)
-            .where(Referral.case_id == case.id)
-            .order_by(Referral.id)
-        )
-    )
     names = {
         fp.id: fp.name
         for fp in session.scalars(
@@ -200,6 +193,7 @@ def _render_case(
         )
     }
     municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
+    alerts = case_alerts.alert_rows(session, case)
     targets = (
         case_actions.reassign_targets(session, case, now)
         if case.status != CaseStatus.CLOSED.value
@@ -210,7 +204,8 @@ def _render_case(
         case=case,
         municipality=municipality,
         events=events,
-        referrals=referral_rows,
+        alerts=alerts,
+        unreached=case_alerts.unreached(alerts, case),
         names=names,
         targets=targets,
         overdue=_is_overdue(case, now),

@@ -89,6 +89,7 @@ class FakeProviderState:
         self._scripts: dict[str, deque[dict[str, Any]]] = {p: deque() for p in PROVIDERS}
         self._fail_numbers: dict[str, dict[str, int]] = {p: {} for p in PROVIDERS}
         self._holds: dict[str, deque[float]] = {p: deque() for p in PROVIDERS}
+        self._refusals: dict[str, dict[str, Any] | None] = {p: None for p in PROVIDERS}
         self._twilio_resources: list[dict[str, Any]] = []
 
     def record(self, message: dict[str, Any]) -> None:
@@ -129,6 +130,7 @@ class FakeProviderState:
                 self._holds[provider].clear()
                 self._scripts[provider].clear()
                 self._fail_numbers[provider].clear()
+                self._refusals[provider] = None
 
     def script(self, provider: str, responses: Iterable[int | Mapping[str, Any]]) -> None:
         """Queue responses for the next requests to ``provider``.
@@ -158,7 +160,25 @@ class FakeProviderState:
 
     def failure_for(self, provider: str, number: str) -> int | None:
         with self._lock:
+            refusal = self._refusals[provider]
+            if refusal is not None and refusal.get("code") and provider == "africastalking":
+                return int(refusal["code"])
             return self._fail_numbers[provider].get(number)
+
+    def refuse_every_send(
+        self, provider: str, http_status: int = 400, code: int | None = None
+    ) -> None:
+        """Refuse every send to ``provider`` until reset: Twilio answers ``http_status`` with
+        ``code``; Africa's Talking answers each recipient with ``code`` as its statusCode, or
+        the whole request with ``http_status`` when no code is given."""
+        _check_provider(provider)
+        with self._lock:
+            self._refusals[provider] = {"http_status": int(http_status), "code": code}
+
+    def refusal(self, provider: str) -> dict[str, Any] | None:
+        with self._lock:
+            refusal = self._refusals[provider]
+            return dict(refusal) if refusal is not None else None
 
 
 def _twilio_error(http_status: int, code: int, to: str = "") -> Response:
@@ -281,6 +301,10 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
             return _twilio_error(400, 21602)
         if not _E164.match(to):
             return _twilio_error(400, 21211, to)
+        refusal = state.refusal("twilio")
+        if refusal is not None:
+            status = refusal["http_status"]
+            return _twilio_error(status, int(refusal["code"] or status), to)
         failure = state.failure_for("twilio", to)
         if failure is not None:
             return _twilio_error(400, failure, to)
@@ -337,6 +361,11 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
         scripted = _apply_script("africastalking", state)
         if scripted is not None:
             return scripted
+        refusal = state.refusal("africastalking")
+        if refusal is not None and not refusal["code"]:
+            return Response(
+                "Internal Server Error", status=refusal["http_status"], content_type="text/plain"
+            )
         form = request.form
         missing = [name for name in ("username", "to", "message") if not form.get(name)]
         if missing:
@@ -410,6 +439,11 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
                 state.script(provider, payload["responses"])
             for number, code in (payload.get("fail_numbers") or {}).items():
                 state.fail_number(provider, number, code)
+            if payload.get("refuse"):
+                refuse = payload["refuse"]
+                state.refuse_every_send(
+                    provider, int(refuse.get("http_status", 400)), refuse.get("code")
+                )
         except (ValueError, TypeError) as exc:
             return jsonify({"error": str(exc)}), 400
         return jsonify({"ok": True})
@@ -476,6 +510,11 @@ class FakeProviderServer:
 
     def fail_number(self, provider: str, number: str, code: int | None = None) -> None:
         self.state.fail_number(provider, number, code)
+
+    def refuse_every_send(
+        self, provider: str, http_status: int = 400, code: int | None = None
+    ) -> None:
+        self.state.refuse_every_send(provider, http_status, code)
 
     def stop(self) -> None:
         if self._server is None:
