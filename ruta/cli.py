@@ -17,6 +17,8 @@ from flows.loader import DEFINITIONS_DIR, load_directory
 from flows.model import DefinitionError
 
 DEV_KEYS_FILE = "dev-keys.env"
+#: One line per record, with when and where: workers log ids and counts, never numbers or bodies.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _instance_dir() -> Path:
@@ -417,10 +419,28 @@ def focal_points_agreement(organization: str, reference: str, expires: Any) -> N
 @main.command(help="Run an RQ worker (with its scheduler) on Ruta's queues.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--fork", is_flag=True, help="Run each job in a forked process (slower, isolated).")
-def worker(burst: bool, fork: bool) -> None:
-    from workers.entry import run
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Say whether a worker could send (the outbound provider's settings); exit 1 if not.",
+)
+def worker(burst: bool, fork: bool, check: bool) -> None:
+    import logging
 
-    run(_app(), burst=burst, fork=fork)
+    from workers.entry import readiness_problem, run
+
+    app = _app()
+    problem = readiness_problem(app.config)
+    if check:
+        if problem:
+            click.echo(f"not ready: {problem}", err=True)
+            sys.exit(1)
+        click.echo("ready")
+        return
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    run(app, burst=burst, fork=fork)
 
 
 @main.command("fake-provider", help="Serve the fake Twilio/Africa's Talking API on loopback.")

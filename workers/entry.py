@@ -13,7 +13,9 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
+from gateway.senders import configuration_problem
 from ruta.db import db
+from ruta.referrals import outbound_channel
 from workers.jobs import sweep
 from workers.queues import queues
 
@@ -43,6 +45,13 @@ def _sweep_forever(app: Flask, stop: threading.Event) -> None:
                 log.exception("outbox sweep failed")
 
 
+def readiness_problem(config: Any) -> str | None:
+    """Why this worker cannot send alerts and notices, or None when it can."""
+    provider = outbound_channel(config)
+    problem = configuration_problem(provider, config)
+    return f"outbound SMS ({provider}): {problem}" if problem else None
+
+
 def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
     """Work the queues (high, default, low) with RQ's scheduler and the sweeper.
 
@@ -50,6 +59,11 @@ def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
     provider SDKs and opens a new database connection each time, which measured ~6 times slower
     (docs/benchmarks.md). ``fork=True`` isolates each job in its own process instead.
     """
+    problem = readiness_problem(app.config)
+    if problem:
+        # Said once here rather than as a traceback per message: sends are not attempted and
+        # messages stay queued, so everything goes out once the settings are there.
+        log.error("worker not ready: %s; messages stay queued until it is set", problem)
     connection = app.extensions["ruta.redis"]
     stop = threading.Event()
     sweeper = threading.Thread(target=_sweep_forever, args=(app, stop), daemon=True)
