@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -83,7 +83,8 @@ def _normalise_response(entry: int | Mapping[str, Any]) -> dict[str, Any]:
 class FakeProviderState:
     """Recorded messages, scripted responses and failing numbers, shared by all threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._on_record = on_record  # e.g. `ruta dev` printing and keeping each SMS
         self._lock = threading.Lock()
         self._messages: list[dict[str, Any]] = []
         self._scripts: dict[str, deque[dict[str, Any]]] = {p: deque() for p in PROVIDERS}
@@ -95,6 +96,8 @@ class FakeProviderState:
     def record(self, message: dict[str, Any]) -> None:
         with self._lock:
             self._messages.append(dict(message))
+        if self._on_record is not None:
+            self._on_record(dict(message))
 
     def hold(self, provider: str, seconds: float) -> None:
         """Accept and record the next message to ``provider``, then hold the answer: the
@@ -461,8 +464,15 @@ class _QuietRequestHandler(WSGIRequestHandler):
 class FakeProviderServer:
     """Serves the fake on loopback in a daemon thread; use as a context manager."""
 
-    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", quiet: bool = True) -> None:
-        self.state = FakeProviderState()
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        quiet: bool = True,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.state = FakeProviderState(on_record)
         self.app = create_app(self.state)
         self._host = host
         self._port = port

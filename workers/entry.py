@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from typing import Any
 
@@ -43,6 +45,21 @@ def _sweep_forever(app: Flask, stop: threading.Event) -> None:
                     log.info("sweep handed over again: %s", handed)
             except Exception:  # the sweeper must outlive a database or Redis hiccup
                 log.exception("outbox sweep failed")
+
+
+def exit_when_stdin_closes() -> None:
+    """Stop (as on SIGTERM: the job at hand finishes) once stdin reaches EOF. `ruta dev` holds
+    the other end, so its worker ends with it even when it is killed with no chance to say so."""
+
+    def watch() -> None:
+        # The raw descriptor, not sys.stdin: a thread blocked in a buffered read stops the
+        # interpreter from exiting cleanly when the worker ends for another reason.
+        while os.read(0, 4096):
+            pass
+        # To the main thread itself: only there does the signal interrupt RQ's blocking wait.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def readiness_problem(config: Any) -> str | None:
