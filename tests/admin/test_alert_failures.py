@@ -139,3 +139,46 @@ def test_the_case_page_shows_sent_and_delivered_alerts(
         "/webhooks/twilio/status", data=form, headers={"X-Twilio-Signature": sign(url, form)}
     )
     assert [state for state, _ in alert_rows(client, reference)] == ["delivered"]
+
+
+def test_a_position_whose_focal_points_are_all_unreached_moves_on(
+    phone: TwilioPhone, worker: Callable[[], None], fake_provider: FakeProviderServer
+) -> None:
+    """One focal point of the position sent STOP (its alert is suppressed), the other's alert
+    fails: nobody there can answer, so the case goes to the backup at once."""
+    from sqlalchemy import update
+
+    from ruta import focal_points
+    from ruta.models import Contact, FocalPoint
+    from tests.test_referrals import LOS_CHILES_1, UPALA_1, UPALA_2, sent_to
+
+    with db.transaction() as session:
+        ids = {
+            fp.contact.phone: fp.id
+            for fp in session.scalars(select(FocalPoint))
+            if fp.contact.phone in (UPALA_1, UPALA_2, LOS_CHILES_1)
+        }
+        # The opted-out one first (lower id), so the failed alert is the last to report.
+        focal_points.set_chain(
+            session, "cr-upala", "health", [[ids[UPALA_1], ids[LOS_CHILES_1]], [ids[UPALA_2]]]
+        )
+        session.execute(
+            update(Contact)
+            .where(
+                Contact.id
+                == select(FocalPoint.contact_id)
+                .where(FocalPoint.id == ids[UPALA_1])
+                .scalar_subquery()
+            )
+            .values(opted_out=True)
+        )
+    try:
+        fake_provider.fail_number("twilio", LOS_CHILES_1, 21610)
+        reference = ask_for_help(phone)
+        worker()
+        assert [m.status for m in alert_messages()][:2] == ["suppressed", "failed"]
+        assert len(sent_to(fake_provider, UPALA_2)) == 1
+        assert case_by_reference(reference).chain_position == 1
+    finally:
+        with db.transaction() as session:
+            focal_points.set_chain(session, "cr-upala", "health", [[ids[UPALA_1]], [ids[UPALA_2]]])
