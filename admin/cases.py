@@ -36,6 +36,7 @@ from ruta.models import (
     Role,
     Tier,
 )
+from workers import readiness
 from workers.jobs import hand_over
 
 bp = Blueprint("admin_cases", __name__, url_prefix="/admin/cases")
@@ -84,6 +85,13 @@ def age(delta: timedelta) -> str:
     if minutes < 48 * 60:
         return f"{minutes // 60} h"
     return f"{minutes // (24 * 60)} d"
+
+
+def _sending_problems() -> list[str]:
+    """What running workers say stops them sending: then "forwarded" promises nothing yet."""
+    return readiness.problems(
+        current_app.extensions["ruta.redis"], current_app.config["RUTA_QUEUE_PREFIX"]
+    )
 
 
 def _actor() -> str:
@@ -157,6 +165,7 @@ def index() -> ResponseReturnValue:
     ]
     return render_template(
         "admin/cases_index.html",
+        sending_problems=_sending_problems(),
         rows=rows,
         filters=filters,
         overdue_only=overdue_only,
@@ -201,6 +210,7 @@ def _render_case(
     )
     return render_template(
         "admin/cases_view.html",
+        sending_problems=_sending_problems(),
         case=case,
         municipality=municipality,
         events=events,

@@ -429,10 +429,11 @@ def focal_points_agreement(organization: str, reference: str, expires: Any) -> N
 def worker(burst: bool, fork: bool, check: bool, exit_with_parent: bool) -> None:
     import logging
 
-    from workers.entry import exit_when_stdin_closes, readiness_problem, run
+    from workers import readiness
+    from workers.entry import exit_when_stdin_closes, run
 
     app = _app()
-    problem = readiness_problem(app.config)
+    problem = readiness.problem(app.config)
     if check:
         if problem:
             click.echo(f"not ready: {problem}", err=True)

@@ -15,9 +15,8 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
-from gateway.senders import configuration_problem
 from ruta.db import db
-from ruta.referrals import outbound_channel
+from workers import readiness
 from workers.jobs import sweep
 from workers.queues import queues
 
@@ -36,8 +35,11 @@ class RutaWorker(Worker):
         return super().main_work_horse(job, queue)
 
 
-def _sweep_forever(app: Flask, stop: threading.Event) -> None:
+def _sweep_forever(app: Flask, stop: threading.Event, name: str, problem: str | None) -> None:
+    connection, prefix = app.extensions["ruta.redis"], app.config["RUTA_QUEUE_PREFIX"]
+    readiness.record(connection, prefix, name, problem)
     while not stop.wait(SWEEP_INTERVAL_SECONDS):
+        readiness.record(connection, prefix, name, problem)
         with app.app_context():
             try:
                 handed = sweep()
@@ -62,13 +64,6 @@ def exit_when_stdin_closes() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def readiness_problem(config: Any) -> str | None:
-    """Why this worker cannot send alerts and notices, or None when it can."""
-    provider = outbound_channel(config)
-    problem = configuration_problem(provider, config)
-    return f"outbound SMS ({provider}): {problem}" if problem else None
-
-
 def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
     """Work the queues (high, default, low) with RQ's scheduler and the sweeper.
 
@@ -76,14 +71,13 @@ def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
     provider SDKs and opens a new database connection each time, which measured ~6 times slower
     (docs/benchmarks.md). ``fork=True`` isolates each job in its own process instead.
     """
-    problem = readiness_problem(app.config)
+    problem = readiness.problem(app.config)
     if problem:
         # Said once here rather than as a traceback per message: sends are not attempted and
         # messages stay queued, so everything goes out once the settings are there.
         log.error("worker not ready: %s; messages stay queued until it is set", problem)
     connection = app.extensions["ruta.redis"]
     stop = threading.Event()
-    sweeper = threading.Thread(target=_sweep_forever, args=(app, stop), daemon=True)
     worker_class: type[BaseWorker] = RutaWorker if fork else SimpleWorker
     with app.app_context():
         worker = worker_class(
@@ -91,8 +85,12 @@ def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
             connection=connection,
             serializer=JSONSerializer,
         )
+        sweeper = threading.Thread(
+            target=_sweep_forever, args=(app, stop, worker.name, problem), daemon=True
+        )
         sweeper.start()
         try:
             worker.work(with_scheduler=True, burst=burst)
         finally:
             stop.set()
+            readiness.forget(connection, app.config["RUTA_QUEUE_PREFIX"], worker.name)

@@ -182,3 +182,21 @@ def test_a_position_whose_focal_points_are_all_unreached_moves_on(
     finally:
         with db.transaction() as session:
             focal_points.set_chain(session, "cr-upala", "health", [[ids[UPALA_1]], [ids[UPALA_2]]])
+
+
+def test_a_worker_without_its_provider_settings_shows_on_the_case_pages(
+    app: Flask, client: Any, accounts: dict[str, str], sample_case: dict[str, Any]
+) -> None:
+    from tests.test_worker_readiness import PROVIDER_SETTINGS
+
+    login(client, accounts["admin"])
+    page = f"/admin/cases/{sample_case['reference']}"
+    assert "cannot send SMS" not in client.get(page).get_data(as_text=True)
+    process = spawn_worker(app, unset=PROVIDER_SETTINGS)
+    try:
+        wait_for(lambda: "cannot send SMS" in client.get(page).get_data(as_text=True), 60)
+        for url in (page, "/admin/cases/"):
+            shown = client.get(url).get_data(as_text=True)
+            assert "cannot send SMS" in shown and "AT_USERNAME, AT_API_KEY" in shown
+    finally:
+        kill(process)
