@@ -571,7 +571,7 @@ def dev(port: int, host: str) -> None:
         f"  Africa's Talking SMS:        http://{host}:{port}/webhooks/africastalking/{token}/sms\n"
         f"  Web admin:                   http://{host}:{port}/admin/  ({DEV_ADMIN})\n"
         "  Talk to the flows:           ruta chat   (in another terminal)\n"
-        "  Answer as Upala's focal point: ruta chat --number +50600001001   (OK <reference>)\n"
+        "  Answer as a focal point:     ruta chat --number +50600001001   (Upala; OK <reference>)\n"
         f"  Outgoing SMS:                {sms}\n",
     )
     # SIGTERM (a process manager, `kill`) and SIGHUP (the terminal closed) stop the worker
