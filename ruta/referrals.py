@@ -544,7 +544,9 @@ def alert_failed(session: Session, message_id: int, *, now: datetime, reason: st
         .join(Referral, Referral.message_id == Message.id)
         .where(Referral.event_id == referral.event_id, Message.id != message_id)
     ).all()
-    if any(status != MessageStatus.FAILED.value for status in others):
+    # An alert not sent because its focal point opted out reaches nobody either.
+    unreached = (MessageStatus.FAILED.value, MessageStatus.SUPPRESSED.value)
+    if any(status not in unreached for status in others):
         return Work()  # another focal point at this position may still answer
     return escalate(session, case, now=now, reason="undeliverable", actor="system")
 

@@ -326,16 +326,32 @@ WORKER_ENV = (
 )
 
 
-def spawn_worker(app: Flask) -> subprocess.Popen[bytes]:
-    """A real `ruta worker` process (its own session, so `kill` takes its children too)."""
+def worker_env(app: Flask, unset: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment of a `ruta worker` on the test database, Redis and provider, less
+    ``unset`` (a deployment that forgot those settings)."""
     env = {**os.environ, **{name: str(app.config[name]) for name in WORKER_ENV}}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ruta", "worker"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    for name in unset:
+        env.pop(name, None)
+    return env
+
+
+def spawn_worker(
+    app: Flask, *, unset: tuple[str, ...] = (), output: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A real `ruta worker` process (its own session, so `kill` takes its children too);
+    its stdout and stderr go to ``output`` when given."""
+    sink = output.open("ab") if output is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ruta", "worker"],
+            env=worker_env(app, unset),
+            start_new_session=True,
+            stdout=sink,
+            stderr=subprocess.STDOUT if output is not None else subprocess.DEVNULL,
+        )
+    finally:
+        if output is not None:
+            sink.close()  # type: ignore[union-attr]
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:

@@ -33,21 +33,22 @@ LOS_CHILES_1 = "+50600001011"
 DESCRIPTION = "necesito ver a un medico por mi hija"
 
 
+def ask_help_answers(
+    *, safe: str = "si", shared: str = "no", kind: str = "1", times: str = "2"
+) -> list[str]:
+    """What a person types to ask for help in Upala with consent. ``kind`` and ``times`` are the
+    options chosen: 1 health, 2 documents...; 2 the afternoon, 5 "do not contact me"."""
+    return ["HOLA", "2", safe, kind, "upala", DESCRIPTION, "si", shared, times]
+
+
 def ask_for_help(
     phone: TwilioPhone, *, safe: str = "si", shared: str = "no", kind: str = "1", times: str = "2"
 ) -> str:
-    """Walk the ask-help flow with consent; return the reference the person was given.
-    ``kind`` and ``times`` are the options chosen: 1 health, 2 documents...; 2 the afternoon,
-    5 "do not contact me"."""
-    phone.text("HOLA")
-    phone.text("2")
-    phone.text(safe)
-    phone.text(kind)
-    phone.text("upala")
-    phone.text(DESCRIPTION)
-    phone.text("si")  # consent
-    phone.text(shared)
-    done = phone.text(times)
+    """Walk the ask-help flow with consent; return the reference the person was given."""
+    *answers, last = ask_help_answers(safe=safe, shared=shared, kind=kind, times=times)
+    for answer in answers:
+        phone.text(answer)
+    done = phone.text(last)
     assert "Referencia:" in done, done
     return done.split("Referencia: ")[1][:5]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from typing import Any
 
@@ -14,7 +16,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
 from ruta.db import db
-from workers import lifeline
+from workers import lifeline, readiness
 from workers.jobs import sweep
 from workers.queues import queues
 
@@ -33,8 +35,11 @@ class RutaWorker(Worker):
         return super().main_work_horse(job, queue)
 
 
-def _sweep_forever(app: Flask, stop: threading.Event) -> None:
+def _sweep_forever(app: Flask, stop: threading.Event, name: str, problem: str | None) -> None:
+    connection, prefix = app.extensions["ruta.redis"], app.config["RUTA_QUEUE_PREFIX"]
+    readiness.record(connection, prefix, name, problem)
     while not stop.wait(SWEEP_INTERVAL_SECONDS):
+        readiness.record(connection, prefix, name, problem)
         with app.app_context():
             try:
                 handed = sweep()
@@ -42,6 +47,21 @@ def _sweep_forever(app: Flask, stop: threading.Event) -> None:
                     log.info("sweep handed over again: %s", handed)
             except Exception:  # the sweeper must outlive a database or Redis hiccup
                 log.exception("outbox sweep failed")
+
+
+def exit_when_stdin_closes() -> None:
+    """Stop (as on SIGTERM: the job at hand finishes) once stdin reaches EOF. `ruta dev` holds
+    the other end, so its worker ends with it even when it is killed with no chance to say so."""
+
+    def watch() -> None:
+        # The raw descriptor, not sys.stdin: a thread blocked in a buffered read stops the
+        # interpreter from exiting cleanly when the worker ends for another reason.
+        while os.read(0, 4096):
+            pass
+        # To the main thread itself: only there does the signal interrupt RQ's blocking wait.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
@@ -52,9 +72,13 @@ def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
     (docs/benchmarks.md). ``fork=True`` isolates each job in its own process instead.
     """
     lifeline.install()
+    problem = readiness.problem(app.config)
+    if problem:
+        # Said once here rather than as a traceback per message: sends are not attempted and
+        # messages stay queued, so everything goes out once the settings are there.
+        log.error("worker not ready: %s; messages stay queued until it is set", problem)
     connection = app.extensions["ruta.redis"]
     stop = threading.Event()
-    sweeper = threading.Thread(target=_sweep_forever, args=(app, stop), daemon=True)
     worker_class: type[BaseWorker] = RutaWorker if fork else SimpleWorker
     with app.app_context():
         worker = worker_class(
@@ -62,8 +86,12 @@ def run(app: Flask, *, burst: bool = False, fork: bool = False) -> None:
             connection=connection,
             serializer=JSONSerializer,
         )
+        sweeper = threading.Thread(
+            target=_sweep_forever, args=(app, stop, worker.name, problem), daemon=True
+        )
         sweeper.start()
         try:
             worker.work(with_scheduler=True, burst=burst)
         finally:
             stop.set()
+            readiness.forget(connection, app.config["RUTA_QUEUE_PREFIX"], worker.name)

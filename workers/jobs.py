@@ -14,7 +14,13 @@ from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import CursorResult, select, update
 
-from gateway.senders import Sender, SendError, build_sender, status_callback_url
+from gateway.senders import (
+    Sender,
+    SendError,
+    build_sender,
+    configuration_problem,
+    status_callback_url,
+)
 from ruta import clock, erasure, referrals, retention
 from ruta import policy as policies
 from ruta.db import db
@@ -37,6 +43,10 @@ log = logging.getLogger(__name__)
 SWEEP_AFTER = timedelta(minutes=2)
 #: Seconds between two retention purges (DOMAIN.md), whatever the number of workers.
 RETENTION_EVERY = 3600
+#: Attempts at a message before a transient-looking error counts as final: RQ's retries plus the
+#: first try. Without a bound, the sweeper would hand a refused alert over for ever and its case
+#: would never move on.
+MAX_SEND_ATTEMPTS = (SEND_RETRY.max or 0) + 1
 #: Messages a person or focal point may receive although they opted out.
 ALWAYS_SENT = (MessagePurpose.OPT_OUT_CONFIRMATION.value,)
 
@@ -65,6 +75,11 @@ def send_message(message_id: int) -> str:
     RQ's Retry runs; permanent ones mark the message failed (and move a referral on).
     """
     with db.transaction() as session:
+        channel = session.scalar(select(Message.channel).where(Message.id == message_id))
+        if channel is None or configuration_problem(channel, current_app.config):
+            # Not attempted, not failed: the sweeper hands it over again until the worker has
+            # the provider's settings (the worker said which are missing when it started).
+            return "not configured" if channel else "no such message"
         claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Message)
             .where(Message.id == message_id, Message.status == MessageStatus.QUEUED.value)
@@ -93,13 +108,21 @@ def send_message(message_id: int) -> str:
             message = session.get(Message, message_id)
             assert message is not None
             message.error_code = exc.code
-            status = MessageStatus.FAILED if exc.permanent else MessageStatus.QUEUED
-            message.status = status.value
+            final = exc.permanent or message.attempts >= MAX_SEND_ATTEMPTS
+            message.status = (MessageStatus.FAILED if final else MessageStatus.QUEUED).value
+            attempts = message.attempts
         log.warning(
-            "send failed: message=%s code=%s permanent=%s", message_id, exc.code, exc.permanent
+            "send failed: message=%s code=%s permanent=%s attempt=%s",
+            message_id,
+            exc.code,
+            exc.permanent,
+            attempts,
         )
         if exc.permanent:
             _failed_alert(message_id, f"provider error {exc.code}")
+            return "failed"
+        if final:
+            _failed_alert(message_id, f"provider error {exc.code} after {attempts} attempts")
             return "failed"
         raise
     with db.transaction() as session:
@@ -140,13 +163,18 @@ def _failed_alert(message_id: int, reason: str) -> None:
 
 def dispatch_event(event_id: int) -> int:
     """Dispatch a referral event: record an alert per focal point, then send them."""
+    channel = referrals.outbound_channel(current_app.config)
+    if configuration_problem(channel, current_app.config):
+        # The case stays "new", its deadline not started, until alerts can go out; the sweeper
+        # hands the event over again.
+        return 0
     with db.transaction() as session:
         work = referrals.dispatch(
             session,
             event_id,
             now=clock.now(),
             policy=_policy(),
-            channel=referrals.outbound_channel(current_app.config),
+            channel=channel,
         )
     for case_id, when in work.deadlines:
         enqueue_at(

@@ -377,3 +377,30 @@ def test_twilio_find_sent_says_when_twilio_cannot_be_asked() -> None:
     with pytest.raises(SendError) as refused:
         sender.find_sent(TO, BODY, datetime.now(UTC))
     assert not refused.value.permanent
+
+
+def test_the_fake_can_refuse_every_send_until_reset(
+    twilio: TwilioSender, at: AfricasTalkingSender, fake: FakeProviderServer
+) -> None:
+    requests.post(
+        fake.url + "/_fake/script",
+        json={"provider": "africastalking", "refuse": {"code": 406}},
+        timeout=5,
+    ).raise_for_status()
+    fake.refuse_every_send("twilio", 500)
+    for _ in range(2):
+        with pytest.raises(SendError) as blacklisted:
+            at.send(TO, BODY)
+        assert blacklisted.value.permanent and blacklisted.value.code == "406"
+        with pytest.raises(SendError) as failing:
+            twilio.send(TO2, BODY)
+        assert not failing.value.permanent
+    fake.refuse_every_send("africastalking", 500)  # no code: the whole request fails
+    with pytest.raises(SendError) as http_error:
+        at.send(TO, BODY)
+    assert not http_error.value.permanent
+    assert fake.messages() == []
+    fake.reset()
+    at.send(TO, BODY)
+    twilio.send(TO2, BODY)
+    assert len(fake.messages()) == 2

@@ -1,0 +1,75 @@
+"""The alerts of a case as its page shows them: to whom (focal point, organisation, position), in
+what state, and why one failed. "Forwarded" on a case says an alert was written, not that anyone
+got it; this is where staff see which alerts went out and which never will."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.senders import describe_error
+from ruta.models import Case, FocalPoint, Message, MessageStatus, Organization, Referral
+from workers.jobs import MAX_SEND_ATTEMPTS
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    created_at: datetime
+    focal_point: str
+    organization: str
+    coordinator: bool
+    position: int
+    state: str  # queued, sending, sent, delivered, failed, suppressed
+    reason: str
+    attempts: int
+
+
+def _reason(message: Message | None) -> str:
+    if message is None:
+        return "no message recorded"
+    status, code, attempts = message.status, message.error_code, message.attempts
+    if status == MessageStatus.FAILED.value:
+        after = f" after {attempts} attempts" if attempts >= MAX_SEND_ATTEMPTS else ""
+        return f"provider error {describe_error(code)}{after}" if code else "undelivered"
+    if status == MessageStatus.SUPPRESSED.value:
+        return "not sent: the focal point has sent STOP"
+    if status == MessageStatus.QUEUED.value and code:
+        return f"retrying after provider error {describe_error(code)} ({attempts} of" + (
+            f" {MAX_SEND_ATTEMPTS} attempts)"
+        )
+    if status == MessageStatus.QUEUED.value:
+        return "waiting for a worker"
+    return ""
+
+
+def alert_rows(session: Session, case: Case) -> list[AlertRow]:
+    rows = session.execute(
+        select(Referral, FocalPoint, Organization, Message)
+        .join(FocalPoint, FocalPoint.id == Referral.focal_point_id)
+        .join(Organization, Organization.id == FocalPoint.organization_id)
+        .outerjoin(Message, Message.id == Referral.message_id)
+        .where(Referral.case_id == case.id)
+        .order_by(Referral.id)
+    )
+    return [
+        AlertRow(
+            created_at=referral.created_at,
+            focal_point=fp.name,
+            organization=organization.name,
+            coordinator=fp.is_coordinator,
+            position=referral.position,
+            state=message.status if message is not None else "unknown",
+            reason=_reason(message),
+            attempts=message.attempts if message is not None else 0,
+        )
+        for referral, fp, organization, message in rows
+    ]
+
+
+def unreached(alerts: list[AlertRow], case: Case) -> bool:
+    """True when every alert at the case's current position failed or was not sent."""
+    current = [a for a in alerts if a.position == case.chain_position]
+    return bool(current) and all(a.state in ("failed", "suppressed") for a in current)
