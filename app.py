@@ -21,6 +21,12 @@ ADMIN_STATIC = Path(__file__).parent / "admin" / "static"
 MAX_CONTENT_LENGTH = 64 * 1024
 
 
+def db_timeout(settings: dict[str, Any]) -> float:
+    """Workers may wait on the database longer than a webhook, which must answer in time."""
+    role = str(settings.get("RUTA_DB_ROLE") or "web")
+    return float(settings["RUTA_WORKER_DB_TIMEOUT" if role == "worker" else "RUTA_WEB_DB_TIMEOUT"])
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment, with ``config`` overriding any setting."""
     settings = from_environment()
@@ -40,7 +46,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     crypto.install(crypto.Vault(settings["RUTA_DATA_KEY"]))
-    db.init(settings["DATABASE_URL"])
+    db.init(
+        settings["DATABASE_URL"],
+        timeout=db_timeout(settings),
+        pre_ping=settings.get("RUTA_DB_ROLE") == "worker",
+    )
     app.extensions["ruta.redis"] = connect(settings["REDIS_URL"], settings["RUTA_INSTANCE_DIR"])
     app.extensions["ruta.flows"] = FlowCache(
         session_timeout_minutes=settings["RUTA_SESSION_TIMEOUT_MINUTES"]

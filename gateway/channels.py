@@ -1,15 +1,23 @@
-"""What every channel adapter shares: the budget, running the seam, sending after commit."""
+"""What every channel adapter shares: the budget, running the seam, sending after commit, and
+keeping a message in the spool when the database does not answer in time."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from flask import current_app
 
 from flows.context import Budget
-from ruta import clock, referrals
+from ruta import clock, referrals, spool
 from ruta import policy as policies
 from ruta.conversation import Handled, InboundMessage, Route, handle_inbound
-from ruta.db import db
+from ruta.db import UNAVAILABLE, db, deadline
 from workers.jobs import hand_over
+from workers.spool_jobs import schedule_drain
+
+log = logging.getLogger(__name__)
 
 
 def sms_budget() -> Budget:
@@ -24,8 +32,46 @@ def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:
         policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(current_app.config),
     )
-    handled = handle_inbound(
-        db, current_app.extensions["ruta.flows"], message, route, now=clock.now()
-    )
+    with database_or_spool(lambda: _entry(message)) as kept:
+        handled = handle_inbound(
+            db, current_app.extensions["ruta.flows"], message, route, now=clock.now()
+        )
+    if kept:
+        return Handled(None, duplicate=False)  # the reply goes out once the spool is drained
     hand_over(handled.work)
     return handled
+
+
+def _entry(message: InboundMessage) -> spool.Entry:
+    return spool.Entry(
+        kind="inbound",
+        channel=message.channel,
+        provider_message_id=message.provider_message_id,
+        received_at=message.received_at.isoformat(),
+        sender=message.sender,
+        text=message.text,
+    )
+
+
+@contextmanager
+def database_or_spool(entry: Callable[[], spool.Entry]) -> Iterator[list[bool]]:
+    """Run the block within the web's database deadline; if the database is unreachable, hung
+    or locked past it, keep ``entry()`` in the spool instead and yield ``[True]`` (a redis error
+    when Redis is down too propagates: the provider gets a 503 and retries or falls back)."""
+    kept: list[bool] = []
+    try:
+        with deadline(db.timeout):
+            yield kept
+    except UNAVAILABLE as exc:
+        item = entry()
+        spool.keep(
+            current_app.extensions["ruta.redis"], current_app.config["RUTA_QUEUE_PREFIX"], item
+        )
+        log.warning(
+            "database unavailable (%s): %s from %s kept in the spool",
+            type(exc).__name__,
+            item.kind,
+            item.channel,
+        )
+        schedule_drain()
+        kept.append(True)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from gateway import fields
 from gateway.africastalking_sms import check_token
 from gateway.twilio_sms import signature_valid
-from ruta import clock, contacts, referrals
+from ruta import clock, contacts, referrals, spool
 from ruta.db import db
 from ruta.models import (
     Broadcast,
@@ -168,7 +168,7 @@ def twilio_status() -> Response:
     if status is None:
         log.info("twilio status ignored: %r", reported[:20])
         return Response("", 204)
-    apply_report("twilio", sid, status, error)
+    _report("twilio", sid, status, error, None)
     return Response("", 204)
 
 
@@ -186,5 +186,26 @@ def africastalking_delivery(token: str) -> Response:
     if status is None:
         log.info("africastalking status ignored: %r", reported[:20])
         return Response("", 204)
-    apply_report("africastalking", message_id, status, reason, to)
+    _report("africastalking", message_id, status, reason, to)
     return Response("", 204)
+
+
+def _report(
+    channel: str, provider_id: str, status: MessageStatus, error: str | None, to: str | None
+) -> None:
+    """Apply a report now, or keep it in the spool while the database is away."""
+    from gateway.channels import database_or_spool
+
+    def entry() -> spool.Entry:
+        return spool.Entry(
+            kind="report",
+            channel=channel,
+            provider_message_id=provider_id,
+            received_at=clock.now().isoformat(),
+            status=status.value,
+            error=error,
+            to=to,
+        )
+
+    with database_or_spool(entry):
+        apply_report(channel, provider_id, status, error, to)

@@ -7,6 +7,7 @@ one module and one line there.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,12 @@ from gateway import fields
 from ruta import clock, referrals, ussd
 from ruta import policy as policies
 from ruta.conversation import Route
-from ruta.db import db
+from ruta.db import UNAVAILABLE, db, deadline
 from workers.jobs import hand_over
+
+log = logging.getLogger(__name__)
+#: The screen while the database is away (neutral, no keyword to text: the person dials again).
+UNAVAILABLE_SCREEN = "Ruta: servicio no disponible por un momento. Marque de nuevo en unos minutos."
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,26 @@ def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
         policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(current_app.config),
     )
-    reply, work = ussd.handle(
-        db, current_app.extensions["ruta.flows"], request, route, now=clock.now()
-    )
-    hand_over(work)
+    try:
+        with deadline(db.timeout):
+            reply, work = ussd.handle(
+                db, current_app.extensions["ruta.flows"], request, route, now=clock.now()
+            )
+    except UNAVAILABLE as exc:
+        # A screen cannot wait for the database: say so plainly and end; nothing was stored, so
+        # dialling again later starts afresh.
+        log.warning("database unavailable (%s): USSD session ended", type(exc).__name__)
+        reply, work = ussd.UssdReply(UNAVAILABLE_SCREEN, True), None
+    if work is not None:
+        hand_over(work)
     text = ussd.transliterate(reply.text) if rules.transliterate else reply.text
     return ussd.UssdReply(ussd.fit(text, rules.max_chars), reply.end)
 
 
 def ended(provider: str, session: str, *, completed: bool) -> None:
-    ussd.session_ended(db, provider, session, completed=completed, now=clock.now())
+    try:
+        with deadline(db.timeout):
+            ussd.session_ended(db, provider, session, completed=completed, now=clock.now())
+    except UNAVAILABLE as exc:
+        # Only bookkeeping (was the session finished?): a resumed dial then offers to continue.
+        log.warning("database unavailable (%s): USSD end not recorded", type(exc).__name__)

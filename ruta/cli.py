@@ -469,7 +469,7 @@ def worker(burst: bool, fork: bool, check: bool, exit_with_parent: bool) -> None
     from workers import readiness
     from workers.entry import exit_when_stdin_closes, run
 
-    app = _app()
+    app = _app(RUTA_DB_ROLE="worker")
     problem = readiness.problem(app.config)
     if check:
         if problem:

@@ -48,6 +48,9 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_CASE_ANONYMISE_DAYS": ("180", "days after closing that a case is anonymised (0: never)"),
     "RUTA_POLICY_FILE": (None, "referral policy YAML; default: ruta/referral_policy.yaml"),
     "RUTA_OUTBOUND_PROVIDER": (None, "provider for alerts and notices: twilio or africastalking"),
+    "RUTA_WEB_DB_TIMEOUT": ("4", "seconds a web request's database call may take"),
+    "RUTA_WORKER_DB_TIMEOUT": ("60", "seconds a worker's database call may take"),
+    "RUTA_DB_ROLE": ("web", "web or worker: which database timeout applies (ruta worker: worker)"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
 }
 
@@ -64,7 +67,12 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         value = env.get(name, default)
         config[name] = value if value not in ("",) else default
     config["RUTA_INSTANCE_DIR"] = str(Path(config["RUTA_INSTANCE_DIR"]).resolve())
-    for name in ("RUTA_BROADCAST_RATE", "RUTA_SMS_PRICE_PER_SEGMENT"):
+    for name in (
+        "RUTA_BROADCAST_RATE",
+        "RUTA_SMS_PRICE_PER_SEGMENT",
+        "RUTA_WEB_DB_TIMEOUT",
+        "RUTA_WORKER_DB_TIMEOUT",
+    ):
         try:
             config[name] = float(config[name])
         except (TypeError, ValueError) as exc:

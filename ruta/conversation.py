@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from flows.context import Budget
 from flows.encoding import sms_cost
 from flows.engine import ContactView, StepResult
 from ruta import contacts, referrals
-from ruta.db import Database
+from ruta.db import Database, past_deadline
 from ruta.directory import DatabaseServices, end_subscriptions
 from ruta.flowstore import FlowCache
 from ruta.models import (
@@ -89,6 +89,11 @@ def handle_inbound(
         except IntegrityError:
             # The same provider id inserted by a concurrent delivery: the second pass sees it.
             if attempt:
+                raise
+        except DBAPIError as exc:
+            # A pooled connection the database dropped (a restart): the pool has let go of it
+            # and every one as old; the second pass connects afresh. Anything else propagates.
+            if attempt or not exc.connection_invalidated or past_deadline():
                 raise
     raise AssertionError("unreachable")
 

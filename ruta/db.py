@@ -2,44 +2,154 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+#: Seconds a database call may take by default: web requests must answer well within Twilio's
+#: 15 s; workers (``ruta worker`` passes its own) may wait longer.
+WEB_TIMEOUT = 4.0
+
+
+class DeadlineExceeded(OperationalError):
+    """The database did not answer within the deadline; the connection was cut."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g} s", None, Exception("deadline"))
+
+
+#: What "the database is unreachable, hung or locked" looks like to a caller, as opposed to a
+#: bug: the web then keeps the message outside the database (ruta/spool.py).
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def make_engine(
+    url: str, *, timeout: float = WEB_TIMEOUT, pre_ping: bool = False, **kwargs: Any
+) -> Engine:
+    """An engine whose every wait is bounded by ``timeout``. ``pre_ping`` (workers) checks each
+    pooled connection before use; the web does not pay that round trip: a connection found
+    dropped fails its first statement, the pool drops every connection as old as it, and the
+    inbound path tries once more (``ruta.conversation.handle_inbound``)."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
     if url.startswith("postgresql://"):
         # Heroku-style URLs name no driver; psycopg 3 is the one we ship.
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    millis = int(timeout * 1000)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        kwargs.setdefault("connect_args", {"timeout": timeout, "check_same_thread": False})
     else:
-        kwargs.setdefault("pool_pre_ping", True)
+        # Bounded on both sides: libpq gives up connecting (at least 2 s, its minimum) and the
+        # server gives up statements and lock waits; the deadline below covers a connection
+        # that stops answering altogether.
+        kwargs.setdefault(
+            "connect_args",
+            {
+                "connect_timeout": max(2, int(timeout * 0.75)),
+                "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+            },
+        )
+        kwargs.setdefault("pool_pre_ping", pre_ping)
+        kwargs.setdefault("pool_timeout", timeout)
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, millis=millis))
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    event.listen(engine, "checkout", _watch_checkout)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the web process read while a worker writes; busy_timeout waits instead of failing.
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, millis: int) -> None:
+    # WAL lets the web process read while a worker writes; busy_timeout waits instead of failing,
+    # up to the process's database timeout (a web request then keeps the message in the spool).
     # isolation_level=None hands transaction control to SQLAlchemy, whose "begin" hook below
     # takes the write lock at once: SQLite then serialises read-modify-write transactions the
     # way PostgreSQL's row locks do, and no two messages of one person interleave.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={millis}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+# --- deadlines -------------------------------------------------------------------------------
+#
+# Statement and connect timeouts need a server that answers. A database behind a network that
+# accepts bytes and never forwards them (a hung proxy, a half-open connection) blocks a socket
+# read forever: within ``deadline``, a timer shuts down the socket of every connection the
+# thread checked out, the blocked call fails at once, and the pool drops that connection.
+
+_watched = threading.local()
+
+
+def _watch_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    connections = getattr(_watched, "connections", None)
+    if connections is not None:
+        connections.append(dbapi_connection)
+
+
+def _cut(connection: Any) -> None:
+    pgconn = getattr(connection, "pgconn", None)  # psycopg 3; SQLite has no socket to cut
+    if pgconn is None:
+        return
+    with contextlib.suppress(Exception):
+        duplicate = os.dup(pgconn.socket)
+        with socket.socket(fileno=duplicate) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def past_deadline() -> bool:
+    """Whether this thread's deadline (if any) has passed: then trying again is pointless."""
+    expired = getattr(_watched, "expired", None)
+    return bool(expired is not None and expired.is_set())
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Database work in this block gets ``seconds`` at most; past it, the connections it uses
+    are cut and the block fails with ``DeadlineExceeded`` (an ``OperationalError``)."""
+    outer = getattr(_watched, "connections", None)
+    outer_expired = getattr(_watched, "expired", None)
+    connections: list[Any] = []
+    _watched.connections = connections
+    expired = threading.Event()
+    _watched.expired = expired
+
+    def expire() -> None:
+        expired.set()
+        for connection in list(connections):
+            _cut(connection)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        if expired.is_set():
+            raise DeadlineExceeded(seconds) from exc
+        raise
+    finally:
+        timer.cancel()
+        _watched.connections, _watched.expired = outer, outer_expired
+    if expired.is_set():
+        log.warning("database answered after its %.1f s deadline", seconds)
 
 
 class Database:
@@ -47,14 +157,16 @@ class Database:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self.timeout = WEB_TIMEOUT
         self._factory: sessionmaker[Session] | None = None
 
-    def init(self, url: str) -> None:
-        if self.engine is not None and str(self.engine.url) == url:
+    def init(self, url: str, *, timeout: float = WEB_TIMEOUT, pre_ping: bool = False) -> None:
+        if self.engine is not None and str(self.engine.url) == url and self.timeout == timeout:
             return
         if self.engine is not None:
             self.engine.dispose()
-        self.engine = make_engine(url)
+        self.timeout = timeout
+        self.engine = make_engine(url, timeout=timeout, pre_ping=pre_ping)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:

@@ -36,6 +36,7 @@ from ruta.models import (
 from ruta.referrals import Work
 from workers.broadcast_jobs import resume_broadcasts
 from workers.queues import DEFAULT, HIGH, SEND_RETRY, enqueue, enqueue_at
+from workers.spool_jobs import StillUnavailable, drain_spool
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,10 @@ def sweep() -> dict[str, int]:
     missed deadlines (Redis was down, a worker died, the scheduler was off)."""
     now = clock.now()
     cutoff = now - SWEEP_AFTER
+    try:
+        spooled = drain_spool()  # first: what people sent while the database was away
+    except StillUnavailable:
+        spooled = 0
     with db.transaction() as session:
         session.execute(
             update(Message)
@@ -230,7 +235,7 @@ def sweep() -> dict[str, int]:
         )
     redis = current_app.extensions["ruta.redis"]
     prefix = current_app.config["RUTA_QUEUE_PREFIX"]
-    handed = {"messages": 0, "events": 0, "deadlines": 0}
+    handed = {"messages": 0, "events": 0, "deadlines": 0, "spooled": spooled}
     for message_id in messages:
         handed["messages"] += enqueue(redis, prefix, send_message, message_id, retry=SEND_RETRY)
     for event_id in events:
