@@ -46,14 +46,7 @@ def create_user(
     email = email.strip().lower()
     if "@" not in email:
         raise AccountError("not an email address")
-    try:
-        chosen = Role(role)
-    except ValueError:
-        raise AccountError(f"role must be one of {', '.join(r.value for r in Role)}") from None
-    if chosen is Role.COORDINATOR and not country:
-        raise AccountError("a coordinator needs --country")
-    if chosen is Role.FOCAL_POINT and not focal_point_id:
-        raise AccountError("a focal point account needs --focal-point ID")
+    chosen = _checked_role(role, country, focal_point_id)
     if session.scalar(select(User.id).where(func.lower(User.email) == email)):
         raise AccountError(f"{email} already has an account")
     user = User(
@@ -66,6 +59,45 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+def _checked_role(role: str, country: str | None, focal_point_id: int | None) -> Role:
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise AccountError(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    if chosen is Role.COORDINATOR and not country:
+        raise AccountError("a coordinator needs --country")
+    if chosen is Role.FOCAL_POINT and not focal_point_id:
+        raise AccountError("a focal point account needs --focal-point ID")
+    return chosen
+
+
+def end_sessions(user: User) -> None:
+    """Every session of ``user`` (on any device) is refused from its next request."""
+    user.session_version = (user.session_version or 0) + 1
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    user.failed_logins, user.locked_until = 0, None
+    end_sessions(user)
+
+
+def set_role(
+    session: Session,
+    user: User,
+    role: str,
+    *,
+    country: str | None = None,
+    focal_point_id: int | None = None,
+) -> None:
+    """A new role (and its scope); sessions opened under the old one end."""
+    chosen = _checked_role(role, country, focal_point_id)
+    user.role = chosen.value
+    user.country = country.upper() if chosen is Role.COORDINATOR and country else None
+    user.focal_point_id = focal_point_id if chosen is Role.FOCAL_POINT else None
+    end_sessions(user)
 
 
 def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:

@@ -14,7 +14,8 @@ from redis.exceptions import RedisError
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
-from admin.accounts import authenticate
+from admin import sessions
+from admin.accounts import authenticate, end_sessions
 from admin.audit import audit
 from admin.permissions import requires
 from ruta import clock
@@ -47,7 +48,9 @@ class AdminUser(UserMixin):
 def load_user(user_id: str) -> AdminUser | None:
     with db.transaction() as session:
         user = session.get(User, int(user_id)) if user_id.isdigit() else None
-        return AdminUser.of(user) if user is not None and user.active else None
+        if user is None or not user.active or not sessions.still_valid(user):
+            return None
+        return AdminUser.of(user)
 
 
 class LoginForm(FlaskForm):
@@ -78,6 +81,7 @@ def login() -> ResponseReturnValue:
                 user = authenticate(session, form.email.data, form.password.data, clock.now())
                 if user is not None:
                     login_user(AdminUser.of(user))
+                    sessions.start(user)
                     audit(session, "login", "user", user.id)
             if user is not None:
                 target = request.args.get("next", "")
@@ -95,7 +99,13 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @requires("dashboard")
 def logout() -> ResponseReturnValue:
+    with db.transaction() as session:
+        user = session.get(User, int(current_user.id))
+        if user is not None:
+            end_sessions(user)  # a copy of this cookie must not outlive the logout
+            audit(session, "logout", "user", user.id)
     logout_user()
+    sessions.end()
     flash("Logged out.")
     return redirect(url_for("admin_auth.login"))
 
