@@ -100,19 +100,27 @@ def set_role(
     end_sessions(user)
 
 
-def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
-    """The user if the password is right and the account is not locked; counts failures."""
+def authenticate(
+    session: Session, email: str, password: str, now: datetime, *, lock_account: bool = True
+) -> User | None:
+    """The user if the password is right and the account is not locked; counts failures.
+
+    ``lock_account=False`` leaves locking to the caller: the web login locks an account per
+    address in Redis (``admin.throttle``), and uses this whole-account lock only without Redis.
+    """
     user = session.scalar(
         select(User).where(func.lower(User.email) == email.strip().lower()).with_for_update()
     )
     if user is None or not user.active:
         _hasher.hash(password)  # same work either way: no timing hint that the email exists
         return None
-    if user.locked_until is not None and user.locked_until > now:
+    if lock_account and user.locked_until is not None and user.locked_until > now:
         return None
     try:
         _hasher.verify(user.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
+        if not lock_account:
+            return None
         user.failed_logins += 1
         if user.failed_logins >= MAX_FAILED_LOGINS:
             user.locked_until = now + LOCKOUT

@@ -1,16 +1,15 @@
-"""Logging in and out. Failed logins lock the account (see ``accounts``) and are throttled per
-address in Redis, so guessing is slow from one place and from many."""
+"""Logging in and out. Failed logins are throttled per address and lock an account per address
+(``admin.throttle``), so guessing is slow from one place and from many, and nobody can lock the
+real person out from elsewhere. Sessions end on the server's word (``admin.sessions``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from redis.exceptions import RedisError
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
@@ -18,6 +17,7 @@ from admin import sessions
 from admin.accounts import authenticate, end_sessions
 from admin.audit import audit
 from admin.permissions import requires
+from admin.throttle import LoginThrottle
 from ruta import clock
 from ruta.db import db
 from ruta.models import User
@@ -25,8 +25,6 @@ from ruta.models import User
 bp = Blueprint("admin_auth", __name__, url_prefix="/admin")
 login_manager = LoginManager()
 login_manager.login_view = "admin_auth.login"
-#: Login attempts one address may make in a window.
-ATTEMPTS_PER_WINDOW, WINDOW_SECONDS = 30, 600
 
 
 @dataclass
@@ -58,31 +56,40 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired()])
 
 
-def _throttled() -> bool:
-    key = f"{current_app.config['RUTA_QUEUE_PREFIX']}:login:{request.remote_addr}"
-    try:
-        redis: Any = current_app.extensions["ruta.redis"]
-        attempts = redis.incr(key)
-        if attempts == 1:
-            redis.expire(key, WINDOW_SECONDS)
-        return int(attempts) > ATTEMPTS_PER_WINDOW
-    except RedisError:
-        return False  # the account lockout still holds without Redis
+def _throttle() -> LoginThrottle:
+    return LoginThrottle(
+        current_app.extensions["ruta.redis"],
+        current_app.config["RUTA_QUEUE_PREFIX"],
+        request.remote_addr,
+    )
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     form = LoginForm()
     if request.method == "POST":
-        if _throttled():
+        throttle = _throttle()
+        if throttle.address_exceeded():
             return render_template("admin/login.html", form=form, error="too many attempts"), 429
         if form.validate_on_submit():
-            with db.transaction() as session:
-                user = authenticate(session, form.email.data, form.password.data, clock.now())
-                if user is not None:
-                    login_user(AdminUser.of(user))
-                    sessions.start(user)
-                    audit(session, "login", "user", user.id)
+            email, user = str(form.email.data), None
+            if not throttle.account_locked(email):
+                with db.transaction() as session:
+                    user = authenticate(
+                        session,
+                        email,
+                        str(form.password.data),
+                        clock.now(),
+                        lock_account=not throttle.available,
+                    )
+                    if user is not None:
+                        login_user(AdminUser.of(user))
+                        sessions.start(user)
+                        audit(session, "login", "user", user.id)
+                if user is None:
+                    throttle.failed(email)
+                else:
+                    throttle.succeeded(email)
             if user is not None:
                 target = request.args.get("next", "")
                 safe = target.startswith("/admin") and not target.startswith("//")

