@@ -14,25 +14,8 @@ from admin import accounts as account_ops
 from ruta.db import db
 from ruta.models import User
 from tests.admin.conftest import PASSWORD as PASSWORD_BEFORE
-from tests.admin.conftest import csrf_token, login
+from tests.admin.conftest import Browser, csrf_token, login
 from tests.conftest import Clock
-
-
-class Browser:
-    """A test client each of whose requests runs in its own app context, as under a real
-    server: in the fixture's shared context Flask-Login would reuse the previous request's user
-    (cached on ``g``) and never ask whether this cookie still holds."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app, self.client = app, app.test_client()
-
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        with self.app.app_context():
-            return self.client.get(*args, **kwargs)
-
-    def post(self, *args: Any, **kwargs: Any) -> Any:
-        with self.app.app_context():
-            return self.client.post(*args, **kwargs)
 
 
 @pytest.fixture()
