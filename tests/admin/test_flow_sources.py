@@ -13,7 +13,7 @@ import requests
 from flows.loader import DEFINITIONS_DIR, parse_flow, parse_settings
 from flows.model import DefinitionError
 from tests.admin.conftest import csrf_token, login
-from tests.admin.test_flows_admin import post_json, restore_flows  # noqa: F401  (fixture)
+from tests.admin.test_flows_admin import post_json
 from tests.browser.conftest import live_url  # noqa: F401  (fixture: the app on loopback)
 
 MAIN = (DEFINITIONS_DIR / "main.yaml").read_text(encoding="utf-8")
