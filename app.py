@@ -43,7 +43,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = settings["RUTA_SECRET_KEY"]
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     if settings["RUTA_TRUST_PROXY"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+        # One trusted hop: the client address our own proxy appended (login throttling keys
+        # on it); whatever the client itself put in X-Forwarded-For is ignored.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=1, x_proto=1, x_host=1
+        )
 
     crypto.install(crypto.Vault(settings["RUTA_DATA_KEY"]))
     db.init(

@@ -46,14 +46,7 @@ def create_user(
     email = email.strip().lower()
     if "@" not in email:
         raise AccountError("not an email address")
-    try:
-        chosen = Role(role)
-    except ValueError:
-        raise AccountError(f"role must be one of {', '.join(r.value for r in Role)}") from None
-    if chosen is Role.COORDINATOR and not country:
-        raise AccountError("a coordinator needs --country")
-    if chosen is Role.FOCAL_POINT and not focal_point_id:
-        raise AccountError("a focal point account needs --focal-point ID")
+    chosen = _checked_role(role, country, focal_point_id)
     if session.scalar(select(User.id).where(func.lower(User.email) == email)):
         raise AccountError(f"{email} already has an account")
     user = User(
@@ -68,19 +61,66 @@ def create_user(
     return user
 
 
-def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
-    """The user if the password is right and the account is not locked; counts failures."""
+def _checked_role(role: str, country: str | None, focal_point_id: int | None) -> Role:
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise AccountError(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    if chosen is Role.COORDINATOR and not country:
+        raise AccountError("a coordinator needs --country")
+    if chosen is Role.FOCAL_POINT and not focal_point_id:
+        raise AccountError("a focal point account needs --focal-point ID")
+    return chosen
+
+
+def end_sessions(user: User) -> None:
+    """Every session of ``user`` (on any device) is refused from its next request."""
+    user.session_version = (user.session_version or 0) + 1
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    user.failed_logins, user.locked_until = 0, None
+    end_sessions(user)
+
+
+def set_role(
+    session: Session,
+    user: User,
+    role: str,
+    *,
+    country: str | None = None,
+    focal_point_id: int | None = None,
+) -> None:
+    """A new role (and its scope); sessions opened under the old one end."""
+    chosen = _checked_role(role, country, focal_point_id)
+    user.role = chosen.value
+    user.country = country.upper() if chosen is Role.COORDINATOR and country else None
+    user.focal_point_id = focal_point_id if chosen is Role.FOCAL_POINT else None
+    end_sessions(user)
+
+
+def authenticate(
+    session: Session, email: str, password: str, now: datetime, *, lock_account: bool = True
+) -> User | None:
+    """The user if the password is right and the account is not locked; counts failures.
+
+    ``lock_account=False`` leaves locking to the caller: the web login locks an account per
+    address in Redis (``admin.throttle``), and uses this whole-account lock only without Redis.
+    """
     user = session.scalar(
         select(User).where(func.lower(User.email) == email.strip().lower()).with_for_update()
     )
     if user is None or not user.active:
         _hasher.hash(password)  # same work either way: no timing hint that the email exists
         return None
-    if user.locked_until is not None and user.locked_until > now:
+    if lock_account and user.locked_until is not None and user.locked_until > now:
         return None
     try:
         _hasher.verify(user.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
+        if not lock_account:
+            return None
         user.failed_logins += 1
         if user.failed_logins >= MAX_FAILED_LOGINS:
             user.locked_until = now + LOCKOUT

@@ -1,23 +1,24 @@
-"""Logging in and out. Failed logins lock the account (see ``accounts``) and are throttled per
-address in Redis, so guessing is slow from one place and from many."""
+"""Logging in and out. Failed logins are throttled per address and lock an account per address
+(``admin.throttle``), so guessing is slow from one place and from many, and nobody can lock the
+real person out from elsewhere. Sessions end on the server's word (``admin.sessions``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from redis.exceptions import RedisError
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length, Regexp
 
-from admin.accounts import authenticate
+from admin import sessions
+from admin.accounts import authenticate, end_sessions
 from admin.audit import audit
 from admin.permissions import requires
+from admin.throttle import LoginThrottle
 from ruta import clock
 from ruta.db import db
 from ruta.models import User
@@ -25,8 +26,6 @@ from ruta.models import User
 bp = Blueprint("admin_auth", __name__, url_prefix="/admin")
 login_manager = LoginManager()
 login_manager.login_view = "admin_auth.login"
-#: Login attempts one address may make in a window.
-ATTEMPTS_PER_WINDOW, WINDOW_SECONDS = 30, 600
 
 
 @dataclass
@@ -48,7 +47,9 @@ class AdminUser(UserMixin):
 def load_user(user_id: str) -> AdminUser | None:
     with db.transaction() as session:
         user = session.get(User, int(user_id)) if user_id.isdigit() else None
-        return AdminUser.of(user) if user is not None and user.active else None
+        if user is None or not user.active or not sessions.still_valid(user):
+            return None
+        return AdminUser.of(user)
 
 
 #: No control characters: PostgreSQL refuses NUL, and nobody types the others.
@@ -74,30 +75,40 @@ def safe_next(target: str) -> str | None:
     return target if parts.path == "/admin" or parts.path.startswith("/admin/") else None
 
 
-def _throttled() -> bool:
-    key = f"{current_app.config['RUTA_QUEUE_PREFIX']}:login:{request.remote_addr}"
-    try:
-        redis: Any = current_app.extensions["ruta.redis"]
-        attempts = redis.incr(key)
-        if attempts == 1:
-            redis.expire(key, WINDOW_SECONDS)
-        return int(attempts) > ATTEMPTS_PER_WINDOW
-    except RedisError:
-        return False  # the account lockout still holds without Redis
+def _throttle() -> LoginThrottle:
+    return LoginThrottle(
+        current_app.extensions["ruta.redis"],
+        current_app.config["RUTA_QUEUE_PREFIX"],
+        request.remote_addr,
+    )
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     form = LoginForm()
     if request.method == "POST":
-        if _throttled():
+        throttle = _throttle()
+        if throttle.address_exceeded():
             return render_template("admin/login.html", form=form, error="too many attempts"), 429
         if form.validate_on_submit():
-            with db.transaction() as session:
-                user = authenticate(session, form.email.data, form.password.data, clock.now())
-                if user is not None:
-                    login_user(AdminUser.of(user))
-                    audit(session, "login", "user", user.id)
+            email, user = str(form.email.data), None
+            if not throttle.account_locked(email):
+                with db.transaction() as session:
+                    user = authenticate(
+                        session,
+                        email,
+                        str(form.password.data),
+                        clock.now(),
+                        lock_account=not throttle.available,
+                    )
+                    if user is not None:
+                        login_user(AdminUser.of(user))
+                        sessions.start(user)
+                        audit(session, "login", "user", user.id)
+                if user is None:
+                    throttle.failed(email)
+                else:
+                    throttle.succeeded(email)
             if user is not None:
                 target = safe_next(request.args.get("next", ""))
                 return redirect(target or url_for("admin_home.dashboard"))
@@ -113,7 +124,13 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @requires("dashboard")
 def logout() -> ResponseReturnValue:
+    with db.transaction() as session:
+        user = session.get(User, int(current_user.id))
+        if user is not None:
+            end_sessions(user)  # a copy of this cookie must not outlive the logout
+            audit(session, "logout", "user", user.id)
     logout_user()
+    sessions.end()
     flash("Logged out.")
     return redirect(url_for("admin_auth.login"))
 

@@ -1,6 +1,8 @@
 """Admin section: broadcasts. Choose the audience, write the text per language, see each SMS's
 segments, encoding and a cost estimate, then send now or schedule; over the approval threshold a
-second person approves. Live progress from the recipient ledger; cancel stops the rest."""
+second person approves. Live progress from the recipient ledger; cancel stops the rest.
+Coordinators see and act on the broadcasts to their country's municipalities only (others answer
+404); a broadcast to every country (no municipality) is the admins'."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from admin.audit import audit
 from admin.permissions import requires
@@ -18,7 +20,7 @@ from flows.encoding import sms_cost
 from ruta import broadcasts, clock
 from ruta import policy as policies
 from ruta.db import db
-from ruta.models import Broadcast, BroadcastStatus, Category, Municipality
+from ruta.models import Broadcast, BroadcastStatus, Category, Municipality, Role
 from workers.broadcast_jobs import start_broadcast
 from workers.queues import LOW, enqueue, enqueue_at
 
@@ -31,6 +33,24 @@ GENERAL = "general"
 
 def _actor() -> str:
     return str(current_user.email)
+
+
+def _own_country() -> str | None:
+    """A coordinator's country; None for roles that see every broadcast."""
+    if Role(current_user.role) is Role.COORDINATOR:
+        return str(current_user.country or "--")
+    return None
+
+
+def _scoped(query: Select[Any]) -> Select[Any]:
+    """Broadcasts the user may see: a coordinator's are those to a municipality of their
+    country; one with no municipality reaches every country and is the admins' alone."""
+    country = _own_country()
+    if country is None:
+        return query
+    return query.join(Municipality, Municipality.id == Broadcast.municipality_id).where(
+        Municipality.country == country
+    )
 
 
 def _audience_size(session: Any, broadcast: Broadcast) -> int:
@@ -64,10 +84,11 @@ def preview(texts: dict[str, str], audience: int) -> list[dict[str, Any]]:
 
 
 def _form_choices(session: Any) -> dict[str, Any]:
+    places = select(Municipality).order_by(Municipality.country, Municipality.name)
+    if _own_country() is not None:
+        places = places.where(Municipality.country == _own_country())
     return {
-        "municipalities": list(
-            session.scalars(select(Municipality).order_by(Municipality.country, Municipality.name))
-        ),
+        "municipalities": list(session.scalars(places)),
         "topics": [GENERAL, *session.scalars(select(Category.code).order_by(Category.position))],
         "languages": LANGUAGES,
     }
@@ -77,7 +98,8 @@ def _form_choices(session: Any) -> dict[str, Any]:
 @requires("broadcasts.view")
 def index() -> ResponseReturnValue:
     with db.transaction() as session:
-        rows = list(session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100)))
+        query = _scoped(select(Broadcast)).order_by(Broadcast.id.desc()).limit(100)
+        rows = list(session.scalars(query))
         progress = {b.id: broadcasts.progress(session, b.id) for b in rows}
     return render_template("admin/broadcasts_index.html", broadcasts=rows, progress=progress)
 
@@ -125,6 +147,9 @@ def new() -> ResponseReturnValue:
             )
             if municipality is None:
                 errors["municipality"] = "unknown municipality"
+        own = _own_country()
+        if own is not None and (municipality is None or municipality.country != own):
+            abort(403)  # coordinators write to their own country's municipalities only
         if errors:
             return (
                 render_template(
@@ -152,8 +177,12 @@ def new() -> ResponseReturnValue:
 
 def _get(session: Any, broadcast_id: int, *, lock: bool = False) -> Broadcast:
     broadcast = session.get(Broadcast, broadcast_id, with_for_update=lock)
-    if broadcast is None:
-        abort(404)
+    if broadcast is None or (
+        _own_country() is not None
+        and session.scalar(_scoped(select(Broadcast.id)).where(Broadcast.id == broadcast_id))
+        is None
+    ):
+        abort(404)  # out of scope: not confirmed to exist, as with cases
     return broadcast
 
 

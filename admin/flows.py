@@ -403,20 +403,22 @@ def discard_draft(key: str) -> ResponseReturnValue:
 @requires("flows.view")
 def validate(key: str) -> ResponseReturnValue:
     """JSON ``{"source": ...}`` in; the validator's issues out, as a list of
-    ``{"path", "message", "error"}``."""
+    ``{"path", "message", "error"}`` (with 422 when the source cannot be read at all)."""
     posted = _posted_source()
     if posted is None:
         return jsonify({"error": 'send {"source": ...}'}), 400
     with _scratch() as session:
         _working_source(session, key)
-        issues, _flow = _examine(session, key, posted)
-    return jsonify([_issue_json(i) for i in _ordered(issues, key)])
+        issues, flow = _examine(session, key, posted)
+    answer = jsonify([_issue_json(i) for i in _ordered(issues, key)])
+    return answer, (200 if flow is not None else 422)  # 422: the source cannot be read at all
 
 
 @bp.post("/<key>/graph")
 @requires("flows.view")
 def graph_of_source(key: str) -> ResponseReturnValue:
-    """The picture of a posted source (``{"source": ...}``), as an SVG fragment."""
+    """The picture of a posted source (``{"source": ...}``), as an SVG fragment; 422 and the
+    issues when the source cannot be read."""
     posted = _posted_source()
     if posted is None:
         abort(400)
@@ -425,7 +427,7 @@ def graph_of_source(key: str) -> ResponseReturnValue:
         issues, flow = _examine(session, key, posted)
     svg = _graph(flow, issues)
     if svg is None:
-        return "", 204
+        return jsonify([_issue_json(i) for i in issues]), 422
     return current_app.response_class(str(svg), mimetype="image/svg+xml")
 
 

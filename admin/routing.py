@@ -1,7 +1,9 @@
 """Admin section: Focal points, routing chains and data-sharing agreements.
 
 Numbers are shown masked. Coordinators manage the focal points and chains of their own country
-(others answer 404); admins all; viewers read. The page warns about (municipality, kind of help)
+(others answer 404) and the agreements of organisations whose focal points are all in it; they see
+but may not change (403) agreements of organisations that also work elsewhere; admins all;
+viewers read. The page warns about (municipality, kind of help)
 pairs without a chain, whose cases would go straight to the coordinator, and about agreements
 that have expired or expire within ``EXPIRY_WARNING``. Every change is audited.
 """
@@ -58,6 +60,37 @@ def _in_scope(country: str | None) -> bool:
     return own is None or country == own
 
 
+def _organization_countries(session: Session, organization_id: int) -> set[str]:
+    """An organisation's countries: those of its focal points (it has no country of its own,
+    and its agreement decides whether each of them receives referrals)."""
+    query = select(FocalPoint.country).where(FocalPoint.organization_id == organization_id)
+    return set(session.scalars(query.distinct()))
+
+
+def _agreement_scope(session: Session, organization_id: int) -> str:
+    """``"own"``: the user may change the organisation's agreements; ``"shared"``: a coordinator
+    sees them but they reach other countries too (an admin changes them); ``"foreign"``: not
+    the coordinator's at all (nor an organisation without focal points)."""
+    own = _own_country()
+    if own is None:
+        return "own"
+    countries = _organization_countries(session, organization_id)
+    if countries == {own}:
+        return "own"
+    return "shared" if own in countries else "foreign"
+
+
+def _changeable_agreement(session: Session, found: DataSharingAgreement | None) -> None:
+    """404 for an agreement the coordinator does not see, 403 for one they may not change."""
+    if found is None:
+        abort(404)
+    scope = _agreement_scope(session, found.organization_id)
+    if scope == "foreign":
+        abort(404)
+    if scope == "shared":
+        abort(403)
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -107,19 +140,28 @@ def index() -> ResponseReturnValue:
         chains = [
             (chain, place, _positions(chain)) for chain, place in session.execute(chain_query)
         ]
-        agreements = list(
-            session.execute(
-                select(DataSharingAgreement, Organization.name)
-                .join(Organization, Organization.id == DataSharingAgreement.organization_id)
-                .order_by(Organization.name, DataSharingAgreement.expires_on.desc())
-            )
+        agreement_query = (
+            select(DataSharingAgreement, Organization.name)
+            .join(Organization, Organization.id == DataSharingAgreement.organization_id)
+            .order_by(Organization.name, DataSharingAgreement.expires_on.desc())
         )
+        if country is not None:
+            agreement_query = agreement_query.where(
+                DataSharingAgreement.organization_id.in_(
+                    select(FocalPoint.organization_id).where(FocalPoint.country == country)
+                )
+            )
+        agreements = list(session.execute(agreement_query))
+        editable = {
+            a.id for a, _name in agreements if _agreement_scope(session, a.organization_id) == "own"
+        }
         found = warnings(session, country, today)
         return render_template(
             "admin/routing_index.html",
             focal_points=[(fp, mask(fp.contact.phone), fp.organization.name) for fp in fps],
             chains=chains,
             agreements=agreements,
+            editable_agreements=editable,
             warnings=found,
             today=today,
             soon=today + EXPIRY_WARNING,
@@ -497,6 +539,14 @@ def add_agreement() -> ResponseReturnValue:
         flash("Agreement not added: " + "; ".join(errors) + ".")
         return redirect(url_for("admin_routing.index"))
     with db.transaction() as session:
+        if _own_country() is not None:
+            # A coordinator's agreement must reach their country only: the organisation exists
+            # and all its focal points are theirs (add one first for a new organisation).
+            org_id = session.scalar(
+                select(Organization.id).where(Organization.name == organization)
+            )
+            if org_id is None or _agreement_scope(session, org_id) != "own":
+                abort(403)
         agreement = focal_points.add_agreement(session, organization, reference, expires)
         audit(
             session,
@@ -518,8 +568,8 @@ def agreement(agreement_id: int) -> ResponseReturnValue:
     organisation (``action=renew``), the old one kept as a record."""
     with db.transaction() as session:
         found = session.get(DataSharingAgreement, agreement_id)
-        if found is None:
-            abort(404)
+        _changeable_agreement(session, found)
+        assert found is not None
         org = session.get(Organization, found.organization_id)
         assert org is not None
         errors: list[str] = []

@@ -46,9 +46,33 @@ def checksum(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
+ALIASES_REFUSED = "YAML anchors and aliases (&name, *name) are not allowed"
+
+
+class _AliasFound(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__(f"line {mark.line + 1}")
+        self.mark = mark
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases. Sources come from editors (and a viewer can
+    post one to validate): a few hundred bytes of nested aliases expand to billions of words in
+    anything that walks the document, so they are refused before anything is built."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasFound(event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def _parse_yaml(source: str, where: str) -> Any:
     try:
-        return yaml.safe_load(source)
+        return yaml.load(source, Loader=_NoAliasLoader)  # noqa: S506  (a SafeLoader)
+    except _AliasFound as exc:
+        line = exc.mark.line + 1
+        raise DefinitionError([Issue(where, f"{ALIASES_REFUSED} (line {line})")]) from exc
     except yaml.YAMLError as exc:
         raise DefinitionError([Issue(where, f"not valid YAML: {exc}")]) from exc
 

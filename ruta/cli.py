@@ -281,6 +281,61 @@ def users_create(
         click.echo(f"password (shown once): {password}")
 
 
+def _change_user(email: str, change: Any) -> None:
+    from sqlalchemy import func, select
+
+    from admin.accounts import AccountError
+    from ruta.db import db as database
+    from ruta.models import User
+
+    _app()
+    try:
+        with database.transaction() as session:
+            user = session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+            if user is None:
+                raise click.ClickException(f"no account {email}")
+            change(session, user)
+            click.echo(f"user {user.id} {user.email} ({user.role}): changed, sessions ended")
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@users.command("password", help="Set a new password (read from standard input or --generate).")
+@click.argument("email")
+@click.option("--generate", is_flag=True, help="Generate a password and print it once.")
+def users_password(email: str, generate: bool) -> None:
+    from admin.accounts import generate_password, set_password
+
+    password = generate_password() if generate else sys.stdin.readline().rstrip("\n")
+    _change_user(email, lambda session, user: set_password(session, user, password))
+    if generate:
+        click.echo(f"password (shown once): {password}")
+
+
+@users.command("role", help="Give an account another role; its open sessions end.")
+@click.argument("email")
+@click.option("--role", required=True)
+@click.option("--country", help="Coordinators: the country whose cases they see.")
+@click.option("--focal-point", "focal_point_id", type=int, help="Focal point accounts: its id.")
+def users_role(email: str, role: str, country: str | None, focal_point_id: int | None) -> None:
+    from admin.accounts import set_role
+
+    _change_user(
+        email,
+        lambda session, user: set_role(
+            session, user, role, country=country, focal_point_id=focal_point_id
+        ),
+    )
+
+
+@users.command("logout", help="End every session of an account (a lost or shared computer).")
+@click.argument("email")
+def users_logout(email: str) -> None:
+    from admin.accounts import end_sessions
+
+    _change_user(email, lambda session, user: end_sessions(user))
+
+
 # --- focal points -------------------------------------------------------------------------
 
 

