@@ -39,7 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if settings["RUTA_TRUST_PROXY"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
-    crypto.install(crypto.Vault(settings["RUTA_DATA_KEY"]))
+    crypto.install(crypto.Vault(settings["RUTA_DATA_KEY"], settings["RUTA_LOOKUP_KEYS"]))
     db.init(settings["DATABASE_URL"])
     app.extensions["ruta.redis"] = connect(settings["REDIS_URL"], settings["RUTA_INSTANCE_DIR"])
     app.extensions["ruta.flows"] = FlowCache(
