@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 class DataKeyError(ValueError):
-    """RUTA_DATA_KEY is missing or not a list of Fernet keys."""
+    """RUTA_DATA_KEY is missing, a configured key is not a Fernet key, or no key decrypts."""
 
 
 def generate_key() -> str:
