@@ -49,7 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             app.wsgi_app, x_for=1, x_proto=1, x_host=1
         )
 
-    crypto.install(crypto.Vault(settings["RUTA_DATA_KEY"]))
+    crypto.install(crypto.Vault(settings["RUTA_DATA_KEY"], settings["RUTA_LOOKUP_KEYS"]))
     db.init(
         settings["DATABASE_URL"],
         timeout=db_timeout(settings),

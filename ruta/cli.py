@@ -83,11 +83,71 @@ def keys() -> None:
     pass
 
 
-@keys.command("generate", help="Print a new Fernet key for RUTA_DATA_KEY.")
+@keys.command("generate", help="Print a new key for RUTA_DATA_KEY or RUTA_LOOKUP_KEYS.")
 def keys_generate() -> None:
     from ruta.crypto import generate_key
 
     click.echo(generate_key())
+
+
+@keys.command(
+    "rotate",
+    help="Re-encrypt every encrypted column under the first key of RUTA_DATA_KEY and rewrite "
+    "every lookup hash under the first key of RUTA_LOOKUP_KEYS, in short batches while Ruta "
+    "keeps serving. Safe to stop and run again: what is done is not done twice. Run it once "
+    "every process has the new keys (README, Key rotation).",
+)
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Rows per transaction.",
+)
+def keys_rotate(batch_size: int) -> None:
+    from ruta import crypto, keyrotation
+    from ruta.db import db as database
+
+    _app()
+    vault = crypto.current()
+    found = keyrotation.targets()
+    with database.transaction() as session:
+        total = keyrotation.count_rows(session, found)
+    left = total
+    with click.progressbar(length=total, label="Re-encrypting") as bar:
+
+        def advance(rows: int) -> None:
+            # Rows written while the rotation runs are read too: the bar stops at its end.
+            nonlocal left
+            bar.update(min(rows, left))
+            left -= min(rows, left)
+
+        try:
+            report = keyrotation.rotate(vault, batch_size=batch_size, progress=advance, found=found)
+        except keyrotation.RotationError as exc:
+            raise click.ClickException(f"{exc} (fix it and run again)") from exc
+    click.echo(
+        f"{report.rewritten} rows rewritten ({report.values} encrypted values,"
+        f" {report.hashes} lookup hashes) of {report.rows} read"
+    )
+    if report.conflicts:
+        click.echo(
+            f"{report.conflicts} contact(s) share their number with another contact and keep"
+            " their lookup hash under an older key: keep the older keys until they are erased.",
+            err=True,
+        )
+        sys.exit(1)
+    if vault.own_lookup_keys:
+        click.echo(
+            "Every row is under the first key of RUTA_DATA_KEY and of RUTA_LOOKUP_KEYS: the"
+            " other keys can now be removed from both."
+        )
+    else:
+        click.echo(
+            "RUTA_LOOKUP_KEYS is not set, so lookup hashes still come from the last key of"
+            " RUTA_DATA_KEY: keep the last key of RUTA_DATA_KEY, or set RUTA_LOOKUP_KEYS and"
+            " rotate again before removing it (README, Key rotation)."
+        )
 
 
 # --- database -----------------------------------------------------------------------------

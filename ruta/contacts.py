@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import phonenumbers
@@ -35,33 +36,49 @@ def lock_contact(session: Session, e164: str, *, seen_at: datetime | None = None
     handled one after the other on any number of web processes (on SQLite the whole write
     transaction is serialised by BEGIN IMMEDIATE instead). With ``seen_at`` the lock is taken by
     the UPDATE that records it: one round trip on the webhook's path instead of two.
+
+    The row is found by any of the configured lookup keys (a key rotation rewrites hashes while
+    Ruta serves); a new row gets the current key's hash. A found row keeps its hash: rewriting it
+    here would hide the person from a process still on the previous configuration.
     """
-    digest = crypto.current().lookup_hash(e164)
-    query = select(Contact).where(Contact.phone_hash == digest).with_for_update()
+    vault = crypto.current()
+    digests = vault.lookup_hashes(e164)
+    query = (
+        select(Contact)
+        .where(Contact.phone_hash.in_(digests))
+        .order_by(Contact.id)
+        .with_for_update()
+    )
     if seen_at is not None:
-        contact = session.scalars(
+        found = session.scalars(
             update(Contact)
-            .where(Contact.phone_hash == digest)
+            .where(Contact.phone_hash.in_(digests))
             .values(last_seen_at=seen_at)
             .returning(Contact),
             execution_options={"synchronize_session": False},
-        ).one_or_none()
+        ).all()
     else:
-        contact = session.scalar(query)
-    if contact is not None:
-        return contact
+        found = session.scalars(query).all()
+    if found:
+        return _oldest(found)
     try:
         with session.begin_nested():
-            contact = Contact(phone_hash=digest, phone=e164, opted_out=False)
+            contact = Contact(phone_hash=vault.lookup_hash(e164), phone=e164, opted_out=False)
             session.add(contact)
         return contact
     except IntegrityError:  # created by a concurrent first message: take that one
-        contact = session.scalar(query.execution_options(populate_existing=True))
-        assert contact is not None
-        return contact
+        return _oldest(session.scalars(query.execution_options(populate_existing=True)).all())
+
+
+def _oldest(found: Sequence[Contact]) -> Contact:
+    # Two rows for one number only come from two processes on different lookup keys creating
+    # it at the same moment (`ruta keys rotate` reports them); the older holds the history.
+    assert found
+    return min(found, key=lambda contact: contact.id)
 
 
 def find_contact(session: Session, e164: str) -> Contact | None:
-    return session.scalar(
-        select(Contact).where(Contact.phone_hash == crypto.current().lookup_hash(e164))
-    )
+    hashes = crypto.current().lookup_hashes(e164)
+    return session.scalars(
+        select(Contact).where(Contact.phone_hash.in_(hashes)).order_by(Contact.id).limit(1)
+    ).first()

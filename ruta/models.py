@@ -67,6 +67,11 @@ class EncryptedText(TypeDecorator[str]):
         return crypto.current().decrypt(value) if value is not None else None
 
 
+#: ``Column.info`` key marking a lookup hash: its value names the encrypted column it hashes, so
+#: ``ruta keys rotate`` finds every hash from the metadata and recomputes it from that column.
+LOOKUP_HASH_OF = "lookup_hash_of"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -105,7 +110,7 @@ class Contact(Base):
     __tablename__ = "contacts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    phone_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    phone_hash: Mapped[str] = mapped_column(String(64), unique=True, info={LOOKUP_HASH_OF: "phone"})
     phone: Mapped[str] = mapped_column(EncryptedText)
     language: Mapped[str | None] = mapped_column(String(8))
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -53,6 +53,27 @@ def test_keys_rotate_without_breaking_lookups() -> None:
     assert crypto.Vault(new_key).decrypt(rotated) == "+50688001122"  # old key no longer needed
 
 
+def test_lookup_keys_default_to_the_last_data_key_and_older_ones_are_still_tried() -> None:
+    number = "+50688001122"
+    old, new, lookup, next_lookup = (crypto.generate_key() for _ in range(4))
+    today = crypto.Vault(old)
+    # A deployment with RUTA_DATA_KEY alone: the hash key comes from the last data key, as before.
+    assert crypto.Vault(f"{new},{old}").lookup_hash(number) == today.lookup_hash(number)
+    # Opting in with the last data key as lookup key changes no hash.
+    assert crypto.Vault(old, old).lookup_hash(number) == today.lookup_hash(number)
+    during = crypto.Vault(f"{new},{old}", lookup)
+    assert during.lookup_hash(number) != today.lookup_hash(number)  # new rows: the new key
+    # Rows not yet rewritten are still found, through the key of the last data key.
+    assert during.lookup_hashes(number) == [during.lookup_hash(number), today.lookup_hash(number)]
+    after = crypto.Vault(new, lookup)
+    assert after.lookup_hash(number) == during.lookup_hash(number)
+    assert today.lookup_hash(number) not in after.lookup_hashes(number)  # the old key is gone
+    again = crypto.Vault(new, f"{next_lookup},{lookup}")
+    assert after.lookup_hash(number) in again.lookup_hashes(number)
+    with pytest.raises(crypto.DataKeyError):
+        crypto.Vault(new, "not-a-key")
+
+
 def test_a_bad_data_key_fails_fast() -> None:
     with pytest.raises(crypto.DataKeyError):
         crypto.Vault("not-a-key")
