@@ -30,6 +30,9 @@ __all__ = [
     "status_callback_url",
 ]
 
+#: Seconds a provider has to answer a send (``RUTA_PROVIDER_TIMEOUT``).
+DEFAULT_TIMEOUT = 10.0
+
 # Twilio error codes where retrying cannot help: invalid 'To' (21211), opted out (21610),
 # unreachable / not a mobile number (21612, 21614).
 TWILIO_PERMANENT_CODES = frozenset({21211, 21610, 21612, 21614})
@@ -192,7 +195,7 @@ class TwilioSender:
         from_number: str,
         *,
         api_base_url: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.from_number = from_number
         self.api_base_url = api_base_url
@@ -282,7 +285,7 @@ class AfricasTalkingSender:
         *,
         sender_id: str | None = None,
         api_base_url: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.sender_id = sender_id
         self.timeout = timeout
@@ -384,10 +387,15 @@ def _optional(config: Mapping[str, Any], name: str) -> str | None:
 
 def build_sender(provider: str, config: Mapping[str, Any]) -> Sender:
     """Build the sender for ``provider`` ("twilio" | "africastalking") from config keys."""
+    timeout = float(config.get("RUTA_PROVIDER_TIMEOUT") or DEFAULT_TIMEOUT)
     if provider == "twilio":
         sid, token, from_number = _require(config, *REQUIRED_SETTINGS["twilio"])
         return TwilioSender(
-            sid, token, from_number, api_base_url=_optional(config, "TWILIO_API_BASE_URL")
+            sid,
+            token,
+            from_number,
+            api_base_url=_optional(config, "TWILIO_API_BASE_URL"),
+            timeout=timeout,
         )
     if provider == "africastalking":
         username, api_key = _require(config, *REQUIRED_SETTINGS["africastalking"])
@@ -396,5 +404,6 @@ def build_sender(provider: str, config: Mapping[str, Any]) -> Sender:
             api_key,
             sender_id=_optional(config, "AT_SENDER_ID"),
             api_base_url=_optional(config, "AT_API_BASE_URL"),
+            timeout=timeout,
         )
     raise ValueError(f"unknown SMS provider: {provider!r}")

@@ -48,6 +48,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_CASE_ANONYMISE_DAYS": ("180", "days after closing that a case is anonymised (0: never)"),
     "RUTA_POLICY_FILE": (None, "referral policy YAML; default: ruta/referral_policy.yaml"),
     "RUTA_OUTBOUND_PROVIDER": (None, "provider for alerts and notices: twilio or africastalking"),
+    "RUTA_PROVIDER_TIMEOUT": ("10", "seconds a provider has to answer a send"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
 }
 
@@ -64,7 +65,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         value = env.get(name, default)
         config[name] = value if value not in ("",) else default
     config["RUTA_INSTANCE_DIR"] = str(Path(config["RUTA_INSTANCE_DIR"]).resolve())
-    for name in ("RUTA_BROADCAST_RATE", "RUTA_SMS_PRICE_PER_SEGMENT"):
+    for name in ("RUTA_BROADCAST_RATE", "RUTA_SMS_PRICE_PER_SEGMENT", "RUTA_PROVIDER_TIMEOUT"):
         try:
             config[name] = float(config[name])
         except (TypeError, ValueError) as exc:

@@ -71,6 +71,7 @@ _SETTINGS = (
     "AT_API_KEY",
     "AT_SENDER_ID",
     "AT_API_BASE_URL",
+    "RUTA_PROVIDER_TIMEOUT",
 )
 
 

@@ -144,6 +144,7 @@ _SENDER_SETTINGS = (
     "AT_API_KEY",
     "AT_SENDER_ID",
     "AT_API_BASE_URL",
+    "RUTA_PROVIDER_TIMEOUT",
 )
 
 
