@@ -4,7 +4,7 @@ Protection rule: no exception raised from here carries a phone number or a messa
 and provider exceptions are never chained (``from None``) because their text often does.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,9 +17,11 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
+from urllib3.exceptions import ProtocolError
 
 __all__ = [
     "AfricasTalkingSender",
+    "OutcomeUnknown",
     "SendError",
     "SendResult",
     "Sender",
@@ -74,6 +76,7 @@ ERROR_WORDS: dict[str, str] = {
     "502": "rejected by the gateway",
     "http_error": "HTTP error from the provider",
     "bad_response": "unreadable answer from the provider",
+    "no_answer": "no answer from the provider in time",
 }
 
 
@@ -106,6 +109,29 @@ class SendError(Exception):
 
     def __repr__(self) -> str:
         return f"SendError({self.message!r}, permanent={self.permanent}, code={self.code!r})"
+
+
+class OutcomeUnknown(SendError):
+    """The request may have reached the provider but no answer came (a read timeout, a
+    connection broken mid-answer): the message may be out. Sending again blindly could send it
+    twice, so the caller settles it later by asking the provider (workers/settlement.py)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=False, code="no_answer")
+
+
+def _request_failed(provider: str, exc: requests.RequestException) -> SendError:
+    """A failed HTTP request: unknown outcome when the provider may have the request, else
+    a transient error (nothing reached it: refused, or no connection in time)."""
+    text = f"{provider} request failed: {type(exc).__name__}"
+    if isinstance(exc, requests.ConnectTimeout):
+        return SendError(text, permanent=False)
+    broken = isinstance(exc, requests.ConnectionError) and any(
+        isinstance(arg, ProtocolError) for arg in exc.args
+    )
+    if broken or isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError):
+        return OutcomeUnknown(text)
+    return SendError(text, permanent=False)
 
 
 def status_callback_url(config: Mapping[str, Any], channel: str) -> str | None:
@@ -219,9 +245,7 @@ class TwilioSender:
         try:
             message = self._client.messages.create(**kwargs)
         except requests.RequestException as exc:
-            raise SendError(
-                f"twilio request failed: {type(exc).__name__}", permanent=False, code=None
-            ) from None
+            raise _request_failed("twilio", exc) from None
         except TwilioException as exc:
             status = getattr(exc, "status", None)
             code = getattr(exc, "code", None)
@@ -238,11 +262,13 @@ class TwilioSender:
             segments=_parse_segments(message.num_segments),
         )
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+    def find_sent(
+        self, to: str, body: str, since: datetime, *, skip: Collection[str] = ()
+    ) -> str | None:
         """The sid of a message with ``body`` this sender sent to ``to`` at or after ``since``
-        (Twilio's clock), if Twilio has one. A resumed broadcast asks this before sending again
-        a message that was in flight when its worker died. Raises SendError when Twilio cannot
-        be asked (the caller then asks again later)."""
+        (Twilio's clock), if Twilio has one, other than the sids in ``skip`` (messages already
+        accounted for). Asked before sending again a message whose outcome is unknown.
+        Raises SendError when Twilio cannot be asked (the caller then asks again later)."""
         kwargs: dict[str, Any] = {"to": to, "limit": 20, "page_size": 20}
         if not self.from_number.startswith("MG"):
             kwargs["from_"] = self.from_number
@@ -256,7 +282,12 @@ class TwilioSender:
             raise SendError("twilio refused to list messages", permanent=False) from None
         for message in messages:  # newest first
             created = message.date_created
-            if message.body == body and created is not None and created >= since:
+            if (
+                message.body == body
+                and created is not None
+                and created >= since
+                and message.sid not in skip
+            ):
                 return str(message.sid)
         return None
 
@@ -305,9 +336,7 @@ class AfricasTalkingSender:
                 "africastalking rejected the number format", permanent=True, code="403"
             ) from None
         except requests.RequestException as exc:
-            raise SendError(
-                f"africastalking request failed: {type(exc).__name__}", permanent=False
-            ) from None
+            raise _request_failed("africastalking", exc) from None
         except AfricasTalkingException:
             # The SDK raises with the response text only, so the HTTP status is lost.
             raise SendError(
