@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -19,6 +20,7 @@ from ruta.db import db
 from ruta.models import Message, OutboxEvent
 from tests.admin.test_alert_failures import alert_messages
 from tests.conftest import Clock, TwilioPhone, kill, spawn_worker, wait_for
+from tests.test_broadcasts import _at_reports
 from tests.test_referrals import UPALA_1, _run_scheduled_now, ask_for_help, sent_to
 from workers.jobs import sweep
 
@@ -123,3 +125,35 @@ def test_a_claim_twilio_never_received_is_sent_once(
     worker()
     assert len(sent_to(fake_provider, UPALA_1)) == 1
     assert [m.status for m in alert_messages()] == ["sent"]
+
+
+def test_africastalking_worker_killed_mid_call_settles_on_the_delivery_report(
+    app: Flask,
+    client: Any,
+    phone: TwilioPhone,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Africa's Talking cannot be asked; its delivery report of the alert in flight proves it
+    went out, so the sweeper does not send it again."""
+    app.config["RUTA_OUTBOUND_PROVIDER"] = "africastalking"
+    monkeypatch.setenv("RUTA_OUTBOUND_PROVIDER", "africastalking")  # the worker process's
+    fake_provider.hold("africastalking", 20)
+    ask_for_help(phone)
+    process = spawn_worker(app)
+    try:
+        wait_for(lambda: bool(fake_provider.messages()), 30)
+    finally:
+        kill(process)
+    in_flight = fake_provider.messages("africastalking")
+    assert [m["to"] for m in in_flight] == [UPALA_1]
+    assert [m.status for m in alert_messages()] == ["sending"]
+    _at_reports(client, in_flight, "Success")
+    (alert,) = alert_messages()
+    assert (alert.status, alert.provider_message_id) == ("delivered", in_flight[0]["id"])
+    clock.now += timedelta(minutes=3)
+    sweep()
+    worker()
+    assert len(sent_to(fake_provider, UPALA_1)) == 1
