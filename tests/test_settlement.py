@@ -88,6 +88,7 @@ def test_a_provider_answering_after_the_timeout_gets_one_alert(
     worker()
     _run_scheduled_now(app)  # a retry's backoff would have passed
     worker()
+    app.config["RUTA_PROVIDER_TIMEOUT"] = 10  # Twilio answers its message list in time
     clock.now += timedelta(minutes=3)
     sweep()
     worker()
