@@ -18,6 +18,7 @@ from ruta.db import db
 from ruta.models import (
     Broadcast,
     BroadcastRecipient,
+    Direction,
     Message,
     MessagePurpose,
     MessageStatus,
@@ -75,10 +76,18 @@ def apply_report(
             .where(Message.channel == channel, Message.provider_message_id == provider_id)
             .with_for_update()
         )
+        adopted = False
+        if message is None and channel == "africastalking" and to:
+            message = _orphan_message(session, to)
+            if message is not None:
+                message.provider_message_id = provider_id
+                message.status = MessageStatus.SENT.value
+                message.error_code = None
+                adopted = True
         if message is None:
             return _broadcast_report(session, channel, provider_id, status, error, to)
         if RANK.get(message.status, 3) >= RANK[status.value]:
-            return False
+            return adopted
         message.status = status.value
         if error:
             message.error_code = error[:32]
@@ -128,22 +137,54 @@ def _broadcast_report(
     return True
 
 
+def _contact_id(session: Any, to: str) -> int | None:
+    try:
+        contact = contacts.find_contact(session, contacts.normalise_number(to))
+    except contacts.InvalidNumber:
+        return None
+    return contact.id if contact is not None else None
+
+
+def _orphan_message(session: Any, to: str) -> Message | None:
+    """The one outbound message to ``to`` claimed and still "sending" over Africa's Talking
+    with no provider id (its worker died, or the answer came after the timeout): a report on
+    an id Ruta never recorded is that message's, which proves it went out, so the sweeper does
+    not send it again (workers/settlement.py). With two such messages, or a broadcast row in
+    the same state, the report could be either's: none takes it, and what is not proven is
+    sent again (a duplicate rather than a message lost)."""
+    contact_id = _contact_id(session, to)
+    if contact_id is None:
+        return None
+    found = session.scalars(
+        select(Message)
+        .where(
+            Message.contact_id == contact_id,
+            Message.direction == Direction.OUTBOUND.value,
+            Message.channel == "africastalking",
+            Message.status == MessageStatus.SENDING.value,
+            Message.provider_message_id.is_(None),
+        )
+        .limit(2)
+        .with_for_update()
+    ).all()
+    if len(found) != 1 or _orphan_row(session, to) is not None:
+        return None
+    return found[0]
+
+
 def _orphan_row(session: Any, to: str) -> BroadcastRecipient | None:
     """The most recently claimed ledger row of ``to`` still in "sending" (Africa's Talking,
     no provider id yet), or None. A report on some other message to the same person that
     arrives before its own id is recorded could be taken for it: then that person misses
     the broadcast (the rare case is stated in the README)."""
-    try:
-        contact = contacts.find_contact(session, contacts.normalise_number(to))
-    except contacts.InvalidNumber:
-        return None
-    if contact is None:
+    contact_id = _contact_id(session, to)
+    if contact_id is None:
         return None
     row: BroadcastRecipient | None = session.scalar(
         select(BroadcastRecipient)
         .join(Broadcast, Broadcast.id == BroadcastRecipient.broadcast_id)
         .where(
-            BroadcastRecipient.contact_id == contact.id,
+            BroadcastRecipient.contact_id == contact_id,
             BroadcastRecipient.status == RecipientStatus.SENDING.value,
             BroadcastRecipient.provider_message_id.is_(None),
             func.coalesce(Broadcast.channel, referrals.outbound_channel(current_app.config))

@@ -4,7 +4,7 @@ Protection rule: no exception raised from here carries a phone number or a messa
 and provider exceptions are never chained (``from None``) because their text often does.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,9 +17,11 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
+from urllib3.exceptions import ProtocolError
 
 __all__ = [
     "AfricasTalkingSender",
+    "OutcomeUnknown",
     "SendError",
     "SendResult",
     "Sender",
@@ -29,6 +31,9 @@ __all__ = [
     "describe_error",
     "status_callback_url",
 ]
+
+#: Seconds a provider has to answer a send (``RUTA_PROVIDER_TIMEOUT``).
+DEFAULT_TIMEOUT = 10.0
 
 # Twilio error codes where retrying cannot help: invalid 'To' (21211), opted out (21610),
 # unreachable / not a mobile number (21612, 21614).
@@ -71,6 +76,7 @@ ERROR_WORDS: dict[str, str] = {
     "502": "rejected by the gateway",
     "http_error": "HTTP error from the provider",
     "bad_response": "unreadable answer from the provider",
+    "no_answer": "no answer from the provider in time",
 }
 
 
@@ -103,6 +109,29 @@ class SendError(Exception):
 
     def __repr__(self) -> str:
         return f"SendError({self.message!r}, permanent={self.permanent}, code={self.code!r})"
+
+
+class OutcomeUnknown(SendError):
+    """The request may have reached the provider but no answer came (a read timeout, a
+    connection broken mid-answer): the message may be out. Sending again blindly could send it
+    twice, so the caller settles it later by asking the provider (workers/settlement.py)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=False, code="no_answer")
+
+
+def _request_failed(provider: str, exc: requests.RequestException) -> SendError:
+    """A failed HTTP request: unknown outcome when the provider may have the request, else
+    a transient error (nothing reached it: refused, or no connection in time)."""
+    text = f"{provider} request failed: {type(exc).__name__}"
+    if isinstance(exc, requests.ConnectTimeout):
+        return SendError(text, permanent=False)
+    broken = isinstance(exc, requests.ConnectionError) and any(
+        isinstance(arg, ProtocolError) for arg in exc.args
+    )
+    if broken or isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError):
+        return OutcomeUnknown(text)
+    return SendError(text, permanent=False)
 
 
 def status_callback_url(config: Mapping[str, Any], channel: str) -> str | None:
@@ -192,7 +221,7 @@ class TwilioSender:
         from_number: str,
         *,
         api_base_url: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.from_number = from_number
         self.api_base_url = api_base_url
@@ -216,9 +245,7 @@ class TwilioSender:
         try:
             message = self._client.messages.create(**kwargs)
         except requests.RequestException as exc:
-            raise SendError(
-                f"twilio request failed: {type(exc).__name__}", permanent=False, code=None
-            ) from None
+            raise _request_failed("twilio", exc) from None
         except TwilioException as exc:
             status = getattr(exc, "status", None)
             code = getattr(exc, "code", None)
@@ -235,11 +262,13 @@ class TwilioSender:
             segments=_parse_segments(message.num_segments),
         )
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+    def find_sent(
+        self, to: str, body: str, since: datetime, *, skip: Collection[str] = ()
+    ) -> str | None:
         """The sid of a message with ``body`` this sender sent to ``to`` at or after ``since``
-        (Twilio's clock), if Twilio has one. A resumed broadcast asks this before sending again
-        a message that was in flight when its worker died. Raises SendError when Twilio cannot
-        be asked (the caller then asks again later)."""
+        (Twilio's clock), if Twilio has one, other than the sids in ``skip`` (messages already
+        accounted for). Asked before sending again a message whose outcome is unknown.
+        Raises SendError when Twilio cannot be asked (the caller then asks again later)."""
         kwargs: dict[str, Any] = {"to": to, "limit": 20, "page_size": 20}
         if not self.from_number.startswith("MG"):
             kwargs["from_"] = self.from_number
@@ -253,7 +282,12 @@ class TwilioSender:
             raise SendError("twilio refused to list messages", permanent=False) from None
         for message in messages:  # newest first
             created = message.date_created
-            if message.body == body and created is not None and created >= since:
+            if (
+                message.body == body
+                and created is not None
+                and created >= since
+                and message.sid not in skip
+            ):
                 return str(message.sid)
         return None
 
@@ -282,7 +316,7 @@ class AfricasTalkingSender:
         *,
         sender_id: str | None = None,
         api_base_url: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.sender_id = sender_id
         self.timeout = timeout
@@ -302,9 +336,7 @@ class AfricasTalkingSender:
                 "africastalking rejected the number format", permanent=True, code="403"
             ) from None
         except requests.RequestException as exc:
-            raise SendError(
-                f"africastalking request failed: {type(exc).__name__}", permanent=False
-            ) from None
+            raise _request_failed("africastalking", exc) from None
         except AfricasTalkingException:
             # The SDK raises with the response text only, so the HTTP status is lost.
             raise SendError(
@@ -384,10 +416,15 @@ def _optional(config: Mapping[str, Any], name: str) -> str | None:
 
 def build_sender(provider: str, config: Mapping[str, Any]) -> Sender:
     """Build the sender for ``provider`` ("twilio" | "africastalking") from config keys."""
+    timeout = float(config.get("RUTA_PROVIDER_TIMEOUT") or DEFAULT_TIMEOUT)
     if provider == "twilio":
         sid, token, from_number = _require(config, *REQUIRED_SETTINGS["twilio"])
         return TwilioSender(
-            sid, token, from_number, api_base_url=_optional(config, "TWILIO_API_BASE_URL")
+            sid,
+            token,
+            from_number,
+            api_base_url=_optional(config, "TWILIO_API_BASE_URL"),
+            timeout=timeout,
         )
     if provider == "africastalking":
         username, api_key = _require(config, *REQUIRED_SETTINGS["africastalking"])
@@ -396,5 +433,6 @@ def build_sender(provider: str, config: Mapping[str, Any]) -> Sender:
             api_key,
             sender_id=_optional(config, "AT_SENDER_ID"),
             api_base_url=_optional(config, "AT_API_BASE_URL"),
+            timeout=timeout,
         )
     raise ValueError(f"unknown SMS provider: {provider!r}")

@@ -54,6 +54,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_WEB_DB_TIMEOUT": ("4", "seconds a web request's database call may take"),
     "RUTA_WORKER_DB_TIMEOUT": ("60", "seconds a worker's database call may take"),
     "RUTA_DB_ROLE": ("web", "web or worker: which database timeout applies (ruta worker: worker)"),
+    "RUTA_PROVIDER_TIMEOUT": ("10", "seconds a provider has to answer a send"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
 }
 
@@ -75,6 +76,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RUTA_SMS_PRICE_PER_SEGMENT",
         "RUTA_WEB_DB_TIMEOUT",
         "RUTA_WORKER_DB_TIMEOUT",
+        "RUTA_PROVIDER_TIMEOUT",
     ):
         try:
             config[name] = float(config[name])

@@ -149,6 +149,9 @@ class Message(Base):
     about_case_id: Mapped[int | None] = mapped_column(
         ForeignKey("cases.id", ondelete="SET NULL"), index=True
     )
+    #: When a worker last claimed it to call the provider: a claim still "sending" long after
+    #: is settled by asking the provider for messages since then (workers/settlement.py).
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -4,7 +4,6 @@ the real twilio SDK against the fake provider; acceptance, escalation and failur
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +22,6 @@ from tests.conftest import (
     TwilioPhone,
     case_by_reference,
     case_events,
-    kill,
-    spawn_worker,
 )
 from workers.jobs import sweep
 
@@ -348,41 +345,6 @@ def _run_scheduled_now(app: Flask) -> None:
             if job is not None and not job.func_name.endswith("check_deadline"):
                 registry.remove(job_id)
                 queue.enqueue_job(job)
-
-
-def test_worker_killed_mid_forward_sends_at_most_one_duplicate(
-    app: Flask,
-    phone: TwilioPhone,
-    worker: Callable[[], None],
-    fake_provider: FakeProviderServer,
-    clock: Clock,
-) -> None:
-    """SIGKILL while the provider holds its answer. The provider already has the alert, Ruta does
-    not know it, so the re-sent alert is the one duplicate: the focal point gets it twice."""
-    fake_provider.hold("twilio", 20)
-    reference = ask_for_help(phone)
-    process = spawn_worker(app)
-    try:
-        deadline = time.monotonic() + 30
-        while not fake_provider.messages() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(sent_to(fake_provider, UPALA_1)) == 1  # the provider has it...
-    finally:
-        kill(process)  # ...and the worker dies before the answer
-        process.wait(timeout=10)
-    with db.transaction() as session:
-        assert session.scalar(select(Message.status).where(Message.purpose == "alert")) == "sending"
-    clock.now += timedelta(minutes=3)
-    assert sweep()["messages"] == 1
-    worker()
-    alerts = sent_to(fake_provider, UPALA_1)
-    assert len(alerts) == 2 and alerts[0] == alerts[1]  # exactly one duplicate, same alert
-    assert reference in alerts[1]
-    with db.transaction() as session:
-        assert session.scalar(select(Message.status).where(Message.purpose == "alert")) == "sent"
-    sweep()
-    worker()
-    assert len(sent_to(fake_provider, UPALA_1)) == 2  # and no more
 
 
 def test_an_expired_agreement_stops_referrals_to_that_organisation(

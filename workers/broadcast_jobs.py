@@ -11,9 +11,10 @@ Delivery guarantee: nobody is skipped, and nobody gets a broadcast twice over Tw
 outcome is written as soon as the provider answers (Twilio: per message; Africa's Talking: per
 API call). A worker killed between the provider's acceptance and that write leaves its rows in
 "sending"; ``resume_broadcasts`` (run by the sweeper) settles them after ``RESUME_AFTER``: it
-asks Twilio whether the one message in flight went out (then it is recorded as sent) and puts
-the rest back to pending. Africa's Talking cannot be asked, so the recipients of the one call
-in flight get that broadcast twice.
+asks Twilio whether the one message in flight went out (``workers.settlement``, shared with
+single messages; then it is recorded as sent) and puts the rest back to pending. Africa's
+Talking cannot be asked: delivery reports of the call in flight settle its rows
+(gateway/delivery.py); without them its recipients get that broadcast twice.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ruta.models import (
     Contact,
     RecipientStatus,
 )
+from workers import settlement
 from workers.queues import LOW, SEND_RETRY, enqueue, enqueue_at, queue_name, queues
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ _SETTINGS = (
     "AT_API_KEY",
     "AT_SENDER_ID",
     "AT_API_BASE_URL",
+    "RUTA_PROVIDER_TIMEOUT",
 )
 
 
@@ -414,18 +417,12 @@ def _send(broadcast_id: int, channel: str, rows: list[_Row], texts: dict[str, st
     return "sent"
 
 
-#: Twilio's clock against ours, when asking whether it has a message sent since a claim.
-CLOCK_SKEW = timedelta(minutes=1)
-
-
 def _ask_twilio(claims: list[broadcasts.StuckClaim]) -> tuple[dict[int, str], set[int]]:
-    """For each stuck Twilio claim, ask Twilio whether its first row's message went out.
-    Returns {row id: sid} of those it has, and the row ids of claims it could not be asked
-    about (left as they are until the next sweep, so nothing is sent twice)."""
-    sent: dict[int, str] = {}
-    unknown: set[int] = set()
+    """For each stuck Twilio claim, ask Twilio whether its first row's message went out (the
+    rest of a claim was never sent). Returns {row id: sid} of those it has, and the row ids of
+    claims it could not be asked about (left as they are until the next sweep)."""
     if not claims:
-        return sent, unknown
+        return {}, set()
     with db.transaction() as session:
         firsts = {
             row.id: row
@@ -433,23 +430,19 @@ def _ask_twilio(claims: list[broadcasts.StuckClaim]) -> tuple[dict[int, str], se
                 BroadcastRecipient.id.in_([c.first for c in claims])
             )
         }
-        questions = []
+        in_flight = []
         for claim in claims:
             row = firsts[claim.first]
             broadcast = session.get(Broadcast, claim.broadcast_id)
             contact = session.get(Contact, row.contact_id)
             assert broadcast is not None and contact is not None
             text = broadcasts.text_for(broadcast, row.language)
-            questions.append((claim, contact.phone, text))
-    for claim, phone, text in questions:
-        try:
-            sid = twilio_sender().find_sent(phone, text, claim.claimed_at - CLOCK_SKEW)
-        except SendError:
-            unknown.update(claim.row_ids)
-            continue
-        if sid is not None:
-            sent[claim.first] = sid
-    return sent, unknown
+            in_flight.append(
+                settlement.InFlight(claim.first, contact.phone, text, claim.claimed_at)
+            )
+    answers = settlement.ask_twilio(twilio_sender, in_flight)
+    unknown = {row_id for c in claims if c.first in answers.unknown for row_id in c.row_ids}
+    return answers.sent, unknown
 
 
 def resume_broadcasts() -> dict[str, int]:

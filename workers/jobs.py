@@ -15,8 +15,10 @@ from redis.exceptions import RedisError
 from sqlalchemy import CursorResult, select, update
 
 from gateway.senders import (
+    OutcomeUnknown,
     Sender,
     SendError,
+    TwilioSender,
     build_sender,
     configuration_problem,
     status_callback_url,
@@ -36,6 +38,7 @@ from ruta.models import (
 from ruta.referrals import Work
 from workers.broadcast_jobs import resume_broadcasts
 from workers.queues import DEFAULT, HIGH, SEND_RETRY, enqueue, enqueue_at
+from workers.settlement import resume_messages
 from workers.spool_jobs import StillUnavailable, drain_spool
 
 log = logging.getLogger(__name__)
@@ -73,7 +76,9 @@ def send_message(message_id: int) -> str:
 
     The row is claimed (queued -> sending) in its own transaction before the provider call, so a
     second run of this job sends nothing twice. Transient provider errors are raised again so
-    RQ's Retry runs; permanent ones mark the message failed (and move a referral on).
+    RQ's Retry runs; permanent ones mark the message failed (and move a referral on). No answer
+    in time is neither: the provider may have the message, so it stays claimed and the sweeper
+    settles it (workers/settlement.py) rather than a retry sending it twice.
     """
     with db.transaction() as session:
         channel = session.scalar(select(Message.channel).where(Message.id == message_id))
@@ -84,7 +89,11 @@ def send_message(message_id: int) -> str:
         claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Message)
             .where(Message.id == message_id, Message.status == MessageStatus.QUEUED.value)
-            .values(status=MessageStatus.SENDING.value, attempts=Message.attempts + 1)
+            .values(
+                status=MessageStatus.SENDING.value,
+                attempts=Message.attempts + 1,
+                claimed_at=clock.now(),
+            )
         )
         if not claimed.rowcount:
             return "not queued"
@@ -104,6 +113,15 @@ def send_message(message_id: int) -> str:
         result = _sender(channel).send(
             to, body, status_callback=status_callback_url(current_app.config, channel)
         )
+    except OutcomeUnknown as exc:
+        with db.transaction() as session:
+            session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == MessageStatus.SENDING.value)
+                .values(error_code=exc.code)
+            )
+        log.warning("send outcome unknown, left for the sweeper: message=%s", message_id)
+        return "unknown"
     except SendError as exc:
         with db.transaction() as session:
             message = session.get(Message, message_id)
@@ -127,10 +145,16 @@ def send_message(message_id: int) -> str:
             return "failed"
         raise
     with db.transaction() as session:
-        message = session.get(Message, message_id)
-        assert message is not None
-        message.status = MessageStatus.SENT.value
-        message.provider_message_id = result.provider_message_id
+        # Only a message still claimed: a delivery report may have got there first.
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status == MessageStatus.SENDING.value)
+            .values(
+                status=MessageStatus.SENT.value,
+                provider_message_id=result.provider_message_id,
+                error_code=None,
+            )
+        )
     return "sent"
 
 
@@ -145,7 +169,14 @@ _SENDER_SETTINGS = (
     "AT_API_KEY",
     "AT_SENDER_ID",
     "AT_API_BASE_URL",
+    "RUTA_PROVIDER_TIMEOUT",
 )
+
+
+def _twilio() -> TwilioSender:
+    sender = _sender("twilio")
+    assert isinstance(sender, TwilioSender)
+    return sender
 
 
 def _sender(channel: str) -> Sender:
@@ -206,12 +237,10 @@ def sweep() -> dict[str, int]:
         spooled = drain_spool()  # first: what people sent while the database was away
     except StillUnavailable:
         spooled = 0
+    resumed = resume_messages(_twilio, now=now, cutoff=cutoff, max_attempts=MAX_SEND_ATTEMPTS)
+    for message_id in resumed.gave_up:
+        _failed_alert(message_id, f"no answer from the provider after {MAX_SEND_ATTEMPTS} attempts")
     with db.transaction() as session:
-        session.execute(
-            update(Message)
-            .where(Message.status == MessageStatus.SENDING.value, Message.updated_at < cutoff)
-            .values(status=MessageStatus.QUEUED.value)
-        )
         messages = list(
             session.scalars(
                 select(Message.id).where(
@@ -236,7 +265,8 @@ def sweep() -> dict[str, int]:
     redis = current_app.extensions["ruta.redis"]
     prefix = current_app.config["RUTA_QUEUE_PREFIX"]
     handed = {"messages": 0, "events": 0, "deadlines": 0, "spooled": spooled}
-    for message_id in messages:
+    handed["messages_found_sent"] = resumed.found_sent
+    for message_id in sorted({*messages, *resumed.resend}):
         handed["messages"] += enqueue(redis, prefix, send_message, message_id, retry=SEND_RETRY)
     for event_id in events:
         handed["events"] += enqueue(redis, prefix, dispatch_event, event_id, retry=SEND_RETRY)

@@ -10,6 +10,7 @@ from africastalking.SMS import SMSService
 from gateway.fake_provider import FakeProviderServer
 from gateway.senders import (
     AfricasTalkingSender,
+    OutcomeUnknown,
     SendError,
     TwilioSender,
     _redirect_at_service,
@@ -231,19 +232,20 @@ def test_at_non_json_answer_is_transient(
     assert (info.value.permanent, info.value.code) == (False, "bad_response")
 
 
-def test_timeout_is_transient(fake: FakeProviderServer) -> None:
+def test_no_answer_in_time_is_an_unknown_outcome(fake: FakeProviderServer) -> None:
+    """The request reached the provider, the answer did not come: it may have the message."""
     sender = TwilioSender(ACCOUNT_SID, AUTH_TOKEN, FROM, api_base_url=fake.url, timeout=0.2)
     # A 5xx answer, so the late reply records nothing into later tests.
     fake.script("twilio", [{"http_status": 500, "delay": 0.6}])
 
-    with pytest.raises(SendError) as info:
+    with pytest.raises(OutcomeUnknown) as info:
         sender.send(TO, BODY)
 
-    assert info.value.permanent is False
+    assert (info.value.permanent, info.value.code) == (False, "no_answer")
     assert "Timeout" in str(info.value)
 
 
-def test_connection_refused_is_transient() -> None:
+def test_connection_refused_is_transient_and_known_unsent() -> None:
     with FakeProviderServer() as srv:
         url = srv.url
     sender = AfricasTalkingSender("ruta", "at-key", api_base_url=url, timeout=1)
@@ -252,6 +254,7 @@ def test_connection_refused_is_transient() -> None:
         sender.send(TO2, BODY)
 
     assert info.value.permanent is False
+    assert not isinstance(info.value, OutcomeUnknown)  # nothing reached the provider
 
 
 def test_twilio_requires_basic_auth(fake: FakeProviderServer) -> None:
@@ -370,6 +373,8 @@ def test_twilio_find_sent_reads_the_message_list(
     assert twilio.find_sent(TO, "never sent", before) is None
     assert twilio.find_sent("+15005550010", BODY, before) is None
     assert twilio.find_sent(TO, BODY, datetime.now(UTC) + timedelta(minutes=1)) is None
+    # A sid already recorded for another message is never taken for this one.
+    assert twilio.find_sent(TO, BODY, before, skip={sent.provider_message_id}) is None
 
 
 def test_twilio_find_sent_says_when_twilio_cannot_be_asked() -> None:
