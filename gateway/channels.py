@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app
 
 from flows.context import Budget
-from ruta import clock, referrals
+from ruta import clock, metrics, referrals
 from ruta import policy as policies
 from ruta.conversation import Handled, InboundMessage, Route, handle_inbound
 from ruta.db import db
@@ -24,8 +24,11 @@ def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:
         policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(current_app.config),
     )
-    handled = handle_inbound(
-        db, current_app.extensions["ruta.flows"], message, route, now=clock.now()
-    )
+    with metrics.inbound_step(message.channel) as step:
+        handled = handle_inbound(
+            db, current_app.extensions["ruta.flows"], message, route, now=clock.now()
+        )
+        step.outcome = "duplicate" if handled.duplicate else "handled"
+        step.replied_inline = bool(handled.reply) and reply_inline and not handled.duplicate
     hand_over(handled.work)
     return handled

@@ -14,7 +14,7 @@ from flask import current_app
 
 from flows.context import Budget
 from gateway import fields
-from ruta import clock, referrals, ussd
+from ruta import clock, metrics, referrals, ussd
 from ruta import policy as policies
 from ruta.conversation import Route
 from ruta.db import db
@@ -52,9 +52,11 @@ def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
         policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(current_app.config),
     )
-    reply, work = ussd.handle(
-        db, current_app.extensions["ruta.flows"], request, route, now=clock.now()
-    )
+    with metrics.inbound_step(f"ussd-{request.provider}") as step:
+        reply, work = ussd.handle(
+            db, current_app.extensions["ruta.flows"], request, route, now=clock.now()
+        )
+        step.outcome = "handled"
     hand_over(work)
     text = ussd.transliterate(reply.text) if rules.transliterate else reply.text
     return ussd.UssdReply(ussd.fit(text, rules.max_chars), reply.end)
