@@ -78,9 +78,11 @@ def hash_key(prefix: str) -> str:
 
 
 def _field(spec: Spec, values: tuple[str, ...], suffix: str = "") -> str:
-    if len(values) != len(spec.labels) or not all(LABEL_VALUE.match(v) for v in values):
-        raise ValueError(f"bad labels for {spec.name}: {values!r}")
-    return "|".join((spec.name, *values)) + (f"|{suffix}" if suffix else "")
+    # A value of another shape becomes "other" rather than an error: recording a figure must
+    # never turn a handled message into a failed one.
+    assert len(values) == len(spec.labels), (spec.name, len(values))
+    safe = tuple(v if LABEL_VALUE.match(v) else "other" for v in values)
+    return "|".join((spec.name, *safe)) + (f"|{suffix}" if suffix else "")
 
 
 def _write(increments: Mapping[str, float]) -> None:
@@ -116,14 +118,6 @@ def _observed(spec: Spec, seconds: float, values: tuple[str, ...]) -> dict[str, 
         _field(spec, values, "count"): 1,
         _field(spec, values, "sum"): float(seconds),
     }
-
-
-def count(spec: Spec, *values: str, amount: int = 1) -> None:
-    _write(_counted(spec, values, amount))
-
-
-def observe(spec: Spec, seconds: float, *values: str) -> None:
-    _write(_observed(spec, seconds, values))
 
 
 @dataclass

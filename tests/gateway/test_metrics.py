@@ -11,6 +11,7 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.fake_provider import FakeProviderServer
+from ruta import metrics
 from ruta.config import ConfigError, from_environment
 from tests.conftest import PERSON, TwilioPhone, kill, spawn_worker, wait_for
 from tests.gateway.test_ussd import AtHandset
@@ -193,3 +194,11 @@ def test_a_short_token_is_refused_at_start() -> None:
         from_environment({"RUTA_METRICS_TOKEN": "metrics"})
     assert from_environment({"RUTA_METRICS_TOKEN": TOKEN})["RUTA_METRICS_TOKEN"] == TOKEN
     assert from_environment({})["RUTA_METRICS_TOKEN"] is None
+
+
+def test_a_label_of_another_shape_is_recorded_as_other(scrape: Callable[[], Samples]) -> None:
+    """Labels stay a short fixed list whatever a caller passes, and recording never raises."""
+    metrics.outcomes("+50688001122 hola", sent=1)
+    after = scrape()
+    assert value(after, "ruta_outbound_messages_total", channel="other", outcome="sent") == 1
+    assert not [key for key in after if any("50688001122" in label for label in key[1])]
