@@ -64,12 +64,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         africastalking_sms,
         delivery,
         health,
+        metrics,
         twilio_sms,
         ussd_africastalking,
         ussd_json,
     )
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(twilio_sms.bp)
     app.register_blueprint(africastalking_sms.bp)
     app.register_blueprint(delivery.bp)

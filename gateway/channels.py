@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from flask import current_app
 
 from flows.context import Budget
-from ruta import clock, referrals, spool
+from ruta import clock, metrics, referrals, spool
 from ruta import policy as policies
 from ruta.conversation import Handled, InboundMessage, Route, handle_inbound
 from ruta.db import UNAVAILABLE, db, deadline
@@ -32,12 +32,16 @@ def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:
         policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(current_app.config),
     )
-    with database_or_spool(lambda: _entry(message)) as kept:
-        handled = handle_inbound(
-            db, current_app.extensions["ruta.flows"], message, route, now=clock.now()
-        )
-    if kept:
-        return Handled(None, duplicate=False)  # the reply goes out once the spool is drained
+    with metrics.inbound_step(message.channel) as step:
+        with database_or_spool(lambda: _entry(message)) as kept:
+            handled = handle_inbound(
+                db, current_app.extensions["ruta.flows"], message, route, now=clock.now()
+            )
+        if kept:
+            step.outcome = "spooled"
+            return Handled(None, duplicate=False)  # the reply goes out once the spool is drained
+        step.outcome = "duplicate" if handled.duplicate else "handled"
+        step.replied_inline = bool(handled.reply) and reply_inline and not handled.duplicate
     hand_over(handled.work)
     return handled
 

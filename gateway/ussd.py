@@ -15,7 +15,7 @@ from flask import current_app
 
 from flows.context import Budget
 from gateway import fields
-from ruta import clock, referrals, ussd
+from ruta import clock, metrics, referrals, ussd
 from ruta import policy as policies
 from ruta.conversation import Route
 from ruta.db import UNAVAILABLE, db, deadline
@@ -57,16 +57,19 @@ def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
         policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(current_app.config),
     )
-    try:
-        with deadline(db.timeout):
-            reply, work = ussd.handle(
-                db, current_app.extensions["ruta.flows"], request, route, now=clock.now()
-            )
-    except UNAVAILABLE as exc:
-        # A screen cannot wait for the database: say so plainly and end; nothing was stored, so
-        # dialling again later starts afresh.
-        log.warning("database unavailable (%s): USSD session ended", type(exc).__name__)
-        reply, work = ussd.UssdReply(UNAVAILABLE_SCREEN, True), None
+    with metrics.inbound_step(f"ussd-{request.provider}") as step:
+        try:
+            with deadline(db.timeout):
+                reply, work = ussd.handle(
+                    db, current_app.extensions["ruta.flows"], request, route, now=clock.now()
+                )
+            step.outcome = "handled"
+        except UNAVAILABLE as exc:
+            # A screen cannot wait for the database: say so plainly and end; nothing was stored,
+            # so dialling again later starts afresh.
+            log.warning("database unavailable (%s): USSD session ended", type(exc).__name__)
+            reply, work = ussd.UssdReply(UNAVAILABLE_SCREEN, True), None
+            step.outcome = "unavailable"
     if work is not None:
         hand_over(work)
     text = ussd.transliterate(reply.text) if rules.transliterate else reply.text

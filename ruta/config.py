@@ -55,8 +55,12 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_WORKER_DB_TIMEOUT": ("60", "seconds a worker's database call may take"),
     "RUTA_DB_ROLE": ("web", "web or worker: which database timeout applies (ruta worker: worker)"),
     "RUTA_PROVIDER_TIMEOUT": ("10", "seconds a provider has to answer a send"),
+    "RUTA_METRICS_TOKEN": (None, "bearer token a Prometheus scrape of /metrics must send"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
 }
+
+#: Shortest RUTA_METRICS_TOKEN accepted: /metrics is reachable wherever the webhooks are.
+METRICS_TOKEN_MIN_CHARS = 24
 
 
 class ConfigError(RuntimeError):
@@ -102,6 +106,12 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             config[name] = int(config[name])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} must be a whole number, got {config[name]!r}") from exc
+    token = config["RUTA_METRICS_TOKEN"]
+    if token is not None and len(token) < METRICS_TOKEN_MIN_CHARS:
+        raise ConfigError(
+            f"RUTA_METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_CHARS} characters "
+            "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
     if not config["DATABASE_URL"]:
         config["DATABASE_URL"] = "sqlite:///" + str(Path(config["RUTA_INSTANCE_DIR"]) / "ruta.db")
     return config

@@ -38,7 +38,7 @@ from gateway.senders import (
     build_sender,
     status_callback_url,
 )
-from ruta import broadcasts, clock, rate_limit, referrals
+from ruta import broadcasts, clock, metrics, rate_limit, referrals
 from ruta import policy as policies
 from ruta.db import db
 from ruta.models import (
@@ -394,6 +394,7 @@ def _send(broadcast_id: int, channel: str, rows: list[_Row], texts: dict[str, st
             for language, group in by_language.items():
                 rate_limit.acquire(redis, key, rate, len(group))
                 results = bulk_sender().send_many([phones[r.id] for r in group], texts[language])
+                _count(channel, results)
                 transient += _record_many(
                     [(r.id, res) for r, res in zip(group, results, strict=True)], clock.now()
                 )
@@ -410,11 +411,25 @@ def _send(broadcast_id: int, channel: str, rows: list[_Row], texts: dict[str, st
                     )
                 except SendError as exc:
                     result = exc
+                _count(channel, [result])
                 transient += _record(row.id, result, clock.now())
     if transient:
         log.warning("broadcast %s: %s sends to retry", broadcast_id, transient)
         return "transient"
     return "sent"
+
+
+def _count(channel: str, results: list[Outcome]) -> None:
+    errors = [r for r in results if isinstance(r, SendError)]
+    permanent = sum(e.permanent for e in errors)
+    metrics.outcomes(
+        channel,
+        sent=len(results) - len(errors),
+        failed=permanent,
+        retried=len(errors) - permanent,
+        permanent_errors=permanent,
+        transient_errors=len(errors) - permanent,
+    )
 
 
 def _ask_twilio(claims: list[broadcasts.StuckClaim]) -> tuple[dict[int, str], set[int]]:

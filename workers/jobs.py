@@ -23,7 +23,7 @@ from gateway.senders import (
     configuration_problem,
     status_callback_url,
 )
-from ruta import clock, erasure, referrals, retention
+from ruta import clock, erasure, metrics, referrals, retention
 from ruta import policy as policies
 from ruta.db import db
 from ruta.models import (
@@ -34,6 +34,7 @@ from ruta.models import (
     MessagePurpose,
     MessageStatus,
     OutboxEvent,
+    Referral,
 )
 from ruta.referrals import Work
 from workers.broadcast_jobs import resume_broadcasts
@@ -107,6 +108,7 @@ def send_message(message_id: int) -> str:
             opted_out = False
             to, body, channel = contact.phone, message.body or "", message.channel
     if opted_out:
+        metrics.outcomes(channel, suppressed=1)
         _failed_alert(message_id, "opted out")
         return "suppressed"
     try:
@@ -130,6 +132,13 @@ def send_message(message_id: int) -> str:
             final = exc.permanent or message.attempts >= MAX_SEND_ATTEMPTS
             message.status = (MessageStatus.FAILED if final else MessageStatus.QUEUED).value
             attempts = message.attempts
+        metrics.outcomes(
+            channel,
+            failed=final,
+            retried=not final,
+            permanent_errors=exc.permanent,
+            transient_errors=not exc.permanent,
+        )
         log.warning(
             "send failed: message=%s code=%s permanent=%s attempt=%s",
             message_id,
@@ -155,7 +164,22 @@ def send_message(message_id: int) -> str:
                 error_code=None,
             )
         )
+        message = session.get(Message, message_id)
+        assert message is not None
+        raised_at = _alert_raised_at(session, message)
+    metrics.outcomes(channel, sent=1, alert_raised_at=raised_at, now=clock.now())
     return "sent"
+
+
+def _alert_raised_at(session: Any, message: Message) -> datetime | None:
+    """When the referral event behind an alert was committed: where its hand-off starts."""
+    if message.purpose != MessagePurpose.ALERT.value:
+        return None
+    return session.scalar(
+        select(OutboxEvent.created_at)
+        .join(Referral, Referral.event_id == OutboxEvent.id)
+        .where(Referral.message_id == message.id)
+    )
 
 
 #: Provider clients by (channel, their settings): built once per worker process, not per message.
