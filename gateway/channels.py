@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from flask import current_app
 
-from flows.context import Budget
+from flows.context import PAGE_CHARS, Budget
 from ruta import clock, referrals
 from ruta import policy as policies
 from ruta.contacts import InvalidNumber, normalise_number
@@ -33,8 +33,28 @@ def inbound_fields(form: Mapping[str, str], *, sender: str, message_id: str) -> 
         raise BadInbound(f"{sender} is not a phone number") from None
 
 
+def page_chars() -> int:
+    """Menu pages are laid out alike on SMS and USSD, to the smallest USSD screen configured,
+    so an option has the same number on both channels."""
+    config = current_app.config
+    return min(PAGE_CHARS, int(config["AT_USSD_MAX_CHARS"]), int(config["USSD_JSON_MAX_CHARS"]))
+
+
 def sms_budget() -> Budget:
-    return Budget("sms", int(current_app.config["RUTA_SMS_MAX_SEGMENTS"]))
+    config = current_app.config
+    return Budget(
+        "sms",
+        int(config["RUTA_SMS_MAX_SEGMENTS"]),
+        page_chars=page_chars(),
+        plain_labels=bool(config["RUTA_SMS_TRANSLITERATE"]),
+    )
+
+
+def ussd_budget(max_chars: int, service_code: str = "") -> Budget:
+    """A USSD screen; end screens name the code to dial again (the one the person dialled
+    when ``RUTA_USSD_CODE`` is not set)."""
+    code = current_app.config.get("RUTA_USSD_CODE") or service_code
+    return Budget.ussd(max_chars, dial_code=code, page_chars=page_chars())
 
 
 def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:

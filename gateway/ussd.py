@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from flows.context import Budget
+from gateway.channels import ussd_budget
 from ruta import clock, referrals, ussd
 from ruta import policy as policies
 from ruta.contacts import InvalidNumber, normalise_number
@@ -51,7 +51,7 @@ def session_id(raw: str | None) -> str:
 def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
     """Compute the screen inside the request (no enqueue-and-wait), then hand work to RQ."""
     route = Route(
-        budget=Budget.ussd(rules.max_chars),
+        budget=ussd_budget(rules.max_chars, request.service_code),
         reply_inline=True,
         policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(current_app.config),
