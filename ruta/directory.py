@@ -27,10 +27,17 @@ from ruta.policy import Policy
 
 #: Most services one search returns (the flow pages them two or three to an SMS).
 MAX_RESULTS = 9
+#: Day names a person reads without guessing (``Ma`` is Tuesday or a word); ISO weekday order.
 WEEKDAYS = {
-    "es": ["Lu", "Ma", "Mi", "Ju", "Vi", "Sa", "Do"],
-    "en": ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"],
+    "es": ["Lun", "Mar", "Mie", "Jue", "Vie", "Sab", "Dom"],
+    "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
 }
+HOURS_WORDS = {
+    "es": {"always": "24 horas", "and": "y", "closed": "Cerrado por ahora"},
+    "en": {"always": "24 hours", "and": "and", "closed": "Closed for now"},
+}
+#: The longest part of a closed service's notice shown in a listing.
+NOTICE_CHARS = 40
 
 
 def _time(hhmm: str) -> str:
@@ -38,31 +45,61 @@ def _time(hhmm: str) -> str:
     return str(int(hours)) + ("" if minutes == "00" else f":{minutes}")
 
 
+def _all_day(opens: str, closes: str) -> bool:
+    return opens == "00:00" and closes in ("23:59", "24:00", "00:00")
+
+
 def format_hours(service: Service, language: str) -> str:
-    """Weekly hours, compact: days with the same hours are grouped (``Lu-Vi 8-16``)."""
+    """Weekly hours in words people read: ``Lun-Vie 8-16``, ``Mar y Jue 9-13``, ``24 horas``
+    (every day, all day), ``Lun-Vie 24 horas``."""
     names = WEEKDAYS.get(language, WEEKDAYS["en"])
+    words = HOURS_WORDS.get(language, HOURS_WORDS["en"])
     by_hours: dict[str, list[int]] = {}
     for schedule in service.schedules:
-        span = f"{_time(schedule.opens_at)}-{_time(schedule.closes_at)}"
+        if _all_day(schedule.opens_at, schedule.closes_at):
+            span = words["always"]
+        else:
+            span = f"{_time(schedule.opens_at)}-{_time(schedule.closes_at)}"
         by_hours.setdefault(span, []).append(schedule.weekday)
     parts = []
     for span, days in by_hours.items():
         days = sorted(set(days))
+        if days == list(range(1, 8)) and span == words["always"]:
+            parts.append(span)
+            continue
         if len(days) > 2 and days == list(range(days[0], days[-1] + 1)):
             label = f"{names[days[0] - 1]}-{names[days[-1] - 1]}"
+        elif len(days) == 2:
+            label = f"{names[days[0] - 1]} {words['and']} {names[days[1] - 1]}"
         else:
-            label = ",".join(names[d - 1] for d in days)
+            label = ", ".join(names[d - 1] for d in days)
         parts.append(f"{label} {span}")
-    return " ".join(parts)
+    return ". ".join(parts)
+
+
+def short_notice(text: str, limit: int = NOTICE_CHARS) -> str:
+    """A closed service's notice cut at a word, to keep a listing within its SMS."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3].rsplit(" ", 1)[0]
+    return f"{cut}..."
 
 
 def format_entry(service: Service, language: str) -> str:
+    """One service as a line of a listing: name (organisation), phone, hours; a temporarily
+    closed one says so, with the start of its notice, instead of its hours."""
     phone = service.phones[0].number if service.phones else ""
     parts = [service.name]
     if service.organization and service.organization.name not in service.name:
         parts[0] = f"{service.name} ({service.organization.name})"
     if phone:
         parts.append(f"Tel {phone}")
+    if service.status == ServiceStatus.TEMPORARILY_CLOSED.value:
+        closed = HOURS_WORDS.get(language, HOURS_WORDS["en"])["closed"]
+        notice = short_notice(service.alert_text or "")
+        parts.append(f"{closed}: {notice}" if notice else closed)
+        return ". ".join(parts)
     hours = format_hours(service, language)
     if hours:
         parts.append(hours)
@@ -103,7 +140,8 @@ def full_service_loading() -> tuple[Any, ...]:
 def search(
     session: Session, municipality_code: str, category_code: str, language: str
 ) -> list[Service]:
-    """Active services at a location in the municipality, of the category, by name."""
+    """Services at a location in the municipality, of the category: the active ones by name,
+    then the temporarily closed ones (their notice is news people need too)."""
     # EXISTS rather than DISTINCT: a service at two locations of one place is listed once, and
     # PostgreSQL cannot compare the JSON columns DISTINCT would need.
     in_place = (
@@ -119,14 +157,16 @@ def search(
         .where(
             in_place,
             Category.code == category_code,
-            Service.status == ServiceStatus.ACTIVE.value,
+            Service.status.in_(
+                [ServiceStatus.ACTIVE.value, ServiceStatus.TEMPORARILY_CLOSED.value]
+            ),
         )
         .options(
             selectinload(Service.phones),
             selectinload(Service.schedules),
             selectinload(Service.organization),
         )
-        .order_by(Service.name)
+        .order_by(Service.status == ServiceStatus.TEMPORARILY_CLOSED.value, Service.name)
         .limit(MAX_RESULTS)
     )
     return list(session.scalars(query))

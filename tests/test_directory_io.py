@@ -171,7 +171,7 @@ def test_applying_a_csv_writes_the_good_rows_only(restore: None) -> None:
         added = next(s for s in found if s.name == "Servicio nuevo")
         assert added.organization.name == "Org Prueba IO"
         assert [p.number for p in added.phones] == ["+506 0000 9901"]
-        assert directory.format_hours(added, "es") == "Lu-Vi 8-16"
+        assert directory.format_hours(added, "es") == "Lun-Vie 8-16"
         assert added.languages == ["es", "en"] and added.description == "Nuevo"
         assert [link.location.name for link in added.locations] == ["Org Prueba IO, Upala"]
         assert session.scalar(select(Service).filter_by(name="Servicio perdido")) is None
@@ -200,7 +200,7 @@ def test_a_csv_change_lists_only_the_fields_that_change(restore: None) -> None:
         service = session.scalar(select(Service).filter_by(name="Ebais Upala Centro"))
         assert service is not None
         assert [p.number for p in service.phones] == ["+506 0000 0102"]  # column not in file
-        assert directory.format_hours(service, "es") == "Lu-Vi 7-16"
+        assert directory.format_hours(service, "es") == "Lun-Vie 7-16"
 
 
 def test_csv_export_then_import_changes_nothing(app: Flask) -> None:

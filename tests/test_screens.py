@@ -152,3 +152,34 @@ def test_ussd_end_screens_name_the_code_to_dial(client: Any) -> None:
     kind, screen = handset.press("1")  # the asylum text, an end screen
     assert kind == "END"
     assert "*123#" in screen and "HOLA" not in screen
+
+
+def listing(phone: TwilioPhone, *words: str) -> str:
+    """Every page of the services found, asking for more while a page offers it."""
+    pages = [phone.text(word) for word in words]
+    while "9 Mas" in pages[-1] or "9 More" in pages[-1]:
+        pages.append(phone.text("9"))
+    return "\n".join(pages)
+
+
+def test_a_temporarily_closed_service_appears_with_its_notice_after_open_ones(
+    phone: TwilioPhone,
+) -> None:
+    """Issue 13, test 5: the admin's notice reaches people, after the services that are open."""
+    found = listing(phone, "HOLA", "1", "upala", "salud")
+    assert "Ebais Upala Centro" in found and "Consulta movil Upala" in found
+    assert "Clinica temporal Upala Norte" in found
+    closed = next(line for line in found.splitlines() if "Upala Norte" in line)
+    assert "Cerrado por ahora" in closed and "Cerrado por obras" in closed
+    assert found.index("Upala Norte") > found.index("Consulta movil Upala")
+    assert found.index("Upala Norte") > found.index("Ebais Upala Centro")
+
+
+def test_opening_hours_in_words_people_read(phone: TwilioPhone) -> None:
+    upala = listing(phone, "HOLA", "1", "upala", "salud")
+    assert "Lun-Vie 7-16" in upala and "Mar y Jue 9-13" in upala
+    shelter = listing(phone, "HOLA", "1", "los chiles", "albergue")
+    assert "Albergue de paso Los Chiles" in shelter and "24 horas" in shelter
+    assert "0-23:59" not in shelter and "Lu-Do" not in shelter
+    english = listing(phone, "HOLA", "5", "2", "1", "los chiles", "shelter")
+    assert "24 hours" in english and "Mo-Su" not in english

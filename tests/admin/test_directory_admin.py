@@ -104,7 +104,7 @@ def test_bad_hours_are_refused_with_a_clear_error_and_nothing_saved(
     with db.transaction() as session:
         found = session.get(Service, sid)
         assert found is not None
-        assert directory.format_hours(found, "es") == "Lu-Vi 7-16"
+        assert directory.format_hours(found, "es") == "Lun-Vie 7-16"
         assert found.description is None
     assert audits("directory.service.update") == []
 
@@ -167,7 +167,7 @@ def test_editing_phones_hours_and_municipalities(editor: Any, restore: None) -> 
         found = session.get(Service, sid)
         assert found is not None
         assert [p.number for p in found.phones] == ["+506 0000 0103", "+506 0000 0199"]
-        assert directory.format_hours(found, "es") == "Ma,Ju 9-13 Sa 8-10"
+        assert directory.format_hours(found, "es") == "Mar y Jue 9-13. Sab 8-10"
         assert sid in [s.id for s in directory.search(session, "cr-los-chiles", "health", "es")]
         added = [link.location.name for link in found.locations]
         assert "Clinica Ejemplo, Los Chiles" in added
