@@ -48,7 +48,12 @@ class OpenRequest:
 
 
 class Services(Protocol):
-    def municipalities(self, language: str) -> list[Choice]: ...
+    def municipalities(self, language: str) -> list[Choice]:
+        """The places a person picks from first: their own country's, then one choice (value
+        ``other-country``) that leads to ``other_municipalities``."""
+        ...
+
+    def other_municipalities(self, language: str) -> list[Choice]: ...
 
     def categories(self, language: str) -> list[Choice]: ...
 

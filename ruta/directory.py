@@ -106,6 +106,10 @@ def format_entry(service: Service, language: str) -> str:
     return ". ".join(parts)
 
 
+#: The choice that leads from a person's own country's places to the others'.
+OTHER_COUNTRY = "other-country"
+OTHER_COUNTRY_LABELS = {"es": "Otro pais", "en": "Another country"}
+
 #: The topic that means every alert of a municipality, and its label in the menus.
 GENERAL_TOPIC = "general"
 GENERAL_TOPIC_LABELS = {"es": "Todo", "en": "Everything"}
@@ -188,8 +192,11 @@ class DatabaseServices:
         number: str | None = None,
         now: datetime | None = None,
         policy: Policy | None = None,
+        country: str | None = None,
     ) -> None:
         self.session = session
+        # The country whose places are listed first: the phone's, or one the validator names.
+        self.country = country or (referrals.country_of(number) if number else None)
         self.channel = channel
         self.contact_id = contact_id
         self.number = number
@@ -197,18 +204,34 @@ class DatabaseServices:
         self.policy = policy or policies.load()
         self.work = referrals.Work()
         self._municipalities: list[Choice] | None = None
+        self._places_by_country: list[tuple[str, Choice]] = []
         self._categories: list[Category] | None = None
         # Subscriptions of a conversation without a contact (flow examples): never stored.
         self._detached: dict[tuple[str, str], str] = {}
 
-    def municipalities(self, language: str) -> list[Choice]:
+    def _places(self) -> list[tuple[str, Choice]]:
         # A menu is listed when shown and again when answered: one query per message.
         if self._municipalities is None:
             rows = self.session.scalars(
                 select(Municipality).order_by(Municipality.country, Municipality.name)
             )
-            self._municipalities = [Choice(m.code, m.name) for m in rows]
-        return self._municipalities
+            self._places_by_country = [(m.country, Choice(m.code, m.name)) for m in rows]
+            self._municipalities = [choice for _, choice in self._places_by_country]
+        return self._places_by_country
+
+    def municipalities(self, language: str) -> list[Choice]:
+        """The places of the phone's country first, the others behind "Otro pais"; every
+        place when the phone's country has none (or the directory has no other country)."""
+        places = self._places()
+        home = [choice for country, choice in places if country == self.country]
+        if not home or len(home) == len(places):
+            return [choice for _, choice in places]
+        label = OTHER_COUNTRY_LABELS.get(language, OTHER_COUNTRY_LABELS["en"])
+        return [*home, Choice(OTHER_COUNTRY, label)]
+
+    def other_municipalities(self, language: str) -> list[Choice]:
+        """The places of every other country, by country."""
+        return [choice for country, choice in self._places() if country != self.country]
 
     def municipality_name(self, code: str) -> str | None:
         return self.session.scalar(select(Municipality.name).where(Municipality.code == code))
@@ -345,7 +368,7 @@ class DatabaseServices:
     def _active(self) -> list[tuple[str, str, str]]:
         """(municipality code, municipality name, topic) of each active subscription."""
         if self.contact_id is None:
-            names = {c.value: c.label for c in self.municipalities("es")}
+            names = {c.value: c.label for _, c in self._places()}
             return [(m, names.get(m, m), t) for m, t in self._detached]
         rows = self.session.execute(
             select(Municipality.code, Municipality.name, Subscription.topic)

@@ -183,3 +183,27 @@ def test_opening_hours_in_words_people_read(phone: TwilioPhone) -> None:
     assert "0-23:59" not in shelter and "Lu-Do" not in shelter
     english = listing(phone, "HOLA", "5", "2", "1", "los chiles", "shelter")
     assert "24 hours" in english and "Mo-Su" not in english
+
+
+def test_people_see_their_own_country_first(client: Any) -> None:
+    costa_rica = TwilioPhone(client)
+    costa_rica.text("HOLA")
+    places = costa_rica.text("1")
+    assert option_lines(places) == [
+        "1 escazu",
+        "2 la cruz",
+        "3 los chiles",
+        "4 san carlos",
+        "5 upala",
+        "6 otro pais",
+    ]
+    others = costa_rica.text("6")
+    assert "Mexicali" in others and "Upala" not in others and "Panama" in others
+    number = next(line.split(" ")[0] for line in others.splitlines() if "Mexicali" in line)
+    assert "tipo de servicio" in costa_rica.text(number)
+    panama = TwilioPhone(client, PHONES["PA"])
+    panama.text("HOLA")
+    assert option_lines(panama.text("1")) == ["1 chiriqui", "2 darien", "3 panama", "4 otro pais"]
+    handset = AtHandset(client, PHONES["PA"])
+    handset.dial()
+    assert option_lines(handset.press("1")[1])[-1] == "4 otro pais"  # the same on USSD
