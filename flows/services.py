@@ -84,8 +84,8 @@ class Services(Protocol):
         its reference, or None when there is none."""
         ...
 
-    def emergency_numbers(self) -> str:
-        """Emergency numbers for the country of the person's phone."""
+    def emergency_numbers(self, language: str = "es") -> str:
+        """Emergency numbers for the country of the person's phone, in ``language``'s words."""
         ...
 
     def alert_topics(self, language: str) -> list[Choice]:

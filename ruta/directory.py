@@ -307,9 +307,9 @@ class DatabaseServices:
         )
         return case.reference if case is not None else None
 
-    def emergency_numbers(self) -> str:
+    def emergency_numbers(self, language: str = "es") -> str:
         country = referrals.country_of(self.number) if self.number else None
-        return self.policy.emergency_numbers(country)
+        return self.policy.emergency_numbers(country, language)
 
     # alerts
 

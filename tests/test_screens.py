@@ -207,3 +207,15 @@ def test_people_see_their_own_country_first(client: Any) -> None:
     handset = AtHandset(client, PHONES["PA"])
     handset.dial()
     assert option_lines(handset.press("1")[1])[-1] == "4 otro pais"  # the same on USSD
+
+
+def test_english_texts_are_wholly_english(client: Any) -> None:
+    guatemala = TwilioPhone(client, PHONES["GT"])
+    guatemala.text("HELLO")
+    guatemala.text("2")
+    danger = guatemala.text("no")
+    assert "call 110 or 1500 now" in danger and " o " not in danger
+    spanish = TwilioPhone(client, "+50241234568")
+    spanish.text("HOLA")
+    spanish.text("2")
+    assert "110 o 1500" in spanish.text("no")
