@@ -47,6 +47,7 @@ from flows.loader import DEFINITIONS_DIR, checksum, parse_flow
 from flows.model import DefinitionError, Flow, Issue
 from flows.testing import ExampleResult
 from flows.validate import validate_library
+from gateway.channels import sms_budget, ussd_budget
 from ruta import clock
 from ruta.db import db
 from ruta.directory import DatabaseServices
@@ -83,10 +84,8 @@ def _folder() -> Any:
 
 
 def _budgets() -> list[Budget]:
-    return [
-        Budget("sms", int(current_app.config.get("RUTA_SMS_MAX_SEGMENTS", 2))),
-        Budget.ussd(USSD_MAX_CHARS),
-    ]
+    """What the webhooks use, so the editor sees what people will."""
+    return [sms_budget(), ussd_budget(USSD_MAX_CHARS, "*123#")]
 
 
 def _draft(session: Session, key: str) -> FlowDraft | None:
@@ -615,11 +614,7 @@ def simulate(key: str) -> ResponseReturnValue:
     if payload.get("reset") and not text and mode == "sms":
         _sim_save(key, mode, None)
         return jsonify({"replies": [], "text": "", "reset": True, "mode": mode})
-    budget = (
-        Budget.ussd(USSD_MAX_CHARS)
-        if mode == "ussd"
-        else Budget("sms", int(current_app.config.get("RUTA_SMS_MAX_SEGMENTS", 2)))
-    )
+    budget = ussd_budget(USSD_MAX_CHARS, "*123#") if mode == "ussd" else sms_budget()
     now = clock.now()
     with _scratch() as session:
         source_text = _working_source(session, key)[0] if posted is None else posted

@@ -11,24 +11,51 @@ from flows.model import Flow, Node, Settings, Texts
 from flows.services import Services
 from flows.text import fill
 
+#: The longest menu page on any channel: pages are laid out to it on SMS and USSD alike, so an
+#: option has the same number on both.
+PAGE_CHARS = 182
+
 
 @dataclass(frozen=True)
 class Budget:
-    """How much one reply may hold on a channel."""
+    """How much one reply may hold on a channel, and how the channel shows menus."""
 
     channel: str = "sms"
     max_segments: int = 2
     max_chars: int | None = None  # USSD screens count characters, not segments
-    more_number: str = "9"  # what a person sends for the next page ("98" on USSD)
+    more_number: str = "9"  # what a person sends for the next page, on every channel
+    page_chars: int = PAGE_CHARS
+    plain_labels: bool = False  # menu labels in GSM-7 letters (SMS: RUTA_SMS_TRANSLITERATE)
+    dial_code: str = ""  # USSD: the code a person dials to start again (RUTA_USSD_CODE)
 
     @classmethod
-    def ussd(cls, max_chars: int = 182) -> Budget:
-        return cls("ussd", max_chars=max_chars, more_number="98")
+    def ussd(
+        cls, max_chars: int = 182, *, dial_code: str = "", page_chars: int = PAGE_CHARS
+    ) -> Budget:
+        return cls(
+            "ussd", max_chars=max_chars, page_chars=min(page_chars, max_chars), dial_code=dial_code
+        )
 
     def fits(self, text: str) -> bool:
         if self.max_chars is not None:
             return len(text) <= self.max_chars
         return sms_cost(text).segments <= self.max_segments
+
+
+#: Variables every text may use, filled per channel: how to start again and reach the menu.
+CHANNEL_WORDS = ("again", "menu_key")
+
+
+def channel_words(settings: Settings, language: str, budget: Budget) -> dict[str, str]:
+    """``{again}``: "Envie HOLA" by SMS, "Marque *123#" on USSD, where a keyword means nothing
+    once the session has ended; ``{menu_key}``: "HOLA", or the code to dial."""
+    if budget.channel == "ussd" and budget.dial_code:
+        again = fill(settings.message("again_ussd", language), {"dial_code": budget.dial_code})
+        return {"again": again, "menu_key": budget.dial_code}
+    return {
+        "again": settings.message("again", language),
+        "menu_key": settings.message("menu_key", language),
+    }
 
 
 @dataclass(frozen=True)
@@ -78,7 +105,11 @@ class Context:
     events: list[Event] = field(default_factory=list)
 
     def values(self) -> dict[str, Any]:
-        return {**self.variables, "contact.language": self.language}
+        return {
+            **self.variables,
+            **channel_words(self.settings, self.language, self.budget),
+            "contact.language": self.language,
+        }
 
     def render(self, texts: Texts | str) -> str:
         template = texts if isinstance(texts, str) else self.flow.text(texts, self.language)

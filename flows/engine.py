@@ -12,11 +12,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from flows.context import Budget, Context, End, EnterFlow, Event, Next, Outcome, Wait
+from flows.context import (
+    Budget,
+    Context,
+    End,
+    EnterFlow,
+    Event,
+    Next,
+    Outcome,
+    Wait,
+    channel_words,
+)
 from flows.model import MAX_STEPS_PER_MESSAGE, Library
 from flows.nodes import KINDS
+from flows.nodes.base import help_text
 from flows.services import Services
-from flows.text import clean_input, fold
+from flows.text import clean_input, fill, fold
 
 DEFAULT_SESSION_TIMEOUT = timedelta(minutes=30)
 #: What separates several texts the engine produced for one inbound message, in one SMS.
@@ -106,8 +117,7 @@ class Engine:
             elif run.state.get("pending") == "language":
                 run.choose_language(word)
             elif role("help"):
-                run.replies.append(settings.message("help", run.language))
-                run.reenter()
+                run.help()
             elif role("language"):
                 run.show_language_menu()
             elif role("back"):
@@ -243,7 +253,8 @@ class _Run:
             outcome = KINDS[ctx.node.kind].enter(ctx)
             self.language = ctx.language  # an action may have switched it
         self.events.append(Event("loop_stopped", {"node": self.state["node"]}))
-        self.replies.append(self.library.settings.message("error", self.language))
+        words = channel_words(self.library.settings, self.language, self.budget)
+        self.replies.append(fill(self.library.settings.message("error", self.language), words))
         self.state["ended"] = True
 
     def resume(self, text: str) -> None:
@@ -253,6 +264,14 @@ class _Run:
             self.start()
             return
         self.follow(kind.resume(ctx, text))
+
+    def help(self) -> None:
+        """The help text, then the same question and page: numbers keep their meaning."""
+        assert self.state is not None
+        self.state["pending"] = None
+        ctx = self._context()
+        ctx.say(help_text(ctx))
+        self.follow(KINDS[ctx.node.kind].redisplay(ctx))
 
     def reenter(self) -> None:
         assert self.state is not None

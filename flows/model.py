@@ -95,8 +95,23 @@ class Settings:
     flow_keywords: dict[str, str] = field(default_factory=dict)
 
     def message(self, key: str, language: str) -> str:
-        texts = self.messages[key]
-        return texts.get(language) or texts[self.default_language]
+        texts = self.messages.get(key) or FALLBACK_MESSAGES[key]
+        return texts.get(language) or texts.get(self.default_language) or texts["es"]
+
+
+#: Engine texts added after settings files were first published: a settings file (or a published
+#: version of one) without them still runs, with these.
+FALLBACK_MESSAGES: dict[str, dict[str, str]] = {
+    "help_ussd": {
+        "es": "Marque el numero de una opcion. 0: atras.",
+        "en": "Key in an option number. 0: back.",
+    },
+    "yes_no_sms": {"es": "Responda SI (1) o NO (2).", "en": "Reply YES (1) or NO (2)."},
+    "yes_no_ussd": {"es": "1 Si\n2 No", "en": "1 Yes\n2 No"},
+    "again": {"es": "Envie HOLA", "en": "Send HELLO"},
+    "again_ussd": {"es": "Marque {dial_code}", "en": "Dial {dial_code}"},
+    "menu_key": {"es": "HOLA", "en": "HELLO"},
+}
 
 
 @dataclass

@@ -48,7 +48,12 @@ class OpenRequest:
 
 
 class Services(Protocol):
-    def municipalities(self, language: str) -> list[Choice]: ...
+    def municipalities(self, language: str) -> list[Choice]:
+        """The places a person picks from first: their own country's, then one choice (value
+        ``other-country``) that leads to ``other_municipalities``."""
+        ...
+
+    def other_municipalities(self, language: str) -> list[Choice]: ...
 
     def categories(self, language: str) -> list[Choice]: ...
 
@@ -79,8 +84,8 @@ class Services(Protocol):
         its reference, or None when there is none."""
         ...
 
-    def emergency_numbers(self) -> str:
-        """Emergency numbers for the country of the person's phone."""
+    def emergency_numbers(self, language: str = "es") -> str:
+        """Emergency numbers for the country of the person's phone, in ``language``'s words."""
         ...
 
     def alert_topics(self, language: str) -> list[Choice]:

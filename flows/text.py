@@ -28,6 +28,23 @@ def fold(text: str) -> str:
     return " ".join(stripped.split())
 
 
+def to_gsm7(text: str) -> str:
+    """The letters the GSM 7-bit alphabet lacks written plainly (``Escazú`` to ``Escazu``; ``ñ``
+    and ``é``, which it has, stay), so a menu of names costs what its length says."""
+    from flows.encoding import GSM7_BASIC, GSM7_EXTENSION
+
+    out = []
+    for ch in unicodedata.normalize("NFC", text):
+        if ch in GSM7_BASIC or ch in GSM7_EXTENSION:
+            out.append(ch)
+            continue
+        plain = "".join(
+            c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
+        )
+        out.append(plain if all(c in GSM7_BASIC for c in plain) else ch)
+    return "".join(out)
+
+
 def variables_in(template: str) -> list[str]:
     return _VARIABLE.findall(template)
 

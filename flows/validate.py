@@ -8,15 +8,20 @@ option keywords that a global keyword shadows. Every issue names flow, node and 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from flows.context import Budget
+from flows.context import CHANNEL_WORDS, Budget, Context
 from flows.model import MAX_NODES_PER_FLOW, Flow, Issue, Library, Node
 from flows.nodes import KINDS
 from flows.nodes.base import texts_of
-from flows.text import fill, fold, variables_in
+from flows.services import Services
+from flows.text import fold, variables_in
 
 #: Variables every flow may use without setting them.
-BUILTIN_VARIABLES = frozenset({"contact.language"})
+BUILTIN_VARIABLES = frozenset({"contact.language", *CHANNEL_WORDS})
 #: Stand-in for a variable's value when a reply's length is checked.
 SAMPLE_VALUE = "X" * 16
 
@@ -25,16 +30,23 @@ SAMPLE_VALUE = "X" * 16
 DEFAULT_BUDGETS = (Budget("sms", 2), Budget.ussd(182))
 
 
-def validate_library(library: Library, budgets: list[Budget] | None = None) -> list[Issue]:
+def validate_library(
+    library: Library,
+    budgets: list[Budget] | None = None,
+    directories: Sequence[Directory] = (),
+) -> list[Issue]:
+    """Every issue of every flow; with ``directories``, menus of names are rendered with theirs."""
     budgets = budgets or list(DEFAULT_BUDGETS)
     issues: list[Issue] = []
     for flow in library.latest():
-        issues += validate_flow(flow, library, budgets)
+        issues += validate_flow(flow, library, budgets, directories)
     issues += _check_variables(library)
     return issues
 
 
-def validate_flow(flow: Flow, library: Library, budgets: list[Budget]) -> list[Issue]:
+def validate_flow(
+    flow: Flow, library: Library, budgets: list[Budget], directories: Sequence[Directory] = ()
+) -> list[Issue]:
     path = f"flow[{flow.key}]"
     issues: list[Issue] = []
     if len(flow.nodes) > MAX_NODES_PER_FLOW:
@@ -74,7 +86,7 @@ def validate_flow(flow: Flow, library: Library, budgets: list[Budget]) -> list[I
         if node.spec.get("review"):
             issues.append(Issue(where, "text marked for review by this deployment", error=False))
     issues += _unreachable(flow, path)
-    issues += _budgets(flow, path, budgets, malformed)
+    issues += _budgets(flow, path, budgets, malformed, library, directories)
     return issues
 
 
@@ -124,65 +136,140 @@ def _shadowed_keywords(node: Node, library: Library, where: str) -> list[Issue]:
     return issues
 
 
-def _budgets(flow: Flow, path: str, budgets: list[Budget], malformed: set[str]) -> list[Issue]:
-    """Render every static reply (a node alone, and a message followed by what it leads to)."""
-    issues = []
+def _budgets(
+    flow: Flow,
+    path: str,
+    budgets: list[Budget],
+    malformed: set[str],
+    library: Library,
+    directories: Sequence[Directory],
+) -> list[Issue]:
+    """Render every reply as it is sent: each node alone (every menu page, re-prompt, help and
+    error screen), and a message followed by what it leads to; menus of the directory's names
+    once per directory view given (without one, those menus are not checked)."""
+    issues: list[Issue] = []
+    seen: set[tuple[str, str]] = set()
     nodes = [n for n in flow.nodes.values() if n.id not in malformed]
     for language, budget in ((lang, b) for lang in flow.languages for b in budgets):
-        samples: dict[str, list[str]] = {}
         for node in nodes:
-            for template in KINDS[node.kind].screens(flow, node, language, budget):
-                samples.setdefault(node.id, []).append(template)
-        for node in nodes:
-            if node.kind == "message":
-                chain = _chain(flow, node, language, malformed, budget)
-                if chain:
-                    samples.setdefault(node.id, []).append(chain)
-        for node_id, templates in samples.items():
-            for template in templates:
-                text = fill(template, _Samples())
-                if not budget.fits(text):
-                    issues.append(
-                        Issue(
-                            f"{path} node[{node_id}] lang[{language}]", _over_budget(text, budget)
-                        )
-                    )
+            views: Sequence[Directory] = directories if _needs_directory(node) else [_NO_DIRECTORY]
+            for view in views:
+                ctx = _context(flow, node, language, budget, library, view)
+                texts = KINDS[node.kind].rendered(ctx)
+                if node.kind == "message":
+                    chain = _chain(flow, node, language, malformed, budget, library, view)
+                    texts += [chain] if chain else []
+                where = f"{path} node[{node.id}] lang[{language}]" + (
+                    f" directory[{view.name}]" if view.name else ""
+                )
+                for text in texts:
+                    if budget.fits(text) or (where, text) in seen:
+                        continue
+                    seen.add((where, text))
+                    issues.append(Issue(where, _over_budget(text, budget)))
     return issues
 
 
+@dataclass(frozen=True)
+class Directory:
+    """A view of the directory the validator renders menus of names with: ``name`` says which
+    (a country's people see its places first)."""
+
+    name: str
+    services: Services | None
+
+
+_NO_DIRECTORY = Directory("", None)
+
+
+def _needs_directory(node: Node) -> bool:
+    return node.kind == "menu" and "options_action" in node.spec
+
+
+def _context(
+    flow: Flow, node: Node, language: str, budget: Budget, library: Library, view: Directory
+) -> Context:
+    return Context(
+        flow=flow,
+        node=node,
+        language=language,
+        variables=_sample_variables(flow, library),
+        scratch={},
+        services=view.services or _NoServices(),
+        settings=library.settings,
+        budget=budget,
+        now=datetime.now(UTC),
+    )
+
+
+def _sample_variables(flow: Flow, library: Library) -> dict[str, Any]:
+    """A stand-in for every variable the flow's texts use; a list for menus built from one."""
+    names: set[str] = set()
+    for node in flow.nodes.values():
+        kind = KINDS.get(node.kind)
+        for _, texts in kind.texts(node) if kind else []:
+            for template in texts.values():
+                names.update(variables_in(template))
+    values: dict[str, Any] = {name: SAMPLE_VALUE for name in names}
+    for node in flow.nodes.values():
+        source = node.spec.get("options_from")
+        if isinstance(source, str):
+            values[source] = [{"value": str(i), "label": SAMPLE_VALUE} for i in range(3)]
+    return values
+
+
+class _NoServices:
+    """Services for rendering without a directory: nothing needs them there."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"the validator needs a directory for {name}")
+
+
 def _chain(
-    flow: Flow, node: Node, language: str, malformed: set[str], budget: Budget
+    flow: Flow,
+    node: Node,
+    language: str,
+    malformed: set[str],
+    budget: Budget,
+    library: Library,
+    view: Directory,
 ) -> str | None:
-    """The one SMS a run of message nodes and the node it ends on become."""
+    """The one reply a run of message nodes and the node it ends on become."""
     parts, current, seen = [], node, set()
     while current.kind == "message" and current.id not in seen:
         seen.add(current.id)
-        parts.append(flow.text(texts_of(current.spec["text"]) or {}, language))
+        ctx = _context(flow, current, language, budget, library, view)
+        parts.append(ctx.render(texts_of(current.spec["text"]) or {}))
         target = current.spec.get("next")
         if not isinstance(target, str) or target not in flow.nodes or target in malformed:
             return "\n".join(parts) if len(parts) > 1 else None
         current = flow.nodes[target]
-    screens = KINDS[current.kind].screens(flow, current, language, budget)
-    if current.kind != "message" and screens:
-        parts.append(screens[0])
-    return "\n".join(parts) if len(parts) > 1 else None
+    if _needs_directory(current) and view.services is None:
+        return "\n".join(parts) if len(parts) > 1 else None
+    ctx = _context(flow, current, language, budget, library, view)
+    ctx.replies.extend(parts)
+    if current.kind in ("menu", "ask"):
+        # What the question says first, after the messages (a menu may drop its question).
+        KINDS[current.kind].enter(ctx)
+    else:
+        ctx.replies.extend(KINDS[current.kind].rendered(ctx)[:1])
+    return "\n".join(ctx.replies) if len(ctx.replies) > 1 else None
 
 
 def _over_budget(text: str, budget: Budget) -> str:
     from flows.encoding import sms_cost
 
+    longest = max(text.splitlines() or [""], key=len)
     if budget.max_chars is not None:
-        return f"{budget.channel} screen is {len(text)} characters; the limit is {budget.max_chars}"
+        return (
+            f"{budget.channel} screen is {len(text)} characters; the limit is"
+            f" {budget.max_chars} (longest line: {longest!r})"
+        )
     cost = sms_cost(text)
     return (
         f"reply is {cost.segments} SMS segments ({cost.encoding}, {cost.units} units);"
-        f" the limit is {budget.max_segments}"
+        f" the limit is {budget.max_segments} (longest line: {longest!r})"
     )
-
-
-class _Samples(dict[str, str]):
-    def get(self, key: str, default: object = None) -> str:
-        return SAMPLE_VALUE
 
 
 def _check_variables(library: Library) -> list[Issue]:

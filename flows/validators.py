@@ -12,12 +12,13 @@ import phonenumbers
 from flows.text import fold
 
 #: yes/no words per language; a flow asking yes/no needs every one of its languages here.
+#: No digits: 1 and 2 mean yes and no only where the screen showed "1 Si / 2 No" (the ask node).
 YES_NO: dict[str, tuple[set[str], set[str]]] = {
-    "es": ({"si", "s", "claro", "bueno", "1"}, {"no", "n", "2"}),
-    "en": ({"yes", "y", "yeah", "ok", "1"}, {"no", "n", "2"}),
-    "fr": ({"oui", "o", "1"}, {"non", "n", "2"}),
-    "pt": ({"sim", "s", "1"}, {"nao", "n", "2"}),
-    "ht": ({"wi", "1"}, {"non", "n", "2"}),
+    "es": ({"si", "s", "claro", "bueno"}, {"no", "n"}),
+    "en": ({"yes", "y", "yeah", "ok"}, {"no", "n"}),
+    "fr": ({"oui", "o"}, {"non", "n"}),
+    "pt": ({"sim", "s"}, {"nao", "n"}),
+    "ht": ({"wi"}, {"non", "n"}),
 }
 
 Check = Callable[[str, dict[str, Any], str], Any]

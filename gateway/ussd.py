@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import current_app
 
-from flows.context import Budget
 from gateway import fields
+from gateway.channels import ussd_budget
 from ruta import clock, metrics, referrals, ussd
 from ruta import policy as policies
 from ruta.conversation import Route
@@ -52,7 +52,7 @@ def inputs(raw: Any, name: str) -> str:
 def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
     """Compute the screen inside the request (no enqueue-and-wait), then hand work to RQ."""
     route = Route(
-        budget=Budget.ussd(rules.max_chars),
+        budget=ussd_budget(rules.max_chars, request.service_code),
         reply_inline=True,
         policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(current_app.config),

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from flows.context import Budget
+from flows.context import PAGE_CHARS, Budget
 from flows.loader import DEFINITIONS_DIR, load_directory
 from flows.model import DefinitionError
 
@@ -204,8 +204,45 @@ dir_option = click.option(
 )
 
 
-def _budgets(max_segments: int, ussd_chars: int = 182) -> list[Budget]:
-    return [Budget("sms", max_segments), Budget.ussd(ussd_chars)]
+def _budgets(max_segments: int, ussd_chars: int = 182, plain_labels: bool = True) -> list[Budget]:
+    page_chars = min(PAGE_CHARS, ussd_chars)
+    return [
+        Budget("sms", max_segments, page_chars=page_chars, plain_labels=plain_labels),
+        Budget.ussd(ussd_chars, dial_code="*123#", page_chars=page_chars),
+    ]
+
+
+def _directories(session_scope: contextlib.ExitStack) -> list[Any]:
+    """The database's directory as each country's people see it, when there is a database
+    (``DATABASE_URL``, or ``instance/ruta.db`` if that file exists) with one; else none."""
+    from sqlalchemy import inspect, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from flows.validate import Directory
+    from ruta.config import from_environment
+    from ruta.db import db as database
+    from ruta.directory import DatabaseServices
+    from ruta.models import Municipality
+
+    url = str(from_environment()["DATABASE_URL"])
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return []
+    try:
+        database.init(url)
+        session = session_scope.enter_context(database.transaction())
+        if not inspect(session.connection()).has_table("municipalities"):
+            return []
+        countries = sorted(set(session.scalars(select(Municipality.country))))
+    except SQLAlchemyError as exc:
+        click.echo(f"(no directory checked: {exc.__class__.__name__})", err=True)
+        return []
+    click.echo(f"(menus checked with the directory of {len(countries)} countries)", err=True)
+    return [Directory("", DatabaseServices(session, channel="validate", contact_id=None))] + [
+        Directory(
+            country, DatabaseServices(session, channel="validate", contact_id=None, country=country)
+        )
+        for country in countries
+    ]
 
 
 @flows.command("validate", help="Check every flow; exit 1 on any error.")
@@ -215,13 +252,18 @@ def _budgets(max_segments: int, ussd_chars: int = 182) -> list[Budget]:
 def flows_validate(folder: Path, max_segments: int, ussd_chars: int) -> None:
     from flows.validate import validate_library
     from ruta import taxonomy
+    from ruta.config import from_environment
 
-    try:
-        library = load_directory(folder)
-        issues = validate_library(library, _budgets(max_segments, ussd_chars))
-        issues += taxonomy.check_flows(library)
-    except DefinitionError as exc:
-        issues = exc.issues
+    plain = bool(from_environment()["RUTA_SMS_TRANSLITERATE"])
+    with contextlib.ExitStack() as scope:
+        try:
+            library = load_directory(folder)
+            issues = validate_library(
+                library, _budgets(max_segments, ussd_chars, plain), _directories(scope)
+            )
+            issues += taxonomy.check_flows(library)
+        except DefinitionError as exc:
+            issues = exc.issues
     for issue in issues:
         click.echo(str(issue))
     errors = sum(1 for i in issues if i.error)

@@ -26,6 +26,8 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_ADMIN_IDLE_MINUTES": ("30", "an admin session unused this long ends"),
     "RUTA_ADMIN_SESSION_HOURS": ("12", "an admin session ends this long after logging in"),
     "RUTA_SMS_MAX_SEGMENTS": ("2", "largest reply, in SMS segments, the validator accepts"),
+    "RUTA_SMS_TRANSLITERATE": ("1", "1: names in SMS menus in GSM-7 letters (Escazu for Escazú)"),
+    "RUTA_USSD_CODE": (None, "USSD code end screens tell people to dial again, e.g. *123#"),
     "TWILIO_ACCOUNT_SID": (None, "Twilio account SID (AC...)"),
     "TWILIO_AUTH_TOKEN": (None, "Twilio auth token: signs webhooks and authenticates sends"),
     "TWILIO_FROM_NUMBER": (None, "Twilio sender number, E.164"),
@@ -88,7 +90,12 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             raise ConfigError(f"{name} must be a number, got {config[name]!r}") from exc
     for name in ("RUTA_TRUST_PROXY", "RUTA_COOKIE_SECURE"):
         config[name] = str(config[name]).lower() in ("1", "true", "yes")
-    for name in ("AT_USSD_TRANSLITERATE", "USSD_JSON_TRANSLITERATE", "RUTA_PAUSE_SENSITIVE_CASES"):
+    for name in (
+        "AT_USSD_TRANSLITERATE",
+        "USSD_JSON_TRANSLITERATE",
+        "RUTA_PAUSE_SENSITIVE_CASES",
+        "RUTA_SMS_TRANSLITERATE",
+    ):
         config[name] = str(config[name]).lower() in ("1", "true", "yes")
     for name in (
         "RUTA_SESSION_TIMEOUT_MINUTES",

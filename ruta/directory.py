@@ -27,10 +27,17 @@ from ruta.policy import Policy
 
 #: Most services one search returns (the flow pages them two or three to an SMS).
 MAX_RESULTS = 9
+#: Day names a person reads without guessing (``Ma`` is Tuesday or a word); ISO weekday order.
 WEEKDAYS = {
-    "es": ["Lu", "Ma", "Mi", "Ju", "Vi", "Sa", "Do"],
-    "en": ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"],
+    "es": ["Lun", "Mar", "Mie", "Jue", "Vie", "Sab", "Dom"],
+    "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
 }
+HOURS_WORDS = {
+    "es": {"always": "24 horas", "and": "y", "closed": "Cerrado por ahora"},
+    "en": {"always": "24 hours", "and": "and", "closed": "Closed for now"},
+}
+#: The longest part of a closed service's notice shown in a listing.
+NOTICE_CHARS = 40
 
 
 def _time(hhmm: str) -> str:
@@ -38,36 +45,70 @@ def _time(hhmm: str) -> str:
     return str(int(hours)) + ("" if minutes == "00" else f":{minutes}")
 
 
+def _all_day(opens: str, closes: str) -> bool:
+    return opens == "00:00" and closes in ("23:59", "24:00", "00:00")
+
+
 def format_hours(service: Service, language: str) -> str:
-    """Weekly hours, compact: days with the same hours are grouped (``Lu-Vi 8-16``)."""
+    """Weekly hours in words people read: ``Lun-Vie 8-16``, ``Mar y Jue 9-13``, ``24 horas``
+    (every day, all day), ``Lun-Vie 24 horas``."""
     names = WEEKDAYS.get(language, WEEKDAYS["en"])
+    words = HOURS_WORDS.get(language, HOURS_WORDS["en"])
     by_hours: dict[str, list[int]] = {}
     for schedule in service.schedules:
-        span = f"{_time(schedule.opens_at)}-{_time(schedule.closes_at)}"
+        if _all_day(schedule.opens_at, schedule.closes_at):
+            span = words["always"]
+        else:
+            span = f"{_time(schedule.opens_at)}-{_time(schedule.closes_at)}"
         by_hours.setdefault(span, []).append(schedule.weekday)
     parts = []
     for span, days in by_hours.items():
         days = sorted(set(days))
+        if days == list(range(1, 8)) and span == words["always"]:
+            parts.append(span)
+            continue
         if len(days) > 2 and days == list(range(days[0], days[-1] + 1)):
             label = f"{names[days[0] - 1]}-{names[days[-1] - 1]}"
+        elif len(days) == 2:
+            label = f"{names[days[0] - 1]} {words['and']} {names[days[1] - 1]}"
         else:
-            label = ",".join(names[d - 1] for d in days)
+            label = ", ".join(names[d - 1] for d in days)
         parts.append(f"{label} {span}")
-    return " ".join(parts)
+    return ". ".join(parts)
+
+
+def short_notice(text: str, limit: int = NOTICE_CHARS) -> str:
+    """A closed service's notice cut at a word, to keep a listing within its SMS."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3].rsplit(" ", 1)[0]
+    return f"{cut}..."
 
 
 def format_entry(service: Service, language: str) -> str:
+    """One service as a line of a listing: name (organisation), phone, hours; a temporarily
+    closed one says so, with the start of its notice, instead of its hours."""
     phone = service.phones[0].number if service.phones else ""
     parts = [service.name]
     if service.organization and service.organization.name not in service.name:
         parts[0] = f"{service.name} ({service.organization.name})"
     if phone:
         parts.append(f"Tel {phone}")
+    if service.status == ServiceStatus.TEMPORARILY_CLOSED.value:
+        closed = HOURS_WORDS.get(language, HOURS_WORDS["en"])["closed"]
+        notice = short_notice(service.alert_text or "")
+        parts.append(f"{closed}: {notice}" if notice else closed)
+        return ". ".join(parts)
     hours = format_hours(service, language)
     if hours:
         parts.append(hours)
     return ". ".join(parts)
 
+
+#: The choice that leads from a person's own country's places to the others'.
+OTHER_COUNTRY = "other-country"
+OTHER_COUNTRY_LABELS = {"es": "Otro pais", "en": "Another country"}
 
 #: The topic that means every alert of a municipality, and its label in the menus.
 GENERAL_TOPIC = "general"
@@ -103,7 +144,8 @@ def full_service_loading() -> tuple[Any, ...]:
 def search(
     session: Session, municipality_code: str, category_code: str, language: str
 ) -> list[Service]:
-    """Active services at a location in the municipality, of the category, by name."""
+    """Services at a location in the municipality, of the category: the active ones by name,
+    then the temporarily closed ones (their notice is news people need too)."""
     # EXISTS rather than DISTINCT: a service at two locations of one place is listed once, and
     # PostgreSQL cannot compare the JSON columns DISTINCT would need.
     in_place = (
@@ -119,14 +161,16 @@ def search(
         .where(
             in_place,
             Category.code == category_code,
-            Service.status == ServiceStatus.ACTIVE.value,
+            Service.status.in_(
+                [ServiceStatus.ACTIVE.value, ServiceStatus.TEMPORARILY_CLOSED.value]
+            ),
         )
         .options(
             selectinload(Service.phones),
             selectinload(Service.schedules),
             selectinload(Service.organization),
         )
-        .order_by(Service.name)
+        .order_by(Service.status == ServiceStatus.TEMPORARILY_CLOSED.value, Service.name)
         .limit(MAX_RESULTS)
     )
     return list(session.scalars(query))
@@ -148,8 +192,11 @@ class DatabaseServices:
         number: str | None = None,
         now: datetime | None = None,
         policy: Policy | None = None,
+        country: str | None = None,
     ) -> None:
         self.session = session
+        # The country whose places are listed first: the phone's, or one the validator names.
+        self.country = country or (referrals.country_of(number) if number else None)
         self.channel = channel
         self.contact_id = contact_id
         self.number = number
@@ -157,18 +204,34 @@ class DatabaseServices:
         self.policy = policy or policies.load()
         self.work = referrals.Work()
         self._municipalities: list[Choice] | None = None
+        self._places_by_country: list[tuple[str, Choice]] = []
         self._categories: list[Category] | None = None
         # Subscriptions of a conversation without a contact (flow examples): never stored.
         self._detached: dict[tuple[str, str], str] = {}
 
-    def municipalities(self, language: str) -> list[Choice]:
+    def _places(self) -> list[tuple[str, Choice]]:
         # A menu is listed when shown and again when answered: one query per message.
         if self._municipalities is None:
             rows = self.session.scalars(
                 select(Municipality).order_by(Municipality.country, Municipality.name)
             )
-            self._municipalities = [Choice(m.code, m.name) for m in rows]
-        return self._municipalities
+            self._places_by_country = [(m.country, Choice(m.code, m.name)) for m in rows]
+            self._municipalities = [choice for _, choice in self._places_by_country]
+        return self._places_by_country
+
+    def municipalities(self, language: str) -> list[Choice]:
+        """The places of the phone's country first, the others behind "Otro pais"; every
+        place when the phone's country has none (or the directory has no other country)."""
+        places = self._places()
+        home = [choice for country, choice in places if country == self.country]
+        if not home or len(home) == len(places):
+            return [choice for _, choice in places]
+        label = OTHER_COUNTRY_LABELS.get(language, OTHER_COUNTRY_LABELS["en"])
+        return [*home, Choice(OTHER_COUNTRY, label)]
+
+    def other_municipalities(self, language: str) -> list[Choice]:
+        """The places of every other country, by country."""
+        return [choice for country, choice in self._places() if country != self.country]
 
     def municipality_name(self, code: str) -> str | None:
         return self.session.scalar(select(Municipality.name).where(Municipality.code == code))
@@ -244,9 +307,9 @@ class DatabaseServices:
         )
         return case.reference if case is not None else None
 
-    def emergency_numbers(self) -> str:
+    def emergency_numbers(self, language: str = "es") -> str:
         country = referrals.country_of(self.number) if self.number else None
-        return self.policy.emergency_numbers(country)
+        return self.policy.emergency_numbers(country, language)
 
     # alerts
 
@@ -305,7 +368,7 @@ class DatabaseServices:
     def _active(self) -> list[tuple[str, str, str]]:
         """(municipality code, municipality name, topic) of each active subscription."""
         if self.contact_id is None:
-            names = {c.value: c.label for c in self.municipalities("es")}
+            names = {c.value: c.label for _, c in self._places()}
             return [(m, names.get(m, m), t) for m, t in self._detached]
         rows = self.session.execute(
             select(Municipality.code, Municipality.name, Subscription.topic)

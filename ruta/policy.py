@@ -19,6 +19,10 @@ DEFAULT_FILE = Path(__file__).parent / "referral_policy.yaml"
 TIERS = ("immediate", "urgent", "standard")
 
 
+#: "or" between emergency numbers, per language.
+OR_WORDS = {"es": "o", "en": "or", "fr": "ou", "pt": "ou", "ht": "oswa"}
+
+
 @dataclass(frozen=True)
 class Policy:
     raw: dict[str, Any]
@@ -35,9 +39,16 @@ class Policy:
             return "immediate"
         return str((self.raw.get("category_tiers") or {}).get(category, "standard"))
 
-    def emergency_numbers(self, country: str | None) -> str:
+    def emergency_numbers(self, country: str | None, language: str = "es") -> str:
+        """The country's numbers joined in the person's language ("110 or 1500" in English); a
+        list in the policy file, or a single number (older files: a string, kept as written)."""
         numbers = self.raw["emergency_numbers"]
-        return str(numbers.get(country or "", numbers["default"]))
+        found = numbers.get(country or "", numbers["default"])
+        if not isinstance(found, list):
+            return str(found)
+        words = [str(n) for n in found]
+        joiner = OR_WORDS.get(language, OR_WORDS["en"])
+        return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {joiner} {words[-1]}"
 
     def quiet_hours(self, country: str | None) -> tuple[time, time] | None:
         """Local (start, end) of the hours no non-urgent broadcast goes out; None: none.

@@ -173,7 +173,7 @@ def test_applying_a_csv_writes_the_good_rows_only(restore: None) -> None:
         added = next(s for s in found if s.name == "Servicio nuevo")
         assert added.organization.name == "Org Prueba IO"
         assert [p.number for p in added.phones] == ["+506 0000 9901"]
-        assert directory.format_hours(added, "es") == "Lu-Vi 8-16"
+        assert directory.format_hours(added, "es") == "Lun-Vie 8-16"
         assert added.languages == ["es", "en"] and added.description == "Nuevo"
         assert [link.location.name for link in added.locations] == ["Org Prueba IO, Upala"]
         assert session.scalar(select(Service).filter_by(name="Servicio perdido")) is None
@@ -196,13 +196,12 @@ def test_a_csv_change_lists_only_the_fields_that_change(restore: None) -> None:
     }
     apply(content)
     with db.transaction() as session:
-        assert "Ebais Upala Centro" not in [
-            s.name for s in directory.search(session, "cr-upala", "health", "es")
-        ]
+        found = [s.name for s in directory.search(session, "cr-upala", "health", "es")]
+        assert found[-1] == "Ebais Upala Centro"  # closed: listed after the open ones
         service = session.scalar(select(Service).filter_by(name="Ebais Upala Centro"))
         assert service is not None
         assert [p.number for p in service.phones] == ["+506 0000 0102"]  # column not in file
-        assert directory.format_hours(service, "es") == "Lu-Vi 7-16"
+        assert directory.format_hours(service, "es") == "Lun-Vie 7-16"
 
 
 def test_csv_export_then_import_changes_nothing(app: Flask) -> None:
@@ -410,7 +409,7 @@ def test_an_hsds_import_maps_what_it_can_and_refuses_the_rest_with_reasons(resto
             if s.name == "Consulta HSDS"
         ]
         assert found.organization.url == "https://org.example"
-        assert directory.format_hours(found, "es") == "Lu,Mi,Vi 8-12:30 Sa 9-11"
+        assert directory.format_hours(found, "es") == "Lun, Mie, Vie 8-12:30. Sab 9-11"
         assert [p.number for p in found.phones] == ["+506 0000 9911"]
         assert found.languages == ["es"]
         assert [(link.location.name, link.location.address) for link in found.locations] == [

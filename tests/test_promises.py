@@ -74,7 +74,7 @@ def test_safe_and_no_service_of_that_kind_still_says_the_truth(client: Any) -> N
     phone = TwilioPhone(client, GUATEMALA_PERSON)
     for text in ("HOLA", "2", "si"):
         phone.text(text)
-    phone.text("8")  # education: Esquipulas has no such service
+    phone.text("estudios")  # education: Esquipulas has no such service
     reply = phone.text("esquipulas")
     assert "Aun no hay una oficina" in reply and "HOLA" in reply
     assert "110" not in reply  # safe: no emergency numbers pushed at them

@@ -11,7 +11,6 @@ from redis.exceptions import RedisError
 from rq import Retry
 from sqlalchemy import select, update
 
-from flows.context import Budget
 from ruta import policy as policies
 from ruta import referrals, spool
 from ruta.conversation import InboundMessage, Route, handle_inbound
@@ -76,6 +75,7 @@ def drain_spool() -> int:
 
 
 def _process(entry: spool.Entry) -> None:
+    from gateway.channels import sms_budget
     from gateway.delivery import apply_report
     from workers.jobs import hand_over
 
@@ -91,7 +91,7 @@ def _process(entry: spool.Entry) -> None:
         return
     config = current_app.config
     route = Route(
-        budget=Budget("sms", int(config["RUTA_SMS_MAX_SEGMENTS"])),
+        budget=sms_budget(),  # the same screens a live message gets
         reply_inline=False,  # the webhook has answered; replies go through the provider's API
         policy=policies.load(config.get("RUTA_POLICY_FILE")),
         outbound_channel=referrals.outbound_channel(config),

@@ -86,4 +86,5 @@ def update_request(ctx: Context, args: dict[str, str]) -> ActionResult:
 
 @action("emergency_numbers", sets=("emergency_numbers",))
 def emergency_numbers(ctx: Context, args: dict[str, str]) -> ActionResult:
-    return ActionResult(variables={"emergency_numbers": ctx.services.emergency_numbers()})
+    numbers = ctx.services.emergency_numbers(ctx.language)
+    return ActionResult(variables={"emergency_numbers": numbers})

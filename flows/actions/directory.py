@@ -12,6 +12,12 @@ def list_municipalities(ctx: Context, args: dict[str, str]) -> ActionResult:
     return ActionResult(value=[{"value": c.value, "label": c.label} for c in choices])
 
 
+@action("list_other_municipalities")
+def list_other_municipalities(ctx: Context, args: dict[str, str]) -> ActionResult:
+    choices = ctx.services.other_municipalities(ctx.language)
+    return ActionResult(value=[{"value": c.value, "label": c.label} for c in choices])
+
+
 @action("list_categories")
 def list_categories(ctx: Context, args: dict[str, str]) -> ActionResult:
     choices = ctx.services.categories(ctx.language)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flows.context import Budget, Context, End, Next, Outcome, Wait
 from flows.model import Flow, Issue, Node, Texts
-from flows.nodes.base import NodeKind, register, texts_of
+from flows.nodes.base import NodeKind, help_text, register, texts_of
 from flows.validators import CHECKS, YES_NO
 
 DEFAULT_MAX_ATTEMPTS = 3
+#: The keys of the yes/no prompt every yes/no question shows ("1 Si", "2 No").
+YES_NO_DIGITS = {"1": "yes", "2": "no"}
 
 
 @register
@@ -47,19 +49,61 @@ ask_age:
         return [(f, t) for f in self.text_fields if (t := texts_of(node.spec.get(f))) is not None]
 
     def screens(self, flow: Flow, node: Node, language: str, budget: Budget) -> list[str]:
-        question = flow.text(node.spec["text"], language)
-        error = node.spec.get("error")
-        return [question] + ([flow.text(error, language) + "\n" + question] if error else [])
+        return []  # rendered through ``rendered``, with the channel's yes/no prompt
+
+    def rendered(self, ctx: Context) -> list[str]:
+        """The question, and what follows an answer it cannot take and the help keyword."""
+        found = []
+        for notice in (None, self._error(ctx), help_text(ctx)):
+            ctx.replies[:] = [notice] if notice else []
+            self._ask(ctx)
+            found.append("\n".join(ctx.replies))
+        ctx.replies.clear()
+        return found
+
+    # running
+
+    @staticmethod
+    def _prompt(ctx: Context) -> str | None:
+        """How to answer a yes/no question on this channel: "1 Si / 2 No" on a keypad, "SI
+        (1) o NO (2)" by SMS. The digits are taken only because this line shows them."""
+        rule = ctx.node.spec.get("validate") or {}
+        if not isinstance(rule, dict) or rule.get("type") != "yes_no":
+            return None
+        return ctx.message("yes_no_ussd" if ctx.budget.channel == "ussd" else "yes_no_sms")
+
+    def _question(self, ctx: Context) -> str:
+        prompt = self._prompt(ctx)
+        question = ctx.render(ctx.node.spec["text"])
+        return f"{question}\n{prompt}" if prompt else question
+
+    def _error(self, ctx: Context) -> str:
+        error = ctx.node.spec.get("error")
+        return ctx.render(error) if error else ctx.message("invalid_answer")
+
+    def _ask(self, ctx: Context) -> None:
+        """The question, after any notice already said; when both do not fit, the question
+        alone (what to answer matters more than why it is asked again)."""
+        question = self._question(ctx)
+        if ctx.replies and not ctx.fits(question):
+            ctx.replies.clear()
+        ctx.say(question)
 
     def enter(self, ctx: Context) -> Outcome:
         ctx.scratch["attempts"] = 0
-        ctx.say(ctx.render(ctx.node.spec["text"]))
+        ctx.say(self._question(ctx))
+        return Wait()
+
+    def redisplay(self, ctx: Context) -> Outcome:
+        self._ask(ctx)
         return Wait()
 
     def resume(self, ctx: Context, text: str) -> Outcome:
         spec = ctx.node.spec
         rule = spec.get("validate", {"type": "text"})
         value = CHECKS[rule["type"]](text, rule, ctx.language)
+        if self._prompt(ctx) is not None and text.strip() in YES_NO_DIGITS:
+            value = YES_NO_DIGITS[text.strip()]
         if value is not None:
             ctx.variables[spec["save_as"]] = value
             return Next(spec["next"])
@@ -69,7 +113,6 @@ ask_age:
                 return Next(spec["on_fail"])
             ctx.say(ctx.message("too_many_attempts"))
             return End()
-        error = spec.get("error")
-        ctx.say(ctx.render(error) if error else ctx.message("invalid_answer"))
-        ctx.say(ctx.render(spec["text"]))
+        ctx.say(self._error(ctx))
+        self._ask(ctx)
         return Wait()

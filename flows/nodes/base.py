@@ -15,6 +15,18 @@ def register(cls: type[NodeKind]) -> type[NodeKind]:
     return cls
 
 
+def help_text(ctx: Context) -> str:
+    """What the help keyword answers on this channel: on USSD, where keywords are hard to
+    type, only how to choose and go back."""
+    return ctx.message("help_ussd" if ctx.budget.channel == "ussd" else "help")
+
+
+def layout_help(ctx: Context) -> str:
+    """The help notice menu pages leave room for: USSD's, the shorter, on every channel, so
+    pages are the same on both (an SMS has room for the longer one besides)."""
+    return ctx.message("help_ussd")
+
+
 def texts_of(value: Any) -> Texts | None:
     """A texts field: a mapping of language to string, or a bare string for every language."""
     if isinstance(value, str):
@@ -76,8 +88,16 @@ class NodeKind:
         """Every reply this node can send by itself, as templates, for budget checks."""
         return [flow.text(t, language) for _, t in self.texts(node) if _ == "text"]
 
+    def rendered(self, ctx: Context) -> list[str]:
+        """Every reply this node can send, rendered with ``ctx``'s values and services."""
+        return [ctx.render(t) for t in self.screens(ctx.flow, ctx.node, ctx.language, ctx.budget)]
+
     def enter(self, ctx: Context) -> Outcome:
         raise NotImplementedError
+
+    def redisplay(self, ctx: Context) -> Outcome:
+        """Show the node again where the person is (after the help keyword)."""
+        return self.enter(ctx)
 
     def resume(self, ctx: Context, text: str) -> Outcome:
         raise NotImplementedError(f"{self.name} nodes do not wait for input")

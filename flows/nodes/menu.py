@@ -2,18 +2,50 @@
 
 Static menus list ``options``. Dynamic ones take their options from ``options_action`` (a named
 action run at each showing, so a language switch relabels them) or ``options_from`` (a variable
-holding ``{value, label}`` items), and are paged to fit the channel's budget, with 9 for "more".
+holding ``{value, label}`` items). Any menu too long for one page is paged, with 9 for "more"
+on every channel; pages are the same on SMS and USSD.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flows.actions import ACTIONS
 from flows.context import Budget, Context, Next, Outcome, Wait
 from flows.model import MAX_MENU_OPTIONS, Flow, Issue, Node, Texts
-from flows.nodes.base import NodeKind, register, texts_of
-from flows.text import fold
+from flows.nodes.base import NodeKind, help_text, layout_help, register, texts_of
+from flows.text import fold, to_gsm7
+
+
+def layout(
+    labels: list[str], more: str, room: int, fits: Callable[[str], bool] = lambda _: True
+) -> list[tuple[int, int]]:
+    """(start, end) pages of numbered ``labels``, each within ``room`` characters (and ``fits``)
+    with ``more`` after all but the last; at most nine options a page, eight with "more"."""
+
+    def size(chunk: list[str], with_more: bool) -> int:
+        lines = [f"{n} {label}" for n, label in enumerate(chunk, 1)]
+        text = "\n".join([*lines, *([more] if with_more else [])])
+        return len(text) if fits(text) else room + 1
+
+    pages: list[tuple[int, int]] = []
+    start = 0
+    while start < len(labels):
+        rest = labels[start:]
+        if len(rest) <= MAX_MENU_OPTIONS and size(rest, False) <= room:
+            pages.append((start, len(labels)))
+            break
+        end = start + 1  # one option a page at least, however long: the validator names it
+        while (
+            end < len(labels)
+            and end - start < MAX_MENU_OPTIONS - 1
+            and size(labels[start : end + 1], True) <= room
+        ):
+            end += 1
+        pages.append((start, end))
+        start = end
+    return pages or [(0, 0)]
 
 
 def _keywords(option: dict[str, Any], language: str) -> list[str]:
@@ -92,72 +124,102 @@ main_menu:
         return [source] if isinstance(source, str) else []
 
     def screens(self, flow: Flow, node: Node, language: str, budget: Budget) -> list[str]:
-        if "options" not in node.spec:
-            return []  # dynamic menus are paged to the budget at run time
-        labels = [flow.text(o["label"], language) for o in self._static(node)]
-        header = flow.text(node.spec["text"], language)
-        if budget.max_chars is None:  # an SMS menu must fit whole: paging costs a message
-            return [self._render(header, labels, None)]
-        # USSD pages menus itself: each page must hold the question, an option and "more".
-        longest = max(labels, key=len, default="")
-        return [self._render(header, [longest], f"{budget.more_number} {'X' * 8}")]
+        return []  # every page is rendered through ``rendered`` with real options
+
+    def rendered(self, ctx: Context) -> list[str]:
+        """Every reply this menu can send: each page alone, after what leads into it, after
+        an answer that is not an option and after the help keyword."""
+        options = self._options(ctx)
+        if not options:
+            return [ctx.message("nothing_to_choose")]
+        pages = self._pages(ctx, [label for _, label, _ in options])
+        lead = self._lead(ctx)
+        notices = [ctx.message("invalid_option"), help_text(ctx)]
+        found = []
+        for page in range(len(pages)):
+            ctx.scratch["page"] = page
+            for before in [[], *([[lead]] if lead and page == 0 else []), *[[n] for n in notices]]:
+                ctx.replies[:] = before
+                self._show(ctx)
+                found.append("\n".join(ctx.replies))
+        ctx.replies.clear()
+        ctx.scratch.clear()
+        return found
 
     # running
 
     def _options(self, ctx: Context) -> list[tuple[str, str, dict[str, Any]]]:
-        """(value, label, option) for every option in the person's language."""
+        """(value, label, option) for every option in the person's language; on a channel that
+        wants plain labels, names in GSM-7 letters (typed with accents, they still match)."""
         spec = ctx.node.spec
+        found: list[tuple[str, str, dict[str, Any]]]
         if "options_action" in spec:
             items = ACTIONS[spec["options_action"]].run(ctx, {}).value or []
-            return [(str(i["value"]), str(i["label"]), {}) for i in items]
-        if "options_from" in spec:
+            found = [(str(i["value"]), str(i["label"]), {}) for i in items]
+        elif "options_from" in spec:
             items = ctx.variables.get(spec["options_from"]) or []
-            return [(str(i["value"]), str(i["label"]), {}) for i in items]
-        return [
-            (str(o.get("value", n)), ctx.render(o["label"]), o)
-            for n, o in enumerate(self._static(ctx.node), 1)
-        ]
+            found = [(str(i["value"]), str(i["label"]), {}) for i in items]
+        else:
+            found = [
+                (str(o.get("value", n)), ctx.render(o["label"]), o)
+                for n, o in enumerate(self._static(ctx.node), 1)
+            ]
+        if ctx.budget.plain_labels:
+            return [(value, to_gsm7(label), option) for value, label, option in found]
+        return found
 
     @staticmethod
-    def _render(header: str, labels: list[str], more: str | None) -> str:
-        lines = [header] + [f"{n} {label}" for n, label in enumerate(labels, 1)]
-        if more:
-            lines.append(more)
-        return "\n".join(lines)
+    def _lines(labels: list[str], more: str | None) -> list[str]:
+        lines = [f"{n} {label}" for n, label in enumerate(labels, 1)]
+        return [*lines, more] if more else lines
 
     @staticmethod
     def _more_line(ctx: Context) -> str:
         return f"{ctx.budget.more_number} {ctx.message('more')}"
 
-    def _pages(self, ctx: Context, labels: list[str]) -> list[tuple[int, int]]:
-        """Split options into (start, end) pages that fit the budget, with a "more" line.
+    def _lead(self, ctx: Context) -> str:
+        """The longest run of message texts that can lead into this menu in its flow (the
+        emergency numbers before "what kind of help"), as they read now."""
+        flow, longest = ctx.flow, ""
 
-        Computed when the menu is first shown (the first page shares its reply with any text
-        said before it) and kept, so the numbers a person sees keep their meaning."""
+        def walk(target: str, after: str, seen: frozenset[str]) -> None:
+            nonlocal longest
+            for node in flow.nodes.values():
+                if node.kind != "message" or node.spec.get("next") != target or node.id in seen:
+                    continue
+                text = ctx.render(texts_of(node.spec.get("text")) or {})
+                chain = f"{text}\n{after}" if after else text
+                longest = max(longest, chain, key=len)
+                walk(node.id, chain, seen | {node.id})
+
+        walk(ctx.node.id, "", frozenset())
+        return longest
+
+    def _pages(self, ctx: Context, labels: list[str]) -> list[tuple[int, int]]:
+        """Split options into (start, end) pages, with a "more" line on all but the last.
+
+        The split depends only on the menu, never on the channel or on what is said around it,
+        so a number keeps its meaning: after the help keyword, after an answer that is not an
+        option, and on SMS and USSD alike. Each page leaves room for the question with whatever
+        leads into it, or for a notice (which then takes the question's place)."""
         stored = ctx.scratch.get("pages")
         if stored and stored[-1][1] == len(labels):
             return [(int(p[0]), int(p[1])) for p in stored]
-        header, more = ctx.render(ctx.node.spec["text"]), self._more_line(ctx)
-        # "9 more" on SMS leaves 8 options a page; USSD's "98 more" leaves all nine.
-        cap = MAX_MENU_OPTIONS - 1 if ctx.budget.more_number == "9" else MAX_MENU_OPTIONS
-        pages: list[tuple[int, int]] = []
-        start = 0
-        while start < len(labels):
-            rest = labels[start:]
-            fits = ctx.fits if not pages else ctx.budget.fits
-            if len(rest) <= MAX_MENU_OPTIONS and fits(self._render(header, rest, None)):
-                pages.append((start, len(labels)))
-                break
-            end = start + 1
-            while (
-                end < len(labels)
-                and end - start < cap
-                and fits(self._render(header, labels[start : end + 1], more))
-            ):
-                end += 1
-            pages.append((start, end))
-            start = end
-        pages = pages or [(0, 0)]
+        header = ctx.render(ctx.node.spec["text"])
+        lead = self._lead(ctx)
+        room = max(
+            len(f"{lead}\n{header}" if lead else header),
+            len(ctx.message("invalid_option")),
+            len(layout_help(ctx)),
+        )
+        reserve = "x" * room + "\n"
+        # Only an SMS budget tighter than a page (one segment, accents kept) changes the split.
+        pages = layout(
+            labels,
+            self._more_line(ctx),
+            ctx.budget.page_chars - len(reserve),
+            lambda text: ctx.budget.fits(reserve + text),
+        )
         ctx.scratch["pages"] = [list(p) for p in pages]
         return pages
 
@@ -167,7 +229,11 @@ main_menu:
         page = min(ctx.scratch.get("page", 0), len(pages) - 1)
         start, end = pages[page]
         more = self._more_line(ctx) if page < len(pages) - 1 else None
-        ctx.say(self._render(ctx.render(ctx.node.spec["text"]), labels[start:end], more))
+        lines = self._lines(labels[start:end], more)
+        whole = "\n".join([ctx.render(ctx.node.spec["text"]), *lines])
+        # After a notice (help, an answer that was not an option) the notice stands in for the
+        # question when both do not fit: the options and their numbers never move.
+        ctx.say(whole if not ctx.replies or ctx.fits(whole) else "\n".join(lines))
 
     def previous_page(self, ctx: Context) -> bool:
         """Back from a later page goes to the page before, not to the previous question."""
@@ -176,6 +242,13 @@ main_menu:
         ctx.scratch["page"] -= 1
         self._show(ctx)
         return True
+
+    def redisplay(self, ctx: Context) -> Outcome:
+        """Show the page the person was on again (after the help keyword)."""
+        if not self._options(ctx):
+            return self.enter(ctx)
+        self._show(ctx)
+        return Wait()
 
     def enter(self, ctx: Context) -> Outcome:
         ctx.scratch["page"] = 0

@@ -104,21 +104,22 @@ def test_bad_hours_are_refused_with_a_clear_error_and_nothing_saved(
     with db.transaction() as session:
         found = session.get(Service, sid)
         assert found is not None
-        assert directory.format_hours(found, "es") == "Lu-Vi 7-16"
+        assert directory.format_hours(found, "es") == "Lun-Vie 7-16"
         assert found.description is None
     assert audits("directory.service.update") == []
 
 
-def test_a_temporarily_closed_service_leaves_the_sms_search_until_reopened(
+def test_a_temporarily_closed_service_is_listed_with_its_notice_until_reopened(
     editor: Any, restore: None
 ) -> None:
     sid = service_id("Ebais Upala Centro")
 
-    def found_by_sms() -> bool:
+    def listed_by_sms() -> str:
         with db.transaction() as session:
-            return sid in [s.id for s in directory.search(session, "cr-upala", "health", "es")]
+            found = directory.search(session, "cr-upala", "health", "es")
+            return {s.id: directory.format_entry(s, "es") for s in found}.get(sid, "")
 
-    assert found_by_sms()
+    assert "Lun-Vie 7-16" in listed_by_sms()
     closed = ServiceStatus.TEMPORARILY_CLOSED.value
     no_alert = editor.post(
         f"/admin/directory/services/{sid}", data=service_form(editor, sid, status=closed)
@@ -130,13 +131,13 @@ def test_a_temporarily_closed_service_leaves_the_sms_search_until_reopened(
     )
     assert too_long.status_code == 400
     assert "at most 320 fit" in too_long.get_data(as_text=True)
-    assert found_by_sms()
+    assert "Cerrado" not in listed_by_sms()
     response = editor.post(
         f"/admin/directory/services/{sid}",
         data=service_form(editor, sid, status=closed, alert_text="Cerrado por lluvias"),
     )
     assert response.status_code == 302
-    assert not found_by_sms()
+    assert "Cerrado por ahora: Cerrado por lluvias" in listed_by_sms()  # the notice reaches people
     page = editor.get(f"/admin/directory/services/{sid}").get_data(as_text=True)
     assert "Temporarily closed" in page and "Cerrado por lluvias" in page
     (entry,) = audits("directory.service.update")
@@ -150,7 +151,7 @@ def test_a_temporarily_closed_service_leaves_the_sms_search_until_reopened(
         data=service_form(editor, sid, status="active", alert_text=""),
     )
     assert response.status_code == 302
-    assert found_by_sms()
+    assert "Lun-Vie 7-16" in listed_by_sms() and "Cerrado" not in listed_by_sms()
 
 
 def test_editing_phones_hours_and_municipalities(editor: Any, restore: None) -> None:
@@ -167,7 +168,7 @@ def test_editing_phones_hours_and_municipalities(editor: Any, restore: None) -> 
         found = session.get(Service, sid)
         assert found is not None
         assert [p.number for p in found.phones] == ["+506 0000 0103", "+506 0000 0199"]
-        assert directory.format_hours(found, "es") == "Ma,Ju 9-13 Sa 8-10"
+        assert directory.format_hours(found, "es") == "Mar y Jue 9-13. Sab 8-10"
         assert sid in [s.id for s in directory.search(session, "cr-los-chiles", "health", "es")]
         added = [link.location.name for link in found.locations]
         assert "Clinica Ejemplo, Los Chiles" in added

@@ -28,6 +28,11 @@ from flows.encoding import is_gsm7, sms_cost
         ("🆘" * 35, "UCS-2", 70, 1),  # outside the BMP: two UTF-16 units
         ("á" * 66 + "🆘" + "á" * 66, "UCS-2", 134, 3),  # a surrogate pair is never split
         ("`", "UCS-2", 1, 1),  # backtick is not in the GSM basic table
+        # Grapheme clusters move whole to the next part, as Twilio's segment calculator counts:
+        ("a" * 65 + "🇮🇹" + "b" * 64, "UCS-2", 133, 3),  # a flag: two surrogate pairs
+        ("a" * 66 + "e\u0301" + "b" * 66, "UCS-2", 134, 3),  # a letter and its combining accent
+        ("a" * 63 + "👩\u200d👩\u200d👧" + "b" * 60, "UCS-2", 131, 3),  # one family: 8 units
+        ("a" * 60 + "🇮🇹" + "b" * 60, "UCS-2", 124, 2),  # the flag fits whole in part 1
     ],
 )
 def test_cost(text: str, encoding: str, units: int, segments: int) -> None:

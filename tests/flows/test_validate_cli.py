@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
+from flask import Flask
+from sqlalchemy import delete
 
 from ruta.cli import main
+from ruta.db import db
+from ruta.models import Municipality
 
 BROKEN = Path(__file__).parent / "data" / "broken"
 
@@ -78,3 +83,29 @@ def test_a_kind_of_help_outside_the_taxonomy_is_an_error(tmp_path: Path) -> None
     assert code == 1
     assert "flow[ask_help] node[kind]: 'legal' is not a kind of help" in output
     assert "flow[ask_help] node[create]: 'danger' is not a kind of help" in output
+
+
+LONG_PLACE = (
+    "Santa María de los Ángeles del Río Ñuñoa, Cañón Grande de la Frontera Norte, Comarca "
+    "Indígena Ngäbe-Buglé del Distrito Occidental de Chiriquí, Panamá"
+)
+
+
+def test_the_database_directory_is_checked_and_a_place_that_breaks_a_menu_is_named(
+    app: Flask, monkeypatch: Any
+) -> None:
+    """Issue 13, test 2: `ruta flows validate` renders menus with the database's directory."""
+    for name in ("RUTA_SECRET_KEY", "RUTA_DATA_KEY", "DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(name, app.config[name])
+    code, output = run("flows", "validate")
+    assert code == 0, output  # the demo directory fits
+    with db.transaction() as session:
+        session.add(Municipality(code="pa-long", name=LONG_PLACE, country="PA"))
+    try:
+        code, output = run("flows", "validate")
+    finally:
+        with db.transaction() as session:
+            session.execute(delete(Municipality).where(Municipality.code == "pa-long"))
+    assert code == 1
+    assert LONG_PLACE in output
+    assert "node[municipality]" in output and "directory[PA]" in output

@@ -134,7 +134,7 @@ def test_stop_ends_all_subscriptions_and_start_does_not_bring_them_back(
     assert "no le enviaremos mas mensajes" in phone.text("BAJA")
     assert [(active, ended) for *_, active, ended in _subscriptions()] == [(False, True)] * 2
     assert phone.text("ALERTAS") == ""  # opted out: silence
-    assert "Bienvenida de nuevo" in phone.text("ALTA")
+    assert "Hola otra vez" in phone.text("ALTA")
     with db.transaction() as session:
         contact = find_contact(session, PERSON)
         assert contact is not None and contact.opted_out is False

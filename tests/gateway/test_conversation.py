@@ -43,7 +43,7 @@ def test_language_switch_mid_flow(phone: TwilioPhone) -> None:
     assert "Language: English" in switched
     assert "What kind of service" in switched and "1 Health" in switched
     services = phone.text("health")
-    assert "Ebais Upala Centro" in services and "Mo-Fr 7-16" in services
+    assert "Ebais Upala Centro" in services and "Mon-Fri 7-16" in services
     assert "Which municipality" not in phone.text("HELLO")  # main menu, in English
     assert "Find services" in phone.text("MENU")
 

@@ -34,7 +34,7 @@ def test_start_brings_the_contact_back(phone: TwilioPhone) -> None:
     phone.text("HOLA")
     phone.text("STOP")
     reply = phone.text("START")
-    assert "Bienvenida de nuevo" in reply and "1 Buscar servicios" in reply
+    assert "Hola otra vez" in reply and "1 Buscar servicios" in reply
     with db.transaction() as session:
         assert _person(session).opted_out is False
 
@@ -57,7 +57,7 @@ def test_stop_over_africastalking_queues_nothing_more(
     assert "ALTA" in fake_provider.messages()[-1]["body"]
     phone.post("ALTA")
     worker()
-    assert "Bienvenida" in fake_provider.messages()[-1]["body"]
+    assert "Hola otra vez" in fake_provider.messages()[-1]["body"]
 
 
 def test_a_queued_reply_is_not_sent_after_opt_out(

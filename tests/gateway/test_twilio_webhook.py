@@ -20,10 +20,12 @@ def test_find_a_service_in_upala(phone: TwilioPhone) -> None:
     assert "Salud" in categories
     number = next(line.split()[0] for line in categories.splitlines() if "Salud" in line)
     services = phone.text(number)
-    # Active health services of Upala with their phones; the temporarily closed one is left out.
+    # Health services of Upala with their phones; the temporarily closed one last, with its notice.
+    while "9 Mas" in services.splitlines()[-1]:
+        services += "\n" + phone.text("9")
     assert "Ebais Upala Centro" in services
     assert "Tel +506 0000 0102" in services
-    assert "Clinica temporal Upala Norte" not in services
+    assert "Clinica temporal Upala Norte" in services and "Cerrado por ahora" in services
     assert "Comedor" not in services  # another category
 
 
