@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 from rq import Worker
 from sqlalchemy import func, select
 
-from ruta import clock, metrics
-from ruta.db import db
+from ruta import clock, metrics, spool
+from ruta.db import db, deadline
 from ruta.models import Direction, Message, MessageStatus, OutboxEvent
 from workers.queues import queues
 
@@ -101,7 +101,13 @@ class RutaCollector(Collector):
             failed.add_metric([queue.name], queue.failed_job_registry.count)
         workers = GaugeMetricFamily("ruta_workers", "RQ workers registered in Redis")
         workers.add_metric([], Worker.count(connection=self.redis))
-        return iter((depth, failed, workers))
+        spooled = GaugeMetricFamily(
+            "ruta_spool_waiting",
+            "Inbound messages and reports kept in Redis while the database was away, not yet"
+            " processed",
+        )
+        spooled.add_metric([], spool.waiting(self.redis, self.prefix))
+        return iter((depth, failed, workers, spooled))
 
 
 def _counters(stored: Iterable[metrics.Stored]) -> Iterator[Metric]:
@@ -129,11 +135,16 @@ def _histograms(stored: Iterable[metrics.Stored]) -> Iterator[Metric]:
         yield family
 
 
+#: Seconds the scrape waits for the database's figures.
+SCRAPE_DATABASE_WITHIN = 2.0
+
+
 def _outbox(now: datetime) -> Iterator[Metric]:
     """The transactional outbox and the messages waiting for a worker, from the database."""
     database_up = GaugeMetricFamily("ruta_database_up", "1 when the database answered this scrape")
     try:
-        with db.transaction() as session:
+        # A hung database must not hang the scrape: it then says the database is down.
+        with deadline(SCRAPE_DATABASE_WITHIN), db.transaction() as session:
             events, oldest_event = session.execute(
                 select(func.count(OutboxEvent.id), func.min(OutboxEvent.created_at)).where(
                     OutboxEvent.dispatched_at.is_(None)
