@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,11 +57,15 @@ def make_engine(
         # Bounded on both sides: libpq gives up connecting (at least 2 s, its minimum) and the
         # server gives up statements and lock waits; the deadline below covers a connection
         # that stops answering altogether.
+        # connect_args replace the URL's own ``options`` (a search_path, say): keep both.
+        options = make_url(url).query.get("options") or ""
+        if not isinstance(options, str):
+            options = " ".join(options)
         kwargs.setdefault(
             "connect_args",
             {
                 "connect_timeout": max(2, int(timeout * 0.75)),
-                "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+                "options": f"{options} -c statement_timeout={millis} -c lock_timeout={millis}",
             },
         )
         kwargs.setdefault("pool_pre_ping", pre_ping)
