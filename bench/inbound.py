@@ -9,6 +9,10 @@ each reply before it sends the next message, as a person does.
 
     .venv/bin/python bench/inbound.py --concurrency 32 --duration 20
 
+Every reply of Ruta must be the flow's (walks that reach a wrong screen are counted and fail the
+run); beside throughput and latency it prints the web processes' and PostgreSQL's CPU ms and the
+database round trips per message over the measured window (bench/measure.py).
+
 Everything it starts is stopped at the end, also on errors and Ctrl-C. Only 127.0.0.1 is used.
 """
 
