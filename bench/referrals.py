@@ -44,10 +44,21 @@ from inbound import (
     HOST,
     REPO,
     VENV_BIN,
+    libpq_url,
     log,
     prepare_database,
     run_cli,
     ruta_environment,
+)
+from measure import (
+    Backends,
+    _stat,
+    cpu_seconds,
+    descendants_of,
+    hook_environment,
+    install,
+    machine_busy_seconds,
+    read_round_trips,
 )
 
 # Targets on the reference machine (2 cores), 2,000 cases, 2 workers.
@@ -143,42 +154,6 @@ class Process:
         self._log.close()
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
-
-
-def descendants_of(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None:
-                parents[int(entry.name)] = int(fields[1])
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
-    return found
-
-
-def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
-    """User + system CPU of a process, plus its reaped children and live descendants."""
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid, *descendants_of(pid)] if with_children else [pid]
-    total = 0
-    for each in pids:
-        fields = _stat(each)
-        if fields is not None:
-            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return total / tick
-
-
 def named_cpu_seconds(name: str) -> float:
     """CPU of every process called ``name`` (postgres, redis-server), reaped children included."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -194,45 +169,48 @@ def named_cpu_seconds(name: str) -> float:
     return total / tick
 
 
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the machine since boot, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    total = sum(values[:8])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (total - idle) / tick, total / tick
-
-
 @dataclass
 class CpuSnapshot:
     workers: float
     provider: float
     bench: float
-    postgres: float
+    postgres: float  # the backends connected to the benchmark's database
+    postgres_all: float  # every postgres process (other databases' work included)
     redis: float
     machine_busy: float
     machine_total: float
+    backends: dict[int, float]
+    worker_round_trips: int
+    bench_round_trips: int
 
     @classmethod
-    def take(cls, workers: list[Process], provider: Process) -> CpuSnapshot:
+    def take(
+        cls, workers: list[Process], provider: Process, backends: Backends, counts: Path
+    ) -> CpuSnapshot:
         times = os.times()
         busy, total = machine_busy_seconds()
         return cls(
             workers=sum(cpu_seconds(w.pid) for w in workers),
             provider=cpu_seconds(provider.pid),
             bench=times.user + times.system,
-            postgres=named_cpu_seconds("postgres"),
+            postgres=0.0,
+            postgres_all=named_cpu_seconds("postgres"),
             redis=named_cpu_seconds("redis-server"),
             machine_busy=busy,
             machine_total=total,
+            backends=backends.sample(),
+            worker_round_trips=read_round_trips(counts / "workers"),
+            bench_round_trips=read_round_trips(counts / "bench"),
         )
 
     def minus(self, earlier: CpuSnapshot) -> dict[str, float]:
         spent = {
             name: round(getattr(self, name) - getattr(earlier, name), 2)
             for name in self.__dataclass_fields__
+            if name != "backends"
         }
-        ours = ("workers", "provider", "bench", "postgres", "redis")
+        spent["postgres"] = round(Backends.spent(earlier.backends, self.backends), 2)
+        ours = ("workers", "provider", "bench", "postgres_all", "redis")
         # Other processes on the machine (a busy neighbour makes the figures unreliable).
         spent["other"] = round(max(0.0, spent["machine_busy"] - sum(spent[n] for n in ours)), 2)
         return spent
@@ -616,9 +594,10 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     busy = cpu["machine_busy"] / cpu["machine_total"] * 100 if cpu["machine_total"] else 0.0
     print(
         f"CPU s over {wall:.1f} s: workers {cpu['workers']:.2f} (work-horses, scheduler"
-        f" included), postgres {cpu['postgres']:.2f}, fake provider {cpu['provider']:.2f},"
-        f" bench {cpu['bench']:.2f}, redis {cpu['redis']:.2f}, anything else"
-        f" {cpu['other']:.2f}; machine {busy:.0f}% busy"
+        f" included), postgres {cpu['postgres']:.2f} (this database's backends;"
+        f" {cpu['postgres_all']:.2f} all postgres processes), fake provider"
+        f" {cpu['provider']:.2f}, bench {cpu['bench']:.2f}, redis {cpu['redis']:.2f},"
+        f" anything else {cpu['other']:.2f}; machine {busy:.0f}% busy"
     )
     if r["handed_over"]:
         per = 1000.0 / r["handed_over"]
@@ -626,6 +605,12 @@ def report(result: dict[str, Any], as_json: bool) -> None:
             f"CPU ms per case: workers {cpu['workers'] * per:.1f}, postgres"
             f" {cpu['postgres'] * per:.1f}, fake provider {cpu['provider'] * per:.1f},"
             f" bench {cpu['bench'] * per:.1f}, redis {cpu['redis'] * per:.1f}"
+        )
+        print(
+            f"round trips per case: workers {cpu['worker_round_trips'] * per / 1000:.1f},"
+            f" committing (bench) {cpu['bench_round_trips'] * per / 1000:.1f}"
+            " (statements + BEGIN + COMMIT/ROLLBACK, bench/measure.py; the workers' pool"
+            " pre-ping not counted)"
         )
     server = r["server"]
     print(
@@ -737,6 +722,11 @@ def main(argv: list[str] | None = None) -> int:
 
             os.environ.update(env)  # this process commits the burst with the same settings
             sys.path.insert(0, str(REPO))
+            counts = logs / "round-trips"
+            (counts / "bench").mkdir(parents=True)
+            install(counts / "bench")  # this process's own round trips (the burst's commits)
+            worker_env = hook_environment(env, counts / "workers")
+            backends = Backends(libpq_url(database_url))
             from sqlalchemy import text
 
             from app import create_app
@@ -751,13 +741,13 @@ def main(argv: list[str] | None = None) -> int:
             def start_workers() -> None:
                 for i in range(args.workers):
                     command = worker_command(args.worker_kind)
-                    workers.append(Process(f"worker-{i}", command, env, logs))
+                    workers.append(Process(f"worker-{i}", command, worker_env, logs))
                 wait_workers(workers, args.redis_url)
 
             if args.start_workers == "before":
                 start_workers()
                 log(f"{args.workers} workers ({args.worker_kind}) listening; committing ...")
-            cpu_start = CpuSnapshot.take(workers, provider)
+            cpu_start = CpuSnapshot.take(workers, provider, backends, counts)
             burst_started = time.time()
             deadline = time.monotonic() + args.timeout
             burst = commit_burst(app, args.cases)
@@ -769,7 +759,8 @@ def main(argv: list[str] | None = None) -> int:
                 start_workers()
                 cpu_start.workers -= sum(cpu_seconds(w.pid) for w in workers)  # their start-up
             delivery = wait_handed_over(burst, port, workers, deadline)
-            cpu = CpuSnapshot.take(workers, provider).minus(cpu_start)
+            cpu = CpuSnapshot.take(workers, provider, backends, counts).minus(cpu_start)
+            backends.close()
             state = server_side_state(app)
             result = summarise(args, burst, delivery, cpu, state, burst_started, counter.count)
             report(result, args.json)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -102,26 +104,16 @@ def _handle(
     session: Session, flows: FlowCache, message: InboundMessage, route: Route, now: datetime
 ) -> Handled:
     contact = contacts.lock_contact(session, message.sender, seen_at=now)
-    if message.provider_message_id:
+    inbound_id = _insert_inbound(session, message, contact.id)
+    if inbound_id is None:  # this provider id is already in the log: a redelivery
         earlier = session.scalar(
             select(Message).where(
                 Message.channel == message.channel,
                 Message.provider_message_id == message.provider_message_id,
             )
         )
-        if earlier is not None:
-            return _replay(session, earlier)
-    inbound = Message(
-        direction=Direction.INBOUND.value,
-        channel=message.channel,
-        provider_message_id=message.provider_message_id,
-        contact_id=contact.id,
-        body=message.text,
-        status=MessageStatus.RECEIVED.value,
-        created_at=message.received_at,
-    )
-    session.add(inbound)
-    session.flush()
+        assert earlier is not None
+        return _replay(session, earlier)
 
     special: tuple[str, Work] | None = None
     about_case_id: int | None = None
@@ -164,7 +156,7 @@ def _handle(
             ).value,
             segments=cost.segments,
             encoding=cost.encoding,
-            in_reply_to_id=inbound.id,
+            in_reply_to_id=inbound_id,
             purpose=purpose.value,
             about_case_id=about_case_id,
         )
@@ -175,11 +167,35 @@ def _handle(
     log.info(
         "inbound handled: channel=%s message=%s contact=%s events=%s",
         message.channel,
-        inbound.id,
+        inbound_id,
         contact.id,
         ",".join(e.kind for e in result.events) if result else "command",
     )
     return Handled(reply, work, result=result)
+
+
+def _insert_inbound(session: Session, message: InboundMessage, contact_id: int) -> int | None:
+    """Log the inbound message and return its id, or None if its provider id is already
+    logged: the insert is the dedupe (``ON CONFLICT DO NOTHING`` on the unique
+    ``(channel, provider_message_id)``), one round trip for a new message instead of a lookup
+    and an insert. A message without a provider id never conflicts (NULLs are distinct)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(Message)
+        .values(
+            direction=Direction.INBOUND.value,
+            channel=message.channel,
+            provider_message_id=message.provider_message_id,
+            contact_id=contact_id,
+            body=message.text,
+            status=MessageStatus.RECEIVED.value,
+            created_at=message.received_at,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
+        .returning(Message.id)
+    )
+    return session.scalar(statement)
 
 
 def _in_conversation(
