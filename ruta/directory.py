@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from flows.services import CaseRequest, Choice, OpenRequest, Routing
-from ruta import cases, referrals, routing, taxonomy
+from ruta import cases, questions, referrals, routing, taxonomy
 from ruta import policy as policies
 from ruta.models import (
     Category,
@@ -325,11 +325,13 @@ class DatabaseServices:
 
     # questions for a human
 
-    def ask_question(self, text: str, language: str) -> None:
+    def ask_question(self, text: str, language: str) -> str:
+        reference = questions.new_reference(self.session)
         if self.contact_id is None:  # a flow example: no contact, nothing stored
-            return
+            return reference
         self.session.add(
             Question(
+                reference=reference,
                 contact_id=self.contact_id,
                 channel=self.channel,
                 language=language,
@@ -338,6 +340,7 @@ class DatabaseServices:
                 created_at=self.now,
             )
         )
+        return reference
 
     def subscribe(self, municipality: str, topic: str, language: str) -> bool:
         place = self.session.scalar(select(Municipality).where(Municipality.code == municipality))

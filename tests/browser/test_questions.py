@@ -39,7 +39,8 @@ def test_a_coordinator_answers_a_question(page: Any, accounts: dict[str, str]) -
         answered = session.get(Question, question_id)
         assert answered is not None and answered.status == "answered"
         sent = session.get(Message, answered.answer_message_id)
-        assert sent is not None and sent.body == ANSWER and sent.status == "queued"
+        assert sent is not None and sent.status == "queued"
+        assert sent.body == f"Ruta: respuesta a su pregunta {answered.reference}: {ANSWER}"
 
 
 def test_figures_page(page: Any, accounts: dict[str, str]) -> None:
