@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruta import contacts
+from ruta import contacts, questions
 from ruta.db import db
 from ruta.models import Message, Question
 from tests.browser.conftest import log_in, shot
@@ -17,7 +17,12 @@ def test_a_coordinator_answers_a_question(page: Any, accounts: dict[str, str]) -
     with db.transaction() as session:
         person = contacts.lock_contact(session, "+50688007766")
         question = Question(
-            contact_id=person.id, channel="twilio", language="es", country="CR", text=WORDS
+            reference=questions.new_reference(session),
+            contact_id=person.id,
+            channel="twilio",
+            language="es",
+            country="CR",
+            text=WORDS,
         )
         session.add(question)
         session.flush()
