@@ -64,11 +64,13 @@ def _audience_size(session: Any, broadcast: Broadcast) -> int:
 
 
 def preview(texts: dict[str, str], audience: int) -> list[dict[str, Any]]:
-    """Each language's text with its length, encoding, segments and the cost if everyone in the
-    audience got that language (an upper bound when there are several)."""
+    """Each language's text as sent (with its stop line) with its length, encoding, segments and
+    the cost if everyone in the audience got that language (an upper bound when there are
+    several)."""
     price = float(current_app.config.get("RUTA_SMS_PRICE_PER_SEGMENT", 0.0))
     rows = []
-    for language, text in texts.items():
+    for language, written in texts.items():
+        text = broadcasts.with_stop_line(written, language)  # what is really sent
         cost = sms_cost(text)
         rows.append(
             {

@@ -2,11 +2,12 @@
 
 Search services (by name, municipality, category, status); create and edit services (organisation,
 category, status with the alert text of a temporary closure, phones, hours, municipalities),
-organisations, their locations and the category names per language. Import CSV or HSDS 3 JSON in
-two steps: a dry run that writes nothing and lists what would be added, changed and refused, then
-applying exactly that (the upload waits in Redis under a token; the dry run is made again on
-apply and applying is refused if it differs). Export both formats. Every change is audited in the
-transaction that makes it.
+organisations, their locations, municipalities' names and the category names per language; after
+a save, a warning names each screen the directory now pushes over budget (the save stands). Import
+CSV or HSDS 3 JSON in two steps: a dry run that writes nothing and lists what would be added,
+changed and refused, then applying exactly that (the upload waits in Redis under a token; the
+dry run is made again on apply and applying is refused if it differs). Export both formats. Every
+change is audited in the transaction that makes it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from admin.audit import audit
 from admin.permissions import requires
 from ruta import directory_io as io
 from ruta.db import db
-from ruta.directory import format_hours, full_service_loading
+from ruta.directory import budget_warnings, format_hours, full_service_loading
 from ruta.models import (
     Category,
     Location,
@@ -57,6 +58,30 @@ IMPORT_MAX_BYTES = 2 * 1024 * 1024
 MAX_RESULTS = 300
 MAX_CATEGORY_NAME = 60
 STATUSES = [s.value for s in ServiceStatus]
+#: Budget warnings shown after a save (the rest are counted).
+MAX_WARNINGS = 3
+
+
+def _warn_over_budget() -> None:
+    """After a save: flash a warning for each screen the directory now pushes over budget (a
+    long name or listing), naming the screen and its longest line; the save stands. The check is
+    ``ruta flows validate``'s over the published flows and the database's directory."""
+    from admin.flows import _budgets
+
+    try:
+        with db.transaction() as session:
+            library = current_app.extensions["ruta.flows"].engine(session).library
+            found = budget_warnings(session, library, _budgets())
+    except Exception:  # a check that cannot run must not hide the save
+        current_app.logger.exception("directory budget check failed")
+        flash("Warning: the screens could not be checked; run `ruta flows validate`.")
+        return
+    for issue in found[:MAX_WARNINGS]:
+        flash(
+            f"Warning: a screen is now too long for people's phones: {issue.path}: {issue.message}"
+        )
+    if len(found) > MAX_WARNINGS:
+        flash(f"Warning: {len(found) - MAX_WARNINGS} more screens too long (ruta flows validate).")
 
 
 @bp.url_value_preprocessor
@@ -243,6 +268,8 @@ def service_save(service_id: int) -> ResponseReturnValue:
                 changes=_changes_detail(changes),
             )
     flash("Saved." if changes else "No changes.")
+    if changes:
+        _warn_over_budget()
     return redirect(url_for(".service", service_id=service_id))
 
 
@@ -278,6 +305,7 @@ def service_create() -> ResponseReturnValue:
         )
         service_id = created.id
     flash("Service added.")
+    _warn_over_budget()
     return redirect(url_for(".service", service_id=service_id))
 
 
@@ -346,6 +374,7 @@ def organization_create() -> ResponseReturnValue:
         )
         organization_id = created.id
     flash("Organisation added.")
+    _warn_over_budget()
     return redirect(url_for(".organization", organization_id=organization_id))
 
 
@@ -423,6 +452,8 @@ def organization_save(organization_id: int) -> ResponseReturnValue:
                 changes=_changes_detail(changes),
             )
     flash("Saved." if changes else "No changes.")
+    if changes:
+        _warn_over_budget()
     return redirect(url_for(".organization", organization_id=organization_id))
 
 
@@ -475,6 +506,7 @@ def location_create(organization_id: int) -> ResponseReturnValue:
         )
         location_id = created.id
     flash("Location added.")
+    _warn_over_budget()
     return redirect(url_for(".location", location_id=location_id))
 
 
@@ -543,7 +575,71 @@ def location_save(location_id: int) -> ResponseReturnValue:
                 setattr(found, name, value)
             audit(session, "directory.location.update", "location", found.id, changes=changes)
     flash("Saved." if changes else "No changes.")
+    if changes:
+        _warn_over_budget()
     return redirect(url_for(".location", location_id=location_id))
+
+
+# --- municipalities -------------------------------------------------------------------------
+
+MAX_MUNICIPALITY_NAME = 120
+
+
+@bp.get("/municipalities")
+@requires("directory.view")
+def municipalities() -> ResponseReturnValue:
+    with db.transaction() as session:
+        rows = list(
+            session.scalars(select(Municipality).order_by(Municipality.country, Municipality.name))
+        )
+        return render_template("admin/directory_municipalities.html", municipalities=rows)
+
+
+def _render_municipality(
+    found: Municipality, form: dict[str, str], errors: dict[str, str], status: int = 200
+) -> ResponseReturnValue:
+    page = render_template(
+        "admin/directory_municipality.html", municipality=found, form=form, errors=errors
+    )
+    return page, status
+
+
+@bp.get("/municipalities/<int:municipality_id>")
+@requires("directory.view")
+def municipality(municipality_id: int) -> ResponseReturnValue:
+    with db.transaction() as session:
+        found = session.get(Municipality, municipality_id)
+        if found is None:
+            abort(404)
+        return _render_municipality(found, {"name": found.name}, {})
+
+
+@bp.post("/municipalities/<int:municipality_id>")
+@requires("directory.edit")
+def municipality_save(municipality_id: int) -> ResponseReturnValue:
+    """Rename a municipality (its code, which imports and routing use, stays)."""
+    form = {"name": " ".join(request.form.get("name", "").split())}
+    with db.transaction() as session:
+        found = session.get(Municipality, municipality_id)
+        if found is None:
+            abort(404)
+        if not form["name"] or len(form["name"]) > MAX_MUNICIPALITY_NAME:
+            errors = {"name": f"a name of 1 to {MAX_MUNICIPALITY_NAME} characters"}
+            return _render_municipality(found, form, errors, 400)
+        changes = {"name": [found.name, form["name"]]} if found.name != form["name"] else {}
+        if changes:
+            found.name = form["name"]
+            audit(
+                session,
+                "directory.municipality.update",
+                "municipality",
+                found.id,
+                changes=changes,
+            )
+    flash("Saved." if changes else "No changes.")
+    if changes:
+        _warn_over_budget()
+    return redirect(url_for(".municipality", municipality_id=municipality_id))
 
 
 # --- categories -----------------------------------------------------------------------------
@@ -764,6 +860,7 @@ def import_apply() -> ResponseReturnValue:
         f"{plan_counts[io.CHANGED]} changed, {plan_counts[io.UNCHANGED]} unchanged, "
         f"{plan_counts[io.REFUSED]} refused (not imported)."
     )
+    _warn_over_budget()
     return redirect(url_for(".index"))
 
 

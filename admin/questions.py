@@ -49,14 +49,20 @@ def index() -> ResponseReturnValue:
     status = request.args.get("status", QuestionStatus.OPEN.value)
     if status not in {s.value for s in QuestionStatus}:
         status = QuestionStatus.OPEN.value
-    query = _visible(current_user).where(Question.status == status)
+    reference = request.args.get("q", "").strip().upper()[:8]
+    query = _visible(current_user)
+    if reference:  # a reference the person quotes finds their question whatever its status
+        query = query.where(Question.reference == reference)
+    else:
+        query = query.where(Question.status == status)
     with db.transaction() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         found = list(session.scalars(query.order_by(Question.created_at).limit(PAGE_SIZE)))
-        rows = [(q.id, q.created_at, q.country, q.language, q.channel) for q in found]
+        rows = [(q.id, q.reference, q.created_at, q.country, q.language, q.channel) for q in found]
     return render_template(
         "admin/questions_index.html",
         rows=rows,
+        reference=reference,
         status=status,
         statuses=[s.value for s in QuestionStatus],
         total=total,
@@ -70,11 +76,14 @@ def view(question_id: int) -> ResponseReturnValue:
         question = _question_or_404(session, question_id)
         audit(session, "question.view", "question", question.id)
         segments = int(current_app.config["RUTA_SMS_MAX_SEGMENTS"])
+        prefix = questions.answer_text(question, "")
         page = render_template(
             "admin/questions_view.html",
             question=question,
+            prefix=prefix,
             max_segments=segments,
-            plain_letters=160 if segments == 1 else 153 * segments,  # GSM-7, concatenated
+            # GSM-7 letters left after the prefix (160 alone, 153 a part when concatenated)
+            plain_letters=(160 if segments == 1 else 153 * segments) - len(prefix),
         )
     response = current_app.make_response(page)
     response.headers["Cache-Control"] = "no-store"  # the person's words are on this page

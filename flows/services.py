@@ -108,6 +108,7 @@ class Services(Protocol):
         """End one subscription (a value from ``subscriptions``) or ``"all"``; how many ended."""
         ...
 
-    def ask_question(self, text: str, language: str) -> None:
-        """Leave the person's question for a human, who answers by SMS from the admin."""
+    def ask_question(self, text: str, language: str) -> str:
+        """Leave the person's question for a human, who answers by SMS from the admin; its
+        reference, which the answer will name."""
         ...

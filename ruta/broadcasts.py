@@ -55,6 +55,7 @@ __all__ = [
     "start",
     "stuck_claims",
     "text_for",
+    "with_stop_line",
 ]
 
 #: Statuses from which a broadcast can still start sending.
@@ -81,9 +82,27 @@ def default_language(broadcast: Broadcast) -> str:
     return "es" if "es" in available else available[0]
 
 
+#: The last line of every broadcast, in the language of its text: how to stop receiving them.
+#: The opt-out keywords (settings.yaml) stop every message, alerts included, which is what the
+#: line says; the admin's preview counts it.
+STOP_LINE = {
+    "es": "Para no recibir mas: BAJA",
+    "en": "To receive no more: STOP",
+}
+
+
+def with_stop_line(text: str, language: str) -> str:
+    """``text`` as sent: followed by the stop line of its language (Spanish's otherwise)."""
+    return f"{text}\n{STOP_LINE.get(language, STOP_LINE['es'])}"
+
+
 def text_for(broadcast: Broadcast, language: str) -> str:
+    """What a subscriber reading ``language`` receives: that text, or the default one, with the
+    stop line of the text's own language."""
     texts = broadcast.texts or {}
-    return texts.get(language) or texts[default_language(broadcast)]
+    if not texts.get(language):
+        language = default_language(broadcast)
+    return with_stop_line(texts[language], language)
 
 
 def recipients_query(

@@ -218,10 +218,9 @@ def _directories(session_scope: contextlib.ExitStack) -> list[Any]:
     from sqlalchemy import inspect, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from flows.validate import Directory
     from ruta.config import from_environment
     from ruta.db import db as database
-    from ruta.directory import DatabaseServices
+    from ruta.directory import directory_views
     from ruta.models import Municipality
 
     url = str(from_environment()["DATABASE_URL"])
@@ -237,12 +236,7 @@ def _directories(session_scope: contextlib.ExitStack) -> list[Any]:
         click.echo(f"(no directory checked: {exc.__class__.__name__})", err=True)
         return []
     click.echo(f"(menus checked with the directory of {len(countries)} countries)", err=True)
-    return [Directory("", DatabaseServices(session, channel="validate", contact_id=None))] + [
-        Directory(
-            country, DatabaseServices(session, channel="validate", contact_id=None, country=country)
-        )
-        for country in countries
-    ]
+    return directory_views(session)
 
 
 @flows.command("validate", help="Check every flow; exit 1 on any error.")

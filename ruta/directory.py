@@ -9,8 +9,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from flows.context import Budget
+from flows.model import Issue, Library
 from flows.services import CaseRequest, Choice, OpenRequest, Routing
-from ruta import cases, referrals, routing, taxonomy
+from flows.validate import Directory, validate_library
+from ruta import cases, questions, referrals, routing, taxonomy
 from ruta import policy as policies
 from ruta.models import (
     Category,
@@ -325,11 +328,13 @@ class DatabaseServices:
 
     # questions for a human
 
-    def ask_question(self, text: str, language: str) -> None:
+    def ask_question(self, text: str, language: str) -> str:
+        reference = questions.new_reference(self.session)
         if self.contact_id is None:  # a flow example: no contact, nothing stored
-            return
+            return reference
         self.session.add(
             Question(
+                reference=reference,
                 contact_id=self.contact_id,
                 channel=self.channel,
                 language=language,
@@ -338,6 +343,7 @@ class DatabaseServices:
                 created_at=self.now,
             )
         )
+        return reference
 
     def subscribe(self, municipality: str, topic: str, language: str) -> bool:
         place = self.session.scalar(select(Municipality).where(Municipality.code == municipality))
@@ -411,3 +417,23 @@ class DatabaseServices:
             return 0
         sub.active, sub.ended_at = False, self.now
         return 1
+
+
+def directory_views(session: Session) -> list[Directory]:
+    """The directory as the validator renders menus with it: all places, then each country's
+    people's view (their places first)."""
+    countries = sorted(set(session.scalars(select(Municipality.country))))
+    return [Directory("", DatabaseServices(session, channel="validate", contact_id=None))] + [
+        Directory(
+            country, DatabaseServices(session, channel="validate", contact_id=None, country=country)
+        )
+        for country in countries
+    ]
+
+
+def budget_warnings(session: Session, library: Library, budgets: list[Budget]) -> list[Issue]:
+    """What the directory in the database breaks: the validator's issues with the directory's
+    menus rendered, less those the flows have without it (a flow's own fault, not a name's)."""
+    without = {str(i) for i in validate_library(library, budgets)}
+    found = validate_library(library, budgets, directory_views(session))
+    return [i for i in found if i.error and str(i) not in without]

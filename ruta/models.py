@@ -594,8 +594,11 @@ class Question(Base):
     """A question a person sent for a human to answer by SMS (DOMAIN.md, journey 6)."""
 
     __tablename__ = "questions"
+    __table_args__ = (UniqueConstraint("reference", name="uq_questions_reference"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: Told to the person and named in the answer ("Q7K2P"); not personal: erasure deletes the row.
+    reference: Mapped[str] = mapped_column(String(8))
     contact_id: Mapped[int] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), index=True
     )

@@ -4,11 +4,14 @@ and dropped at send time if the person has opted out since."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flows.encoding import sms_cost
+from ruta.cases import REFERENCE_ALPHABET
 from ruta.models import (
     Contact,
     Direction,
@@ -20,7 +23,29 @@ from ruta.models import (
 )
 from ruta.referrals import Work
 
-__all__ = ["Refused", "answer", "close"]
+__all__ = ["Refused", "answer", "answer_text", "close", "new_reference"]
+
+#: What the answer starts with, per language (the question's language; Spanish otherwise): the
+#: person knows it is from Ruta and which question it answers, on a phone others may read.
+ANSWER_PREFIX = {
+    "es": "Ruta: respuesta a su pregunta {reference}: ",
+    "en": "Ruta: answer to your question {reference}: ",
+}
+
+
+def new_reference(session: Session) -> str:
+    """A reference no question has yet: "Q" and four keypad-safe letters (as cases' references,
+    which never need to be told apart from these: a focal point only ever sees a case's)."""
+    while True:
+        reference = "Q" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(4))
+        if session.scalar(select(Question.id).where(Question.reference == reference)) is None:
+            return reference
+
+
+def answer_text(question: Question, text: str) -> str:
+    """The SMS the person receives: the prefix naming the question, then the answer."""
+    prefix = ANSWER_PREFIX.get(question.language, ANSWER_PREFIX["es"])
+    return prefix.format(reference=question.reference) + text.strip()
 
 
 class Refused(Exception):
@@ -43,7 +68,8 @@ def answer(
         raise Refused("this question is no longer open")
     if not text:
         raise Refused("the answer is empty")
-    cost = sms_cost(text)
+    body = answer_text(question, text)
+    cost = sms_cost(body)  # what is really sent, prefix included
     if cost.segments > max_segments:
         raise Refused(
             f"the answer takes {cost.segments} SMS ({cost.encoding}); at most {max_segments}"
@@ -55,7 +81,7 @@ def answer(
         direction=Direction.OUTBOUND.value,
         channel=channel,
         contact_id=person.id,
-        body=text,
+        body=body,
         status=MessageStatus.QUEUED.value,
         purpose=MessagePurpose.ANSWER.value,
         segments=cost.segments,

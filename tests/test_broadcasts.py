@@ -35,6 +35,9 @@ from workers.broadcast_jobs import resume_broadcasts, send_batch, start_broadcas
 
 ES = "Ruta: la unidad movil visita Upala el jueves de 8 a 14."
 EN = "Ruta: the mobile unit visits Upala on Thursday, 8 to 14."
+#: As received: each ends with how to stop, in its own language.
+SENT_ES = ES + "\nPara no recibir mas: BAJA"
+SENT_EN = EN + "\nTo receive no more: STOP"
 #: 12:00 in Costa Rica (UTC-6, no daylight saving time).
 CR_NOON = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 
@@ -172,8 +175,8 @@ def test_every_subscriber_gets_one_message_in_their_language(
     start_broadcast(broadcast_id)
     worker()
     got = received(fake_provider, spanish + english + numbers(1, start=200))
-    assert all(got[n] == [ES] for n in [*spanish, *numbers(1, start=200)])
-    assert all(got[n] == [EN] for n in english)
+    assert all(got[n] == [SENT_ES] for n in [*spanish, *numbers(1, start=200)])
+    assert all(got[n] == [SENT_EN] for n in english)
     assert status_of(broadcast_id) == "done"
     counts = progress(broadcast_id)
     assert counts["sent"] == 6 and counts["total"] == 6
@@ -202,7 +205,7 @@ def test_opt_outs_never_receive_also_mid_broadcast(
     worker()
     got = received(fake_provider, phones)
     assert got[phones[3]] == [] and got[phones[5]] == []
-    assert all(got[n] == [ES] for n in phones[:3] + phones[4:5])
+    assert all(got[n] == [SENT_ES] for n in phones[:3] + phones[4:5])
     counts = progress(broadcast_id)
     assert counts["sent"] == 4 and counts["skipped"] == 1
     assert status_of(broadcast_id) == "done"
@@ -352,8 +355,8 @@ def test_africastalking_sends_many_recipients_per_call(
     assert len(sent) == 9 and fake_provider.messages("twilio") == []
     assert broadcast_jobs.bulk_sender().calls - calls_before == 2  # one call per language
     got = received(fake_provider, spanish + english)
-    assert all(got[n] == [ES] for n in spanish if n != spanish[2])
-    assert all(got[n] == [EN] for n in english)
+    assert all(got[n] == [SENT_ES] for n in spanish if n != spanish[2])
+    assert all(got[n] == [SENT_EN] for n in english)
     with db.transaction() as session:
         failed = session.execute(
             select(BroadcastRecipient.status, BroadcastRecipient.error_code).where(
@@ -450,7 +453,7 @@ def test_worker_killed_mid_batch_resumes_with_no_duplicate_and_no_gap(
     assert resumed["broadcast_rows_reset"] == 1  # the 3rd was never sent
     worker()
     got = received(fake_provider, phones)
-    assert all(got[n] == [ES] for n in phones)  # no duplicate, no gap
+    assert all(got[n] == [SENT_ES] for n in phones)  # no duplicate, no gap
     assert status_of(broadcast_id) == "done"
     assert progress(broadcast_id)["sent"] == 6
     clock.now += timedelta(minutes=3)
@@ -660,7 +663,7 @@ def test_africastalking_worker_killed_mid_call_resumes_from_delivery_reports(
     resume_broadcasts()
     worker()
     got = received(fake_provider, phones)
-    assert all(got[n] == [ES] for n in phones)  # no duplicate, no gap
+    assert all(got[n] == [SENT_ES] for n in phones)  # no duplicate, no gap
     assert status_of(broadcast_id) == "done"
 
 

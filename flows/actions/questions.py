@@ -6,11 +6,11 @@ from flows.actions import ActionResult, action
 from flows.context import Context
 
 
-@action("ask_question", outcomes=("ok", "empty"), args=("text",))
+@action("ask_question", sets=("reference",), outcomes=("ok", "empty"), args=("text",))
 def ask_question(ctx: Context, args: dict[str, str]) -> ActionResult:
     text = args["text"].strip()
     if not text:
-        return ActionResult(outcome="empty")
-    ctx.services.ask_question(text, ctx.language)
+        return ActionResult(outcome="empty", variables={"reference": ""})
+    reference = ctx.services.ask_question(text, ctx.language)
     ctx.emit("question_asked")
-    return ActionResult()
+    return ActionResult(variables={"reference": reference})

@@ -22,6 +22,7 @@ SAMPLES = {
     "service_id": "1",
     "organization_id": "1",
     "location_id": "1",
+    "municipality_id": "1",
     "focal_point_id": "1",
     "chain_id": "1",
     "agreement_id": "1",
@@ -65,7 +66,7 @@ def test_anonymous_users_never_get_a_page(app: Flask, client: Any) -> None:
 def _case_samples(sample_case: dict[str, Any]) -> None:
     from sqlalchemy import select
 
-    from ruta import contacts
+    from ruta import contacts, questions
     from ruta.db import db
     from ruta.models import Broadcast, DataSharingAgreement, Municipality, Question
 
@@ -87,7 +88,12 @@ def _case_samples(sample_case: dict[str, Any]) -> None:
         )
         person = contacts.lock_contact(session, "+50688009999")
         question = Question(
-            contact_id=person.id, channel="twilio", language="es", country="CR", text="?"
+            reference=questions.new_reference(session),
+            contact_id=person.id,
+            channel="twilio",
+            language="es",
+            country="CR",
+            text="?",
         )
         session.add_all([broadcast, question])
         session.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +27,9 @@ def midday_in_costa_rica(app: Flask) -> None:
     app.extensions["ruta.clock"] = Clock(datetime(2026, 11, 24, 18, 0, tzinfo=UTC))
 
 
-def subscribe(numbers: tuple[str, ...] = SUBSCRIBERS, place: str = "cr-upala") -> None:
+def subscribe(
+    numbers: tuple[str, ...] = SUBSCRIBERS, place: str = "cr-upala", language: str = "es"
+) -> None:
     now = utcnow()
     with db.transaction() as session:
         municipality = session.scalar(select(Municipality.id).where(Municipality.code == place))
@@ -38,7 +41,7 @@ def subscribe(numbers: tuple[str, ...] = SUBSCRIBERS, place: str = "cr-upala") -
                     contact_id=person.id,
                     municipality_id=municipality,
                     topic="general",
-                    language="es",
+                    language=language,
                 )
             )
 
@@ -95,6 +98,45 @@ def test_preview_send_and_progress(
     assert all("unidad movil" in m["body"] for m in sent)
     progress = client.get(f"/admin/broadcasts/{broadcast.id}/progress").get_json()
     assert progress["counts"].get("sent") == 3 and progress["status"] == "done"
+
+
+def preview_row(page: str, language: str) -> list[str]:
+    row = re.search(rf'<tr data-language="{language}">(.*?)</tr>', page, re.S)
+    assert row, f"no preview row for {language}"
+    return re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
+
+
+def test_every_broadcast_ends_with_how_to_stop_it_counted_in_the_preview(
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    spanish, english = SUBSCRIBERS[:2], SUBSCRIBERS[2:]
+    subscribe(spanish)
+    subscribe(english, language="en")
+    text_es = "La unidad movil de registro visita Upala el jueves de 8 a 14. Traiga un documento."
+    text_es = (text_es + " Es gratis." * 10)[:150]  # one SMS alone (GSM-7, 160); two with the line
+    text_en = "The mobile registration unit visits Upala on Thursday from 8 to 14."
+    login(client, accounts["admin"])
+    assert create(client, text_es=text_es, text_en=text_en).status_code == 302
+    broadcast = latest()
+    page = client.get(f"/admin/broadcasts/{broadcast.id}").get_data(as_text=True)
+    es_line, en_line = "Para no recibir mas: BAJA", "To receive no more: STOP"
+    _, shown, chars, encoding, segments, cost = preview_row(page, "es")
+    assert shown.endswith(es_line) and int(chars) == len(text_es) + 1 + len(es_line)
+    assert (encoding, segments) == ("GSM-7", "2")
+    assert cost.startswith("0.04")  # 3 recipients x 2 segments x 0.0075, rounded
+    _, shown, chars, _, segments, _ = preview_row(page, "en")
+    assert shown.endswith(en_line) and int(chars) == len(text_en) + 1 + len(en_line)
+    assert segments == "1"
+
+    assert post(client, f"/admin/broadcasts/{broadcast.id}/send").status_code == 302
+    worker()
+    sent = {m["to"]: m["body"] for m in fake_provider.messages() if m["to"] in SUBSCRIBERS}
+    assert sorted(sent) == sorted(SUBSCRIBERS)
+    assert all(sent[n] == f"{text_es}\n{es_line}" for n in spanish)
+    assert all(sent[n] == f"{text_en}\n{en_line}" for n in english)
 
 
 def test_a_big_broadcast_needs_someone_else_to_approve(

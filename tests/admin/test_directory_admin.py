@@ -416,3 +416,44 @@ def test_a_post_without_a_csrf_token_is_refused(editor: Any, restore: None) -> N
     with db.transaction() as session:
         found = session.get(Service, sid)
         assert found is not None and found.status == "active"
+
+
+def test_a_name_that_pushes_a_screen_over_budget_is_saved_with_a_warning(
+    editor: Any, restore: None
+) -> None:
+    from ruta.models import Municipality
+
+    with db.transaction() as session:
+        escazu = session.scalar(select(Municipality).where(Municipality.code == "cr-escazu"))
+        assert escazu is not None
+        mid, name = escazu.id, escazu.name
+    url = f"/admin/directory/municipalities/{mid}"
+    long = (  # 120 characters, the most a name holds
+        "San José de la Montaña de los Ángeles del Río Frío, Cañón Grande de la Frontera "
+        "Norte y la Alajuelita Oriental de Escazú"
+    )
+    assert len(long) == 120
+    try:
+        normal = editor.post(
+            url,
+            data={"csrf_token": token_of(editor, url), "name": "Escazú Centro"},
+            follow_redirects=True,
+        ).get_data(as_text=True)
+        assert "Saved." in normal and "too long" not in normal and "Escazú Centro" in normal
+        warned = editor.post(
+            url, data={"csrf_token": token_of(editor, url), "name": long}, follow_redirects=True
+        ).get_data(as_text=True)
+        text = html.unescape(warned)
+        assert "Saved." in text  # the warning never refuses the save
+        [warning] = re.findall(r"Warning: (.*?)</", text, re.S)[:1]
+        assert "too long" in warning and "node[municipality] lang[" in warning  # the screen
+        assert long in warning  # and the text that breaks it
+        with db.transaction() as session:
+            saved = session.get(Municipality, mid)
+            assert saved is not None and saved.name == long
+        assert audits("directory.municipality.update")
+    finally:
+        with db.transaction() as session:
+            back = session.get(Municipality, mid)
+            assert back is not None
+            back.name = name

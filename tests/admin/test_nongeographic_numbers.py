@@ -32,7 +32,7 @@ def test_a_question_from_a_nongeographic_number_is_kept_and_answered(
     assert "Recibimos su pregunta" in phone.text(ASKED)
     with db.transaction() as session:
         [question] = session.scalars(select(Question))
-        question_id, country = question.id, question.country
+        question_id, country, reference = question.id, question.country, question.reference
     assert country is None  # "001" is no country; it does not fit an ISO code either
 
     login(client, accounts["admin"])
@@ -47,4 +47,5 @@ def test_a_question_from_a_nongeographic_number_is_kept_and_answered(
     )
     assert response.status_code == 302
     worker()
-    assert [m["body"] for m in fake_provider.messages() if m["to"] == number] == [ANSWER]
+    sent = [m["body"] for m in fake_provider.messages() if m["to"] == number]
+    assert sent == [f"Ruta: respuesta a su pregunta {reference}: {ANSWER}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,13 @@ def ask(client: Any, number: str = PERSON, words: str = ASKED) -> int:
         found = session.scalars(select(Question.id).order_by(Question.id.desc())).first()
         assert found is not None
         return found
+
+
+def reference_of(question_id: int) -> str:
+    with db.transaction() as session:
+        found = session.get(Question, question_id)
+        assert found is not None
+        return found.reference
 
 
 def post(client: Any, url: str, **form: str) -> Any:
@@ -75,7 +83,7 @@ def test_a_question_is_answered_by_sms_from_the_admin(
     assert audited("question.answer") == 1
     worker()
     [sent] = [m for m in fake_provider.messages() if m["to"] == PERSON]
-    assert sent["body"] == ANSWER
+    assert sent["body"] == f"Ruta: respuesta a su pregunta {reference_of(question_id)}: {ANSWER}"
     again = post(client, f"/admin/questions/{question_id}/answer", answer="otra vez")
     assert "no longer open" in client.get(again.headers["Location"]).get_data(as_text=True)
     worker()
@@ -106,6 +114,11 @@ def test_answers_too_long_or_to_someone_who_stopped_are_refused_with_the_reason(
     page = client.get(long.headers["Location"]).get_data(as_text=True)
     assert "takes 4 SMS" in page and "at most 2" in page
     assert status_of(question_id) == "open"
+    # 300 letters fit 2 SMS alone, not with "Ruta: respuesta a su pregunta Q7K2P: " before them
+    tight = post(client, f"/admin/questions/{question_id}/answer", answer="a" * 300)
+    page = client.get(tight.headers["Location"]).get_data(as_text=True)
+    assert "takes 3 SMS" in page and "at most 2" in page
+    assert status_of(question_id) == "open"
     TwilioPhone(client).text("BAJA", sid="SM" + "b" * 32)  # a new message, not a redelivery
     stopped = post(client, f"/admin/questions/{question_id}/answer", answer=ANSWER)
     assert "stopped all messages" in client.get(stopped.headers["Location"]).get_data(as_text=True)
@@ -129,3 +142,45 @@ def test_the_words_of_old_answered_questions_are_purged(client: Any) -> None:
         assert purged is not None and kept is not None
         assert (purged.text, purged.answer) == (None, None)
         assert kept.text == ASKED
+
+
+def test_each_question_has_a_reference_the_person_is_told_and_the_answer_names(
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    spanish = ask(client)
+    english_phone = TwilioPhone(client, "+50688003344")
+    assert "Find services" in english_phone.text("Hello")
+    assert "Write your question" in english_phone.text("QUESTION")
+    told_in_english = english_phone.text("Can I work while I wait for my papers?")
+    with db.transaction() as session:
+        english = session.scalars(select(Question.id).order_by(Question.id.desc())).first()
+        assert english is not None and english != spanish
+    references = {reference_of(spanish), reference_of(english)}
+    assert len(references) == 2
+    assert all(re.fullmatch(r"Q[2-9A-HJKMNP-Z]{4}", r) for r in references)
+    assert reference_of(english) in told_in_english
+    told_in_spanish = TwilioPhone(client, "+50688005566")
+    told_in_spanish.text("PREGUNTA")
+    told = told_in_spanish.text(ASKED)
+    with db.transaction() as session:
+        third = session.scalars(select(Question.id).order_by(Question.id.desc())).first()
+        assert third is not None
+    assert f"pregunta {reference_of(third)}" in told  # "Recibimos su pregunta Q7K2P."
+
+    login(client, accounts["coordinator"])
+    inbox = client.get("/admin/questions/").get_data(as_text=True)
+    assert all(r in inbox for r in references)
+    found = client.get(f"/admin/questions/?q={reference_of(english).lower()}").get_data(
+        as_text=True
+    )
+    assert reference_of(english) in found and reference_of(spanish) not in found
+    assert reference_of(spanish) in client.get(f"/admin/questions/{spanish}").get_data(as_text=True)
+
+    post(client, f"/admin/questions/{english}/answer", answer="Yes, with the permit.")
+    worker()
+    [sent] = [m for m in fake_provider.messages() if m["to"] == "+50688003344"]
+    expected = f"Ruta: answer to your question {reference_of(english)}: Yes, with the permit."
+    assert sent["body"] == expected

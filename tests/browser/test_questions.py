@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruta import contacts
+from ruta import contacts, questions
 from ruta.db import db
 from ruta.models import Message, Question
 from tests.browser.conftest import log_in, shot
@@ -17,7 +17,12 @@ def test_a_coordinator_answers_a_question(page: Any, accounts: dict[str, str]) -
     with db.transaction() as session:
         person = contacts.lock_contact(session, "+50688007766")
         question = Question(
-            contact_id=person.id, channel="twilio", language="es", country="CR", text=WORDS
+            reference=questions.new_reference(session),
+            contact_id=person.id,
+            channel="twilio",
+            language="es",
+            country="CR",
+            text=WORDS,
         )
         session.add(question)
         session.flush()
@@ -39,7 +44,8 @@ def test_a_coordinator_answers_a_question(page: Any, accounts: dict[str, str]) -
         answered = session.get(Question, question_id)
         assert answered is not None and answered.status == "answered"
         sent = session.get(Message, answered.answer_message_id)
-        assert sent is not None and sent.body == ANSWER and sent.status == "queued"
+        assert sent is not None and sent.status == "queued"
+        assert sent.body == f"Ruta: respuesta a su pregunta {answered.reference}: {ANSWER}"
 
 
 def test_figures_page(page: Any, accounts: dict[str, str]) -> None:
