@@ -11,7 +11,7 @@ that have expired or expire within ``EXPIRY_WARNING``. Every change is audited.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -40,7 +40,7 @@ NAV = [("routing.view", "admin_routing.index", "Focal points")]
 #: (flows/definitions/ask_help.yaml), the taxonomy's kinds of help (ruta/taxonomy.yaml).
 HELP_CATEGORIES = taxonomy.load().help_codes()
 #: Agreements expiring this soon (or already expired) are listed as warnings.
-EXPIRY_WARNING = timedelta(days=30)
+EXPIRY_WARNING = routing.EXPIRY_WARNING
 
 
 def mask(number: str) -> str:
