@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +291,14 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+@pytest.fixture()
+def clock(app: Flask) -> Clock:
+    """Real time (a `ruta worker` process claims on it), moved forward by the test; a test file
+    that needs a fixed moment defines its own."""
+    app.extensions["ruta.clock"] = Clock(datetime.now(UTC))
+    return app.extensions["ruta.clock"]  # type: ignore[no-any-return]
 
 
 def count(model: type[Base]) -> int:

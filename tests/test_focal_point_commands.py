@@ -24,7 +24,6 @@ from tests.test_referrals import (
     UPALA_1,
     UPALA_2,
     ask_for_help,
-    clock,  # noqa: F401  (the fixture moving the app's time)
     sent_to,
 )
 from workers.jobs import sweep

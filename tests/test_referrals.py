@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from flask import Flask
 from redis import Redis
 from sqlalchemy import func, select
@@ -52,12 +51,6 @@ def ask_for_help(
 
 def sent_to(fake: FakeProviderServer, number: str) -> list[str]:
     return [m["body"] for m in fake.messages() if m["to"] == number]
-
-
-@pytest.fixture()
-def clock(app: Flask) -> Clock:
-    app.extensions["ruta.clock"] = Clock(datetime.now(UTC))
-    return app.extensions["ruta.clock"]  # type: ignore[no-any-return]
 
 
 def test_alert_reaches_the_focal_point_with_the_minimum(

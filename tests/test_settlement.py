@@ -6,7 +6,7 @@ worker` processes, the real SDKs, the fake provider holding its answer."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,13 +25,6 @@ from tests.test_referrals import UPALA_1, _run_scheduled_now, ask_for_help, sent
 from workers.jobs import sweep
 
 UNREACHABLE = "http://127.0.0.1:9"
-
-
-@pytest.fixture()
-def clock(app: Flask) -> Clock:
-    """Real time (a `ruta worker` process claims on it), moved forward by the test."""
-    app.extensions["ruta.clock"] = Clock(datetime.now(UTC))
-    return app.extensions["ruta.clock"]  # type: ignore[no-any-return]
 
 
 def test_worker_killed_during_an_alerts_provider_call_sends_one_alert(
