@@ -12,6 +12,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
 
 from admin import (
+    account,
     audit_log,
     auth,
     broadcasts,
@@ -20,6 +21,7 @@ from admin import (
     figures,
     flows,
     home,
+    i18n,
     questions,
     routing,
 )
@@ -34,6 +36,7 @@ def init_app(app: Flask) -> None:
     app.config["SESSION_COOKIE_SECURE"] = app.config.get("RUTA_COOKIE_SECURE", True)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
     csrf.init_app(app)
+    i18n.init_app(app)
     auth.login_manager.init_app(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
@@ -48,7 +51,7 @@ def init_app(app: Flask) -> None:
 
 
 SECTIONS = [home, flows, directory, routing, cases, questions, broadcasts, figures, audit_log]
-BLUEPRINTS = [auth.bp, *(section.bp for section in SECTIONS)]
+BLUEPRINTS = [auth.bp, account.bp, *(section.bp for section in SECTIONS)]
 #: The menu: (permission, endpoint, label), each shown only to roles holding the permission.
 NAV_ITEMS = [item for section in SECTIONS for item in section.NAV]
 WEBHOOK_BLUEPRINTS = (

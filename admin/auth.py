@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
@@ -37,10 +39,20 @@ class AdminUser(UserMixin):
     role: str
     country: str | None
     focal_point_id: int | None
+    language: str | None = None
+    time_zone: str | None = None
 
     @classmethod
     def of(cls, user: User) -> AdminUser:
-        return cls(user.id, user.email, user.role, user.country, user.focal_point_id)
+        return cls(
+            user.id,
+            user.email,
+            user.role,
+            user.country,
+            user.focal_point_id,
+            user.language,
+            user.time_zone,
+        )
 
 
 @login_manager.user_loader
@@ -57,9 +69,9 @@ PRINTABLE = r"\A[^\x00-\x1f\x7f]*\Z"
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=200), Regexp(PRINTABLE)])
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=200), Regexp(PRINTABLE)])
     password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=1024), Regexp(PRINTABLE)]
+        _l("Password"), validators=[DataRequired(), Length(max=1024), Regexp(PRINTABLE)]
     )
 
 
@@ -89,7 +101,11 @@ def login() -> ResponseReturnValue:
     if request.method == "POST":
         throttle = _throttle()
         if throttle.address_exceeded():
-            return render_template("admin/login.html", form=form, error="too many attempts"), 429
+            return render_template(
+                "admin/login.html",
+                form=form,
+                error=_("Too many attempts. Wait a few minutes and try again."),
+            ), 429
         if form.validate_on_submit():
             email, user = str(form.email.data), None
             if not throttle.account_locked(email):
@@ -114,7 +130,9 @@ def login() -> ResponseReturnValue:
                 return redirect(target or url_for("admin_home.dashboard"))
         return (
             render_template(
-                "admin/login.html", form=form, error="wrong email or password, or account locked"
+                "admin/login.html",
+                form=form,
+                error=_("Wrong email or password, or the account is locked."),
             ),
             401,
         )
@@ -131,7 +149,7 @@ def logout() -> ResponseReturnValue:
             audit(session, "logout", "user", user.id)
     logout_user()
     sessions.end()
-    flash("Logged out.")
+    flash(_("Logged out."))
     return redirect(url_for("admin_auth.login"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
@@ -14,7 +15,7 @@ from ruta.db import db
 from ruta.models import OPEN_CASE_STATUSES, Case
 
 bp = Blueprint("admin_home", __name__, url_prefix="/admin")
-NAV = [("dashboard", "admin_home.dashboard", "Home")]
+NAV = [("dashboard", "admin_home.dashboard", _l("Home"))]
 
 
 @bp.get("/")

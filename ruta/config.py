@@ -23,6 +23,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_LOOKUP_KEYS": (None, "lookup-hash keys, first one current; default: the last data key"),
     "RUTA_INSTANCE_DIR": ("instance", "folder for the SQLite file, embedded Redis and dev keys"),
     "RUTA_SESSION_TIMEOUT_MINUTES": ("30", "inactivity after which a conversation starts over"),
+    "RUTA_ADMIN_LANGUAGE": ("es", "the admin's language for users who did not pick one: es or en"),
     "RUTA_ADMIN_IDLE_MINUTES": ("30", "an admin session unused this long ends"),
     "RUTA_ADMIN_SESSION_HOURS": ("12", "an admin session ends this long after logging in"),
     "RUTA_SMS_MAX_SEGMENTS": ("2", "largest reply, in SMS segments, the validator accepts"),

@@ -644,6 +644,12 @@ class User(Base):
     #: Copied into each session cookie at login; bumped by logout, a password or a role change,
     #: which ends every session holding an older one.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The admin's language ("es", "en"); None: RUTA_ADMIN_LANGUAGE.
+    language: Mapped[str | None] = mapped_column(String(5))
+    #: An IANA zone for lists that mix countries; None: the country's zone, else the default.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    #: The user's own phone (E.164), for a broadcast's test send; encrypted like every number.
+    phone: Mapped[str | None] = mapped_column(EncryptedText)
 
 
 class AuditEntry(Base):

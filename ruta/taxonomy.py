@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ class Taxonomy:
     tiers: dict[str, dict[str, str]]
     safe_times: dict[str, dict[str, str]]
     hsds: dict[str, str]
+    #: Other words staff read instead of codes, by group ("statuses", "outcomes", "events"...).
+    words: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -110,6 +112,10 @@ def parse(raw: Any) -> Taxonomy:
             str(k): _names(v, f"safe time {k}") for k, v in (raw.get("safe_times") or {}).items()
         },
         hsds={str(k): str(v) for k, v in (raw.get("hsds") or {}).items()},
+        words={
+            str(group): {str(k): _names(v, f"{group} {k}") for k, v in (codes or {}).items()}
+            for group, codes in (raw.get("words") or {}).items()
+        },
     )
 
 
@@ -154,6 +160,24 @@ def safe_time_name(code: str | None, language: str) -> str:
     if not code:
         return "-"
     names = load().safe_times.get(code)
+    return (_pick(names, language) if names else None) or code
+
+
+def word(group: str, code: str | None, language: str) -> str:
+    """A code of ``group`` ("statuses", "outcomes", "events", "tiers", "safe_times", "kinds")
+    in ``language``, from the file; an unknown code is returned as it is, "-" for none."""
+    if not code:
+        return "-"
+    vocabulary = load()
+    if group == "kinds":
+        term = vocabulary.term(vocabulary.canonical(code) or code)
+        names = term.names if term else None
+    elif group == "tiers":
+        names = vocabulary.tiers.get(code)
+    elif group == "safe_times":
+        names = vocabulary.safe_times.get(code)
+    else:
+        names = vocabulary.words.get(group, {}).get(code)
     return (_pick(names, language) if names else None) or code
 
 

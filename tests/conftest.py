@@ -93,6 +93,8 @@ def base_config(
         "RUTA_SECRET_KEY": "test-secret",
         "RUTA_DATA_KEY": crypto.generate_key(),
         "RUTA_COOKIE_SECURE": False,
+        # The suite's admin assertions read English; tests of the Spanish pages ask for "es".
+        "RUTA_ADMIN_LANGUAGE": "en",
         "RUTA_INSTANCE_DIR": str(workdir / "instance"),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,

@@ -1,0 +1,113 @@
+"""The admin in its user's language and time.
+
+Pages, flashes and messages are written in English in the code and translated by gettext
+catalogues under ``admin/translations`` (Flask-Babel; see the README for extraction and compiling).
+Each user picks a language (``users.language``), else ``RUTA_ADMIN_LANGUAGE`` (default Spanish:
+the municipal staff Ruta serves read Spanish). Codes never reach a page: ``word()`` gives the
+vocabulary's name in the user's language (ruta/taxonomy.yaml).
+
+Times are stored in UTC. A case or a question is shown in its country's time zone (the policy
+file's ``timezones``); lists that mix countries use the user's own zone (``users.time_zone``, else
+their country's, else the policy's default). The UTC time is in the ``title`` (shown on hover).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.dates import format_datetime
+from flask import Flask, current_app, g, has_request_context, request, session
+from flask_babel import Babel, get_locale
+from flask_login import current_user
+from markupsafe import Markup, escape
+
+from ruta import policy as policies
+from ruta import taxonomy
+
+LANGUAGES = ("es", "en")
+#: How each language names itself, for the language picker.
+LANGUAGE_NAMES = {"es": "Español", "en": "English"}
+TRANSLATIONS = Path(__file__).parent / "translations"
+
+babel = Babel()
+
+
+def language() -> str:
+    """The current user's language, else the one picked on the login page, else the
+    deployment's default."""
+    if has_request_context():
+        chosen = getattr(current_user, "language", None) or session.get("language")
+        if chosen in LANGUAGES:
+            return str(chosen)
+    default = str(current_app.config.get("RUTA_ADMIN_LANGUAGE") or "es")
+    return default if default in LANGUAGES else "es"
+
+
+def _policy() -> policies.Policy:
+    return policies.load(current_app.config.get("RUTA_POLICY_FILE"))
+
+
+def zone(country: str | None = None) -> ZoneInfo:
+    """A country's zone when the time belongs to one; otherwise the user's own."""
+    if country:
+        return _policy().timezone(country)
+    own = getattr(current_user, "time_zone", None) if has_request_context() else None
+    if own:
+        try:
+            return ZoneInfo(own)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    user_country = getattr(current_user, "country", None) if has_request_context() else None
+    return _policy().timezone(user_country)
+
+
+def local(value: datetime | None, country: str | None = None, *, fmt: str = "medium") -> str:
+    """``value`` (UTC) as local text in the user's language, e.g. "1 dic 2026, 13:40 CST"."""
+    if value is None:
+        return "-"
+    pattern = {"medium": "d MMM y, HH:mm zzz", "date": "d MMM y", "time": "HH:mm zzz"}[fmt]
+    return format_datetime(value, pattern, tzinfo=zone(country), locale=language())
+
+
+def when(value: datetime | None, country: str | None = None, *, fmt: str = "medium") -> Markup:
+    """A ``<time>`` element: local text, the UTC instant in ``datetime`` and on hover."""
+    if value is None:
+        return Markup("-")
+    utc = value.astimezone(ZoneInfo("UTC"))
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        utc.isoformat(timespec="seconds"),
+        utc.strftime("%Y-%m-%d %H:%M UTC"),
+        escape(local(value, country, fmt=fmt)),
+    )
+
+
+def word(group: str, code: str | None) -> str:
+    """A code of the vocabulary in the user's language (``ruta.taxonomy.word``)."""
+    return taxonomy.word(group, code, language())
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
+    babel.init_app(app, locale_selector=language)
+
+    @app.context_processor
+    def i18n() -> dict[str, object]:
+        return {
+            "when": when,
+            "word": word,
+            "page_language": lambda: str(get_locale() or language()),
+            "languages": LANGUAGE_NAMES,
+        }
+
+    @app.before_request
+    def _per_request() -> None:
+        # Flask-Babel caches the locale on ``g``, which lives as long as the app context: where
+        # one app context serves many requests (a test server) it would outlive its user.
+        g.pop("_flask_babel", None)
+        # The login page's language links (``?lang=en``) for someone not yet signed in.
+        picked = request.args.get("lang")
+        if picked in LANGUAGES and request.path.startswith("/admin"):
+            session["language"] = picked
