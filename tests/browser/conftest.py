@@ -84,3 +84,35 @@ def log_in(page: Any, email: str, password: str = PASSWORD) -> None:
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
+
+
+AXE = Path(__file__).parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+#: axe-core's impacts that fail a page (issue 14: no serious or critical violation).
+FAILING_IMPACTS = ("serious", "critical")
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Run axe-core (from the npm registry: ``npm ci`` installs it) on the page as it is now;
+    the serious and critical violations, each with its rule, help text and first targets."""
+    if not AXE.exists():
+        message = f"{AXE} is missing: run `npm ci` in the repository"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    results = page.evaluate("async () => await axe.run(document)")
+    return [
+        {
+            "rule": violation["id"],
+            "impact": violation["impact"],
+            "help": violation["help"],
+            "targets": [node["target"] for node in violation["nodes"][:3]],
+        }
+        for violation in results["violations"]
+        if violation["impact"] in FAILING_IMPACTS
+    ]
+
+
+def assert_accessible(page: Any) -> None:
+    violations = axe_violations(page)
+    assert not violations, f"axe-core on {page.url}: {violations}"
