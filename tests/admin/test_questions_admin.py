@@ -85,7 +85,7 @@ def test_a_question_is_answered_by_sms_from_the_admin(
     [sent] = [m for m in fake_provider.messages() if m["to"] == PERSON]
     assert sent["body"] == f"Ruta: respuesta a su pregunta {reference_of(question_id)}: {ANSWER}"
     again = post(client, f"/admin/questions/{question_id}/answer", answer="otra vez")
-    assert "no longer open" in client.get(again.headers["Location"]).get_data(as_text=True)
+    assert again.status_code == 409 and "no longer open" in again.get_data(as_text=True)
     worker()
     assert len([m for m in fake_provider.messages() if m["to"] == PERSON]) == 1
 
@@ -111,19 +111,26 @@ def test_answers_too_long_or_to_someone_who_stopped_are_refused_with_the_reason(
     question_id = ask(client)
     login(client, accounts["admin"])
     long = post(client, f"/admin/questions/{question_id}/answer", answer="palabra " * 60)
-    page = client.get(long.headers["Location"]).get_data(as_text=True)
+    page = long.get_data(as_text=True)
+    assert long.status_code == 400
     assert "takes 4 SMS" in page and "at most 2" in page
+    assert ">" + "palabra " * 60 + "</textarea>" in page  # the text is kept, as typed
     assert status_of(question_id) == "open"
     # 300 letters fit 2 SMS alone, not with "Ruta: respuesta a su pregunta Q7K2P: " before them
     tight = post(client, f"/admin/questions/{question_id}/answer", answer="a" * 300)
-    page = client.get(tight.headers["Location"]).get_data(as_text=True)
-    assert "takes 3 SMS" in page and "at most 2" in page
+    page = tight.get_data(as_text=True)
+    assert tight.status_code == 400 and "takes 3 SMS" in page and "at most 2" in page
     assert status_of(question_id) == "open"
     TwilioPhone(client).text("BAJA", sid="SM" + "b" * 32)  # a new message, not a redelivery
     stopped = post(client, f"/admin/questions/{question_id}/answer", answer=ANSWER)
-    assert "stopped all messages" in client.get(stopped.headers["Location"]).get_data(as_text=True)
+    assert stopped.status_code == 409
+    assert "stopped all messages" in stopped.get_data(as_text=True)
+    assert f">{ANSWER}</textarea>" in stopped.get_data(as_text=True)
     assert status_of(question_id) == "open"
-    closed = post(client, f"/admin/questions/{question_id}/close")
+    unconfirmed = post(client, f"/admin/questions/{question_id}/close")
+    assert unconfirmed.status_code == 400 and "tick the box" in unconfirmed.get_data(as_text=True)
+    assert status_of(question_id) == "open"
+    closed = post(client, f"/admin/questions/{question_id}/close", confirm="1")
     assert closed.status_code == 302 and status_of(question_id) == "closed"
     assert audited("question.close") == 1
 
