@@ -135,6 +135,7 @@ def test_a_question_answered_with_the_live_counter_and_the_keyboard(
     segments, encoding, text = _counter(page)
     expected = sms_cost(prefix + TOO_LONG.strip())
     assert (segments, encoding) == (expected.segments, "UCS-2") and segments > 2
+    assert "UCS-2" in text and f"{segments} " in text  # what the coordinator reads
     assert page.locator("#sms-warning").is_visible()
     assert page.locator("#answer").get_attribute("aria-invalid") == "true"
     shot(page, f"question-counter-over-{language}")
