@@ -20,6 +20,7 @@ from sqlalchemy import Select, func, select
 from admin.audit import audit
 from admin.i18n import language
 from admin.permissions import requires
+from admin.questions import place_names
 from flows.encoding import sms_cost, to_gsm7
 from ruta import broadcasts, clock, referrals, taxonomy
 from ruta import policy as policies
@@ -125,6 +126,7 @@ def _form_choices(session: Any) -> dict[str, Any]:
         "municipalities": list(session.scalars(places)),
         "topics": topics(session),
         "languages": language_names(),
+        **place_names(),
     }
 
 
