@@ -341,3 +341,21 @@ def test_topics_are_named_as_people_chose_them_by_sms(
         assert create(client, topic="no-such-topic").status_code == 400
     finally:
         app.config["RUTA_ADMIN_LANGUAGE"] = "en"
+
+
+def test_a_coordinator_cannot_test_or_change_another_scopes_broadcast(
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    set_phone(accounts["coordinator"], OWN_PHONE)
+    login(client, accounts["admin"])
+    create(client, municipality="", text_es="Atención: aviso para todos los municipios.")
+    everywhere = latest()  # to every country: the admins' alone
+    login(client, accounts["coordinator"])
+    assert post(client, f"/admin/broadcasts/{everywhere.id}/test").status_code == 404
+    assert post(client, f"/admin/broadcasts/{everywhere.id}/plain").status_code == 404
+    worker()
+    assert fake_provider.messages() == []
+    assert latest().texts["es"] == "Atención: aviso para todos los municipios."
