@@ -54,7 +54,7 @@ def _own_country() -> str | None:
 def _case_lines(session: Session) -> list[Line]:
     now = clock.now()
     lines = []
-    for key, args, plural in (
+    cases: list[tuple[str, dict[str, Any], Any]] = [
         (
             "unrouted",
             {"status": CaseStatus.NEW.value},
@@ -85,7 +85,8 @@ def _case_lines(session: Session) -> list[Line]:
                 n,
             ),
         ),
-    ):
+    ]
+    for key, args, plural in cases:
         count = _count(session, filtered(current_user, args, now))
         lines.append(Line(key, count, plural(count), url_for("admin_cases.index", **args)))
     return lines
