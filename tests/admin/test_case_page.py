@@ -254,3 +254,22 @@ def test_internal_notes_are_encrypted_audited_and_never_sent(
     login(outsider, accounts["viewer"])
     assert outsider.get(page).status_code == 403
     assert outsider.post(f"{page}/notes", data={"body": "x"}).status_code in (400, 403)
+
+
+def test_notes_go_with_the_persons_data_when_the_case_is_anonymised(
+    app: Flask, accounts: dict[str, str]
+) -> None:
+    from ruta import clock, erasure
+
+    reference = open_forwarded_case("cr-upala", "+50688280001")[1]
+    page = f"/admin/cases/{reference}"
+    client = Browser(app)
+    login(client, accounts["admin"])
+    post(client, f"{page}/notes", page, body="vive con su tía en el barrio norte")
+    with db.transaction() as session:
+        case = session.scalars(select(Case).where(Case.reference == reference)).one()
+        assert len(session.scalars(select(CaseNote)).all()) == 1
+        erasure.anonymise_case(session, case, clock.now(), actor="person", reason="erase request")
+    with db.transaction() as session:
+        assert session.scalars(select(CaseNote)).all() == []
+    assert "tía" not in client.get(page).get_data(as_text=True)
