@@ -116,8 +116,9 @@ def age(delta: timedelta) -> str:
 
 
 def normalise_reference(text: str) -> str:
-    """A reference as people write it: any case, spaces or dashes anywhere ("r7k 2p")."""
-    return re.sub(r"[\s\-]+", "", text).upper()[:8]
+    """A reference as people write it: any case, spaces or dashes anywhere ("r7k 2p"). A
+    reference is letters and digits only; anything else (a NUL byte PostgreSQL refuses) goes."""
+    return re.sub(r"[^0-9A-Za-z]+", "", text).upper()[:8]
 
 
 def filtered(user: Any, args: Any, now: datetime) -> Select[Case]:
@@ -170,7 +171,8 @@ def _actor() -> str:
 def index() -> ResponseReturnValue:
     now = clock.now()
     args = request.args
-    filters = {k: args.get(k, "").strip() for k in FILTERS}
+    # NUL bytes out (PostgreSQL refuses them in a query); a code no case can have filters nothing.
+    filters = {k: args.get(k, "").replace("\x00", "").strip()[:64] for k in FILTERS}
     filters["q"] = normalise_reference(filters["q"])
     page = max(1, args.get("page", 1, type=int) or 1)
     query = filtered(current_user, filters, now)

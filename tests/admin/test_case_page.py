@@ -105,6 +105,11 @@ def test_bad_filters_are_no_error(app: Flask, accounts: dict[str, str]) -> None:
         "q=%00%27;--",
         "status=nonsense",
         "q=" + "x" * 500,
+        "status=%00",
+        "tier=%00x",
+        "municipality=cr%00",
+        "category=%00",
+        "alert=%00",
     ):
         assert client.get(f"/admin/cases/?{query}").status_code == 200, query
 
