@@ -133,8 +133,12 @@ def _form_choices(session: Any) -> dict[str, Any]:
 @bp.get("/")
 @requires("broadcasts.view")
 def index() -> ResponseReturnValue:
+    status = request.args.get("status", "")
     with db.transaction() as session:
-        query = _scoped(select(Broadcast)).order_by(Broadcast.id.desc()).limit(100)
+        query = _scoped(select(Broadcast))
+        if status in {s.value for s in BroadcastStatus}:  # the dashboard's "wait for approval"
+            query = query.where(Broadcast.status == status)
+        query = query.order_by(Broadcast.id.desc()).limit(100)
         rows = list(session.scalars(query))
         progress = {b.id: broadcasts.progress(session, b.id) for b in rows}
         return render_template("admin/broadcasts_index.html", broadcasts=rows, progress=progress)

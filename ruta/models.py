@@ -416,6 +416,21 @@ class CaseEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CaseNote(Base):
+    """A note staff keep on a case for each other: encrypted like the person's words, shown only
+    on the case page (every view audited), never sent to the person or in a focal point's SMS."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    #: Who wrote it, as the audit log names them, kept when the account is removed.
+    author: Mapped[str] = mapped_column(String(254))
+    body: Mapped[str] = mapped_column(EncryptedText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class OutboxEvent(Base):
     """Work committed with the change that caused it; a job or the sweeper dispatches it."""
 
