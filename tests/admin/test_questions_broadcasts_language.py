@@ -142,7 +142,7 @@ DATA = [
 
 
 #: Messages written the same in both languages.
-SAME = {"SMS"}
+SAME = {"SMS", "USSD", "Ruta"}
 
 
 def _words(language: str) -> list[str]:
