@@ -43,7 +43,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from admin.audit import audit
-from admin.i18n import language
+from admin.i18n import LANGUAGE_NAMES, language
 from admin.permissions import requires
 from ruta import directory_io as io
 from ruta.db import db
@@ -859,6 +859,7 @@ def _render_categories(
             "admin/directory_categories.html",
             categories=categories,
             languages=languages,
+            languages_named=LANGUAGE_NAMES,
             form=form,
             errors=errors,
             max_name=MAX_CATEGORY_NAME,
