@@ -187,10 +187,11 @@ def render(
 
     width = MARGIN * 2 + columns * (BOX_W + COL_GAP) - COL_GAP
     height = MARGIN * 2 + height_rows * (BOX_H + ROW_GAP) - ROW_GAP + 40
+    name = _("Graph of the flow %(key)s", key=flow.key)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="flow-graph" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(_("Graph of the flow %(key)s", key=flow.key))}">',
+        f'aria-label="{escape(name)}">',
         "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='7' "
         "markerHeight='7' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' "
         "fill='#55606d'/></marker></defs>",
@@ -259,13 +260,14 @@ def render(
         )
     for target in externals:
         x, y = box(target)
+        other = target.removeprefix("flow:")
+        title, label = _("Another flow: %(key)s", key=other), _("flow %(key)s", key=other)
         parts.append(
             f'<g class="node external"><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" '
             'rx="18" fill="#fff" stroke="#6b5fa8" stroke-dasharray="4 3"/>'
-            f"<title>{escape(_('Another flow: %(key)s', key=target.removeprefix('flow:')))}"
-            "</title>"
+            f"<title>{escape(title)}</title>"
             f'<text x="{x + 10}" y="{y + 33}" font-size="12" fill="#3d3470">'
-            f"{escape(_short(_('flow %(key)s', key=target.removeprefix('flow:'))))}</text></g>"
+            f"{escape(_short(label))}</text></g>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704  (every text above is escaped)
