@@ -92,7 +92,7 @@ def _week_label(week: str) -> str:
     return week.rpartition("W")[2]
 
 
-def _request_charts(result: figures.Figures) -> list[tuple[str, Markup]]:
+def _request_charts(result: figures.Figures) -> list[tuple[str, str, Markup]]:
     """One small chart per kind of help, weeks along the bottom, one scale for all."""
     minimum = figures.MIN_COUNT
     highest = max(
@@ -116,6 +116,7 @@ def _request_charts(result: figures.Figures) -> list[tuple[str, Markup]]:
         drawn.append(
             (
                 code,
+                label,
                 charts.bars(
                     f"chart-requests-{index}",
                     _("Requests for %(kind)s by week", kind=label),

@@ -578,4 +578,4 @@ def test_the_municipality_picker_is_a_list_of_checkboxes_with_a_filter(editor: A
     assert re.search(r'<input type="checkbox" name="municipality" value="cr-upala" checked>', page)
     assert re.search(r'<input type="checkbox" name="municipality" value="gt-esquipulas" >', page)
     assert 'id="municipality-filter"' in page and "directory.js" in page
-    assert re.search(r'id="municipality-chosen"[^>]*>Chosen: Upala<', page)
+    assert re.search(r'id="municipality-chosen"[^>]*>Chosen: Upala \(CR\)<', page)
