@@ -141,7 +141,7 @@ def rows(
             f'<text x="{label_w - 6}" y="{top + 16}" font-size="12" text-anchor="end" '
             f'fill="{INK}">{escape(label)}</text>'
         )
-        end = label_w
+        end: float = label_w
         if item.value is not None and highest > 0:
             length = max(plot_w * item.value / highest, 1)
             parts.append(
