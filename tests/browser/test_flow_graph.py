@@ -78,3 +78,33 @@ def test_the_flow_graph_zooms_and_pans(page: Any, accounts: dict[str, str], lang
     assert dragged[0] > before_drag[0] and dragged[2] == before_drag[2]
     page.get_by_role("button", name=words["whole"]).click()
     assert view(page) == whole
+
+
+def test_every_page_of_flows_and_directory_passes_axe(
+    page: Any, accounts: dict[str, str], language: str
+) -> None:
+    """The lists, the editor and the import pages, as an admin sees them."""
+    log_in(page, accounts["admin"])
+    page.wait_for_url("**/admin/")
+    for url in (
+        "/admin/flows/",
+        "/admin/flows/main",
+        "/admin/flows/main/edit",
+        "/admin/flows/main/source/1",
+        "/admin/flows/main/diff/1/1",
+        "/admin/directory/",
+        "/admin/directory/organizations",
+        "/admin/directory/organizations/1",
+        "/admin/directory/locations",
+        "/admin/directory/locations/1",
+        "/admin/directory/municipalities",
+        "/admin/directory/municipalities/1",
+        "/admin/directory/categories",
+        "/admin/directory/import",
+    ):
+        page.goto(url)
+        assert page.locator("html").get_attribute("lang") == language
+        assert_accessible(page)
+    page.goto("/admin/flows/main/edit")
+    page.get_by_role("button", name=WORDS[language]["zoom_in"]).click()
+    shot(page, f"flow-editor-graph-{language}")
