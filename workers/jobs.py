@@ -54,7 +54,8 @@ from workers.queues import (
     enqueue,
     enqueue_at,
     enqueue_coalesced,
-    taken,
+    hold,
+    release,
 )
 from workers.settlement import resume_messages
 from workers.spool_jobs import StillUnavailable, drain_spool
@@ -77,9 +78,14 @@ DRAIN, DEADLINES = "referrals-drain", "deadlines-scan"
 #: mid-batch leaves at most this many sends whose outcome the sweeper asks the provider about,
 #: and a delivery report soon finds its message's provider id recorded.
 OUTCOMES_EVERY = 10
-#: A drain job claims no further batch after this long; it queues its successor if work
-#: remains, so other jobs of the queue get their turn and no job nears its timeout.
-DRAIN_SECONDS = 10.0
+#: A drain job claims no further batch after this long; it queues its successor, so other jobs
+#: of the queue get their turn and no job nears its timeout.
+DRAIN_SECONDS = 5.0
+#: A drain that found fewer events than a batch waits this long before it claims again, so
+#: cases committed one by one are handed over a few at a time (at most this much later)...
+GATHER = 0.05
+#: ...and stops once it has found nothing for this long.
+LINGER = 0.25
 #: No send of a batch starts later than this after its claim: claims older than SWEEP_AFTER
 #: are the sweeper's to settle, so a send must have had its answer (RUTA_PROVIDER_TIMEOUT)
 #: well before. What is left is put back to queued and sent by its own job.
@@ -109,8 +115,9 @@ def hand_over(work: Work) -> None:
     schedule_deadlines([when for _case_id, when in work.deadlines])
 
 
-def kick_referrals() -> bool:
-    """One ``drain_referrals`` job queued (on the high queue: before broadcasts)."""
+def kick_referrals(*, force: bool = False) -> bool:
+    """A ``drain_referrals`` job queued or at work (on the high queue: before broadcasts);
+    ``force``: queue one whatever the flag says (the sweeper, for events left for minutes)."""
     return enqueue_coalesced(
         current_app.extensions["ruta.redis"],
         current_app.config["RUTA_QUEUE_PREFIX"],
@@ -118,6 +125,7 @@ def kick_referrals() -> bool:
         drain_referrals,
         priority=HIGH,
         timeout=BATCH_JOB_TIMEOUT,
+        force=force,
     )
 
 
@@ -285,33 +293,62 @@ def _failed_alert(message_id: int, reason: str) -> None:
 
 
 def drain_referrals() -> dict[str, int]:
-    """Hand pending referrals over, a batch at a time, until none is left (or DRAIN_SECONDS
-    have passed: then the next job goes after whatever else waits)."""
+    """Hand pending referrals over, a batch at a time, while there are any; then look again
+    every GATHER seconds for LINGER seconds, so cases arriving one by one go out a few at a
+    time rather than a job each. While it works it holds the drain flag (no other drain job is
+    queued for new work); after DRAIN_SECONDS it queues its successor behind whatever else
+    waits on the queue."""
     redis = current_app.extensions["ruta.redis"]
-    taken(redis, current_app.config["RUTA_QUEUE_PREFIX"], DRAIN)
+    prefix = current_app.config["RUTA_QUEUE_PREFIX"]
     config = current_app.config
     channel = referrals.outbound_channel(config)
     done: Counter[str] = Counter()
     if configuration_problem(channel, config):
         # The cases stay "new", their deadlines not started, until alerts can go out; the
         # sweeper queues this job again every minute.
+        release(redis, prefix, DRAIN)
         return dict(done)
     limit = max(1, int(config.get("RUTA_REFERRAL_BATCH") or 50))
     started = time.monotonic()
+    idle_since: float | None = None
     while True:
-        with db.transaction() as session:
-            batch = handover.claim(
-                session, now=clock.now(), policy=_policy(), channel=channel, limit=limit
-            )
-        claimed_at = time.monotonic()
+        hold(redis, prefix, DRAIN)
+        claimed = _drain_batch(channel, limit, done)
+        now = time.monotonic()
+        if now - started >= DRAIN_SECONDS:
+            release(redis, prefix, DRAIN)
+            kick_referrals()  # after release: work committed from here on is its successor's
+            return dict(done)
+        if claimed == limit:
+            idle_since = None
+            continue
+        if claimed:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= LINGER:
+            break
+        time.sleep(GATHER)
+    # From here new work queues another drain; what was committed before is claimed now.
+    release(redis, prefix, DRAIN)
+    while _drain_batch(channel, limit, done) == limit:
+        pass
+    return dict(done)
+
+
+def _drain_batch(channel: str, limit: int, done: Counter[str]) -> int:
+    """Claim one batch, send its alerts; how many events it claimed."""
+    with db.transaction() as session:
+        batch = handover.claim(
+            session, now=clock.now(), policy=_policy(), channel=channel, limit=limit
+        )
+    claimed_at = time.monotonic()
+    if batch.claimed:
+        done["batches"] += 1
         done["events"] += batch.claimed
         schedule_deadlines([when for _case_id, when in batch.deadlines])
         done.update(_send_alerts(batch, channel, claimed_at))
-        if batch.claimed < limit:
-            return dict(done)
-        if time.monotonic() - started >= DRAIN_SECONDS:
-            kick_referrals()
-            return dict(done)
+    return batch.claimed
 
 
 def _send_alerts(batch: handover.Batch, channel: str, claimed_at: float) -> Counter[str]:
@@ -420,7 +457,10 @@ def dispatch_event(event_id: int) -> int:
 def check_deadlines() -> int:
     """Escalate every case forwarded and past its deadline (an indexed scan of
     ``cases.deadline_at``), a transaction per DEADLINE_BATCH cases; returns how many."""
-    taken(current_app.extensions["ruta.redis"], current_app.config["RUTA_QUEUE_PREFIX"], DEADLINES)
+    # Released at once: a case due while this scan runs queues the next one.
+    release(
+        current_app.extensions["ruta.redis"], current_app.config["RUTA_QUEUE_PREFIX"], DEADLINES
+    )
     escalated = 0
     while True:
         with db.transaction() as session:
@@ -474,7 +514,7 @@ def sweep() -> dict[str, int]:
     handed["messages_found_sent"] = resumed.found_sent
     for message_id in sorted({*messages, *resumed.resend}):
         handed["messages"] += enqueue(redis, prefix, send_message, message_id, retry=SEND_RETRY)
-    if events and kick_referrals():
+    if events and kick_referrals(force=True):  # left for minutes: no drain is taking them
         handed["events"] = int(events)
     if due and enqueue_coalesced(
         redis, prefix, DEADLINES, check_deadlines, priority=HIGH, timeout=BATCH_JOB_TIMEOUT

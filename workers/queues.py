@@ -88,13 +88,14 @@ def enqueue(
     return True
 
 
-#: How long "a job of this kind is queued" holds with no job taking it: a job lost with Redis
-#: (or refused) leaves its work to the sweeper, and after this any new work enqueues another.
+#: How long "a job of this kind is queued or running" holds unless its job renews it: a job
+#: lost with Redis, or killed with its worker, leaves its work to the sweeper, and after this
+#: any new work enqueues another. A running job renews it more often than this.
 COALESCE_SECONDS = 60
 
 
-def _queued_flag(prefix: str, name: str) -> str:
-    return f"{prefix}:{name}:queued"
+def _flag(prefix: str, name: str) -> str:
+    return f"{prefix}:{name}:active"
 
 
 def enqueue_coalesced(
@@ -105,14 +106,17 @@ def enqueue_coalesced(
     *,
     priority: str = DEFAULT,
     timeout: int = SEND_TIMEOUT,
+    force: bool = False,
 ) -> bool:
-    """Make sure one ``func`` job (no arguments: it looks for its work) is queued, enqueueing it
-    only when none is waiting. The job calls ``taken`` when it starts: work committed before a
-    call here is then either seen by the job already queued (it has not started yet) or by the
-    one this call enqueues. False when Redis is unreachable (the sweeper covers the work)."""
-    flag = _queued_flag(prefix, name)
+    """Make sure a ``func`` job (no arguments: it looks for its work) is queued or running,
+    enqueueing one only when the flag ``name`` says none is. The job holds the flag while it
+    works (``hold``) and releases it (``release``) before it looks for work one last time, so
+    work committed before a call here is seen by a job either way. ``force`` (the sweeper, for
+    work no job took in minutes) enqueues one whatever the flag says. False when Redis is
+    unreachable (the sweeper covers the work)."""
+    flag = _flag(prefix, name)
     try:
-        if not connection.set(flag, "1", nx=True, ex=COALESCE_SECONDS):
+        if not connection.set(flag, "1", nx=not force, ex=COALESCE_SECONDS):
             return True
     except RedisError as exc:
         log.warning("enqueue failed, left for the sweeper: %s", type(exc).__name__)
@@ -124,9 +128,17 @@ def enqueue_coalesced(
     return False
 
 
-def taken(connection: Redis, prefix: str, name: str) -> None:
-    """Called by a coalesced job as it starts: from now on new work enqueues another job."""
+def hold(connection: Redis, prefix: str, name: str) -> None:
+    """A coalesced job at work: new work needs no other job (renewed as it goes)."""
     try:
-        connection.delete(_queued_flag(prefix, name))
+        connection.set(_flag(prefix, name), "1", ex=COALESCE_SECONDS)
+    except RedisError as exc:
+        log.warning("coalescing flag not renewed: %s", type(exc).__name__)
+
+
+def release(connection: Redis, prefix: str, name: str) -> None:
+    """A coalesced job stops looking for work: from now on new work enqueues another job."""
+    try:
+        connection.delete(_flag(prefix, name))
     except RedisError as exc:
         log.warning("coalescing flag not cleared (it expires): %s", type(exc).__name__)
