@@ -83,7 +83,7 @@ OUTCOMES_EVERY = 10
 DRAIN_SECONDS = 5.0
 #: A drain that found fewer events than a batch waits this long before it claims again, so
 #: cases committed one by one are handed over a few at a time (at most this much later)...
-GATHER = 0.05
+GATHER = 0.1
 #: ...and stops once it has found nothing for this long.
 LINGER = 0.25
 #: No send of a batch starts later than this after its claim: claims older than SWEEP_AFTER
