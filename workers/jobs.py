@@ -309,6 +309,14 @@ def drain_referrals() -> dict[str, int]:
         release(redis, prefix, DRAIN)
         return dict(done)
     limit = max(1, int(config.get("RUTA_REFERRAL_BATCH") or 50))
+    try:
+        return _drain(redis, prefix, channel, limit, done)
+    except BaseException:
+        release(redis, prefix, DRAIN)  # the next work queues a drain at once
+        raise
+
+
+def _drain(redis: Any, prefix: str, channel: str, limit: int, done: Counter[str]) -> dict[str, int]:
     started = time.monotonic()
     idle_since: float | None = None
     while True:
@@ -329,10 +337,11 @@ def drain_referrals() -> dict[str, int]:
         elif now - idle_since >= LINGER:
             break
         time.sleep(GATHER)
-    # From here new work queues another drain; what was committed before is claimed now.
+    # From here new work queues another drain; what was committed before is claimed now (and
+    # if a whole batch is, more may wait: a drain is queued for it).
     release(redis, prefix, DRAIN)
-    while _drain_batch(channel, limit, done) == limit:
-        pass
+    if _drain_batch(channel, limit, done) == limit:
+        kick_referrals()
     return dict(done)
 
 
