@@ -38,7 +38,7 @@ from ruta.routing import organizations_in_force
 
 OUTCOMES = ("successful", "unsuccessful")
 #: The outbox kind of a reassignment; its alert is recorded at once (the event is born
-#: dispatched) so ``referrals.dispatch`` never re-routes it through the chain.
+#: dispatched) so the referral drain (ruta/handover.py) never re-routes it through the chain.
 REASSIGN = "reassign"
 
 

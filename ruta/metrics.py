@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,10 +157,15 @@ def outcomes(
     transient_errors: int = 0,
     alert_raised_at: datetime | None = None,
     now: datetime | None = None,
+    handoffs: Iterable[float] = (),
 ) -> None:
     """What the providers made of outbound messages, in one round trip; with
-    ``alert_raised_at`` (an alert's outbox event) the hand-off latency up to ``now``."""
+    ``alert_raised_at`` (an alert's outbox event) the hand-off latency up to ``now``, and with
+    ``handoffs`` those of several alerts (seconds each)."""
     increments: dict[str, float] = {}
+    for seconds in handoffs:
+        for name, amount in _observed(ALERT_HANDOFF, seconds, ()).items():
+            increments[name] = increments.get(name, 0) + amount
     for spec, outcome, amount in (
         (OUTBOUND, "sent", sent),
         (OUTBOUND, "failed", failed),

@@ -432,9 +432,20 @@ class CaseNote(Base):
 
 
 class OutboxEvent(Base):
-    """Work committed with the change that caused it; a job or the sweeper dispatches it."""
+    """Work committed with the change that caused it; the referral drain (workers/jobs.py)
+    claims pending events in batches, in the order of the partial index below."""
 
     __tablename__ = "outbox_events"
+    __table_args__ = (
+        # Only the pending events: a claim reads a handful of entries however long the history.
+        Index(
+            "ix_outbox_events_pending",
+            "priority",
+            "id",
+            sqlite_where=text("dispatched_at IS NULL"),
+            postgresql_where=text("dispatched_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -442,7 +453,7 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     priority: Mapped[str] = mapped_column(String(8), default="default")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class FocalPoint(Base):

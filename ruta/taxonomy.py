@@ -131,10 +131,17 @@ def _pick(names: dict[str, str], language: str) -> str | None:
 def kind_name(session: Session | None, code: str, language: str) -> str:
     """A kind of help by its name in ``language``: the table's (as edited), else the file's.
     An unknown code is returned as it is: nothing better is known about it."""
+    names = None
     if session is not None:
         names = session.scalar(select(Category.names).where(Category.code == code))
-        if names and (found := _pick(names, language)):
-            return found
+    return kind_name_from(names, code, language)
+
+
+def kind_name_from(names: dict[str, str] | None, code: str, language: str) -> str:
+    """``kind_name`` given the table's names of ``code`` (None: not in the table), for callers
+    that read them with other rows in one query."""
+    if names and (found := _pick(names, language)):
+        return found
     term = load().term(load().canonical(code) or code)
     return (_pick(term.names, language) if term else None) or code
 

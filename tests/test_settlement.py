@@ -11,13 +11,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
 
 from gateway.fake_provider import FakeProviderServer
+from ruta import handover
 from ruta import policy as policies
-from ruta import referrals
 from ruta.db import db
-from ruta.models import Message, OutboxEvent
 from tests.admin.test_alert_failures import alert_messages
 from tests.conftest import Clock, TwilioPhone, kill, spawn_worker, wait_for
 from tests.test_broadcasts import _at_reports
@@ -102,17 +100,11 @@ def test_a_claim_twilio_never_received_is_sent_once(
     """A worker claimed the alert and died before calling Twilio: Twilio has nothing, so the
     sweeper sends it again, once."""
     ask_for_help(phone)
-    with db.transaction() as session:
-        event_id = session.scalar(select(OutboxEvent.id))
-        assert event_id is not None
-        work = referrals.dispatch(
-            session, event_id, now=clock.now, policy=policies.load(), channel="twilio"
+    with db.transaction() as session:  # a drain's batch, committed; its worker dies here
+        batch = handover.claim(
+            session, now=clock.now, policy=policies.load(), channel="twilio", limit=50
         )
-        session.execute(
-            update(Message)
-            .where(Message.id.in_(work.message_ids))
-            .values(status="sending", attempts=1, claimed_at=clock.now)
-        )
+    assert batch.claimed == 1 and [m.status for m in alert_messages()] == ["sending"]
     clock.now += timedelta(minutes=3)
     swept = sweep()
     assert (swept["messages"], swept["messages_found_sent"]) == (1, 0)

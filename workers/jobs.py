@@ -1,18 +1,28 @@
-"""Jobs: send one message, dispatch a referral event, check a deadline, sweep for lost work.
+"""Jobs: send one message, hand referrals over in batches, escalate cases past their deadline,
+sweep for lost work.
 
-Jobs take ids only and re-load rows; exceptions propagate so RQ's Retry and failed-job registry
-work. Each job commits before it hands follow-up work to RQ.
+Referrals are not a job each: ``hand_over`` makes sure one ``drain_referrals`` job is queued
+(coalesced by a Redis flag), and that job claims pending outbox events in batches
+(ruta/handover.py), sends their alerts and records the outcomes a statement per chunk, until
+none are left. Deadlines are found by an indexed scan (``check_deadlines``), scheduled once per
+distinct moment a batch started, and run by the sweeper every minute as well.
+
+Other jobs take ids only and re-load rows; exceptions propagate so RQ's Retry and failed-job
+registry work. Each job commits before it hands follow-up work to RQ.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+import math
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 
 from gateway.senders import (
     OutcomeUnknown,
@@ -23,7 +33,7 @@ from gateway.senders import (
     configuration_problem,
     status_callback_url,
 )
-from ruta import clock, erasure, metrics, referrals, retention
+from ruta import clock, erasure, handover, metrics, referrals, retention
 from ruta import policy as policies
 from ruta.db import db
 from ruta.models import (
@@ -38,7 +48,15 @@ from ruta.models import (
 )
 from ruta.referrals import Work
 from workers.broadcast_jobs import resume_broadcasts
-from workers.queues import DEFAULT, HIGH, SEND_RETRY, enqueue, enqueue_at
+from workers.queues import (
+    HIGH,
+    SEND_RETRY,
+    enqueue,
+    enqueue_at,
+    enqueue_coalesced,
+    hold,
+    release,
+)
 from workers.settlement import resume_messages
 from workers.spool_jobs import StillUnavailable, drain_spool
 
@@ -54,6 +72,32 @@ RETENTION_EVERY = 3600
 MAX_SEND_ATTEMPTS = (SEND_RETRY.max or 0) + 1
 #: Messages a person or focal point may receive although they opted out.
 ALWAYS_SENT = (MessagePurpose.OPT_OUT_CONFIRMATION.value,)
+#: Names of the coalesced jobs (their "queued" flags in Redis).
+DRAIN, DEADLINES = "referrals-drain", "deadlines-scan"
+#: Alerts sent between two writes of their outcomes (one statement each): a worker killed
+#: mid-batch leaves at most this many sends whose outcome the sweeper asks the provider about,
+#: and a delivery report soon finds its message's provider id recorded.
+OUTCOMES_EVERY = 10
+#: A drain job claims no further batch after this long; it queues its successor, so other jobs
+#: of the queue get their turn and no job nears its timeout.
+DRAIN_SECONDS = 5.0
+#: A drain that found fewer events than a batch waits this long before it claims again, so
+#: cases committed one by one are handed over a few at a time (at most this much later)...
+GATHER = 0.1
+#: ...and stops once it has found nothing for this long.
+LINGER = 0.25
+#: No send of a batch starts later than this after its claim: claims older than SWEEP_AFTER
+#: are the sweeper's to settle, so a send must have had its answer (RUTA_PROVIDER_TIMEOUT)
+#: well before. What is left is put back to queued and sent by its own job.
+SEND_WINDOW = 30.0
+#: RQ timeout of the drain and deadline jobs: DRAIN_SECONDS, SEND_WINDOW and one provider
+#: timeout fit in it.
+BATCH_JOB_TIMEOUT = 120
+#: Scheduled deadline scans are rounded up to this many seconds: a batch of cases with one
+#: tier schedules one scan, and batches a moment apart share it.
+DEADLINE_SLOT = 10
+#: Cases one transaction of the deadline scan escalates.
+DEADLINE_BATCH = 100
 
 
 def _policy() -> policies.Policy:
@@ -66,10 +110,41 @@ def hand_over(work: Work) -> None:
     prefix = current_app.config["RUTA_QUEUE_PREFIX"]
     for message_id in work.message_ids:
         enqueue(redis, prefix, send_message, message_id, priority=HIGH, retry=SEND_RETRY)
-    for event_id in work.outbox_ids:
-        enqueue(redis, prefix, dispatch_event, event_id, priority=HIGH, retry=SEND_RETRY)
-    for case_id, when in work.deadlines:
-        enqueue_at(redis, prefix, when, check_deadline, case_id, priority=HIGH)
+    if work.outbox_ids:
+        kick_referrals()
+    schedule_deadlines([when for _case_id, when in work.deadlines])
+
+
+def kick_referrals(*, force: bool = False) -> bool:
+    """A ``drain_referrals`` job queued or at work (on the high queue: before broadcasts);
+    ``force``: queue one whatever the flag says (the sweeper, for events left for minutes)."""
+    return enqueue_coalesced(
+        current_app.extensions["ruta.redis"],
+        current_app.config["RUTA_QUEUE_PREFIX"],
+        DRAIN,
+        drain_referrals,
+        priority=HIGH,
+        timeout=BATCH_JOB_TIMEOUT,
+        force=force,
+    )
+
+
+def schedule_deadlines(moments: list[datetime]) -> None:
+    """One deadline scan at each distinct moment (rounded up to DEADLINE_SLOT), scheduled once
+    whoever asks; the sweeper's scan covers a schedule Redis lost."""
+    redis = current_app.extensions["ruta.redis"]
+    prefix = current_app.config["RUTA_QUEUE_PREFIX"]
+    slots = {math.ceil(when.timestamp() / DEADLINE_SLOT) * DEADLINE_SLOT for when in moments}
+    for slot in sorted(slots):
+        enqueue_at(
+            redis,
+            prefix,
+            datetime.fromtimestamp(slot, UTC),
+            check_deadlines,
+            priority=HIGH,
+            job_id=f"{prefix}-deadlines-{slot}",
+            timeout=BATCH_JOB_TIMEOUT,
+        )
 
 
 def send_message(message_id: int) -> str:
@@ -217,36 +292,196 @@ def _failed_alert(message_id: int, reason: str) -> None:
     hand_over(work)
 
 
-def dispatch_event(event_id: int) -> int:
-    """Dispatch a referral event: record an alert per focal point, then send them."""
-    channel = referrals.outbound_channel(current_app.config)
-    if configuration_problem(channel, current_app.config):
-        # The case stays "new", its deadline not started, until alerts can go out; the sweeper
-        # hands the event over again.
-        return 0
+def drain_referrals() -> dict[str, int]:
+    """Hand pending referrals over, a batch at a time, while there are any; then look again
+    every GATHER seconds for LINGER seconds, so cases arriving one by one go out a few at a
+    time rather than a job each. While it works it holds the drain flag (no other drain job is
+    queued for new work); after DRAIN_SECONDS it queues its successor behind whatever else
+    waits on the queue."""
+    redis = current_app.extensions["ruta.redis"]
+    prefix = current_app.config["RUTA_QUEUE_PREFIX"]
+    config = current_app.config
+    channel = referrals.outbound_channel(config)
+    done: Counter[str] = Counter()
+    if configuration_problem(channel, config):
+        # The cases stay "new", their deadlines not started, until alerts can go out; the
+        # sweeper queues this job again every minute.
+        release(redis, prefix, DRAIN)
+        return dict(done)
+    limit = max(1, int(config.get("RUTA_REFERRAL_BATCH") or 50))
+    try:
+        return _drain(redis, prefix, channel, limit, done)
+    except BaseException:
+        release(redis, prefix, DRAIN)  # the next work queues a drain at once
+        raise
+
+
+def _drain(redis: Any, prefix: str, channel: str, limit: int, done: Counter[str]) -> dict[str, int]:
+    started = time.monotonic()
+    idle_since: float | None = None
+    while True:
+        hold(redis, prefix, DRAIN)
+        claimed = _drain_batch(channel, limit, done)
+        now = time.monotonic()
+        if now - started >= DRAIN_SECONDS:
+            release(redis, prefix, DRAIN)
+            kick_referrals()  # after release: work committed from here on is its successor's
+            return dict(done)
+        if claimed == limit:
+            idle_since = None
+            continue
+        if claimed:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= LINGER:
+            break
+        time.sleep(GATHER)
+    # From here new work queues another drain; what was committed before is claimed now (and
+    # if a whole batch is, more may wait: a drain is queued for it).
+    release(redis, prefix, DRAIN)
+    if _drain_batch(channel, limit, done) == limit:
+        kick_referrals()
+    return dict(done)
+
+
+def _drain_batch(channel: str, limit: int, done: Counter[str]) -> int:
+    """Claim one batch, send its alerts; how many events it claimed."""
     with db.transaction() as session:
-        work = referrals.dispatch(
-            session,
-            event_id,
-            now=clock.now(),
-            policy=_policy(),
-            channel=channel,
+        batch = handover.claim(
+            session, now=clock.now(), policy=_policy(), channel=channel, limit=limit
         )
-    for case_id, when in work.deadlines:
-        enqueue_at(
-            current_app.extensions["ruta.redis"],
-            current_app.config["RUTA_QUEUE_PREFIX"],
-            when,
-            check_deadline,
-            case_id,
-            priority=HIGH,
+    claimed_at = time.monotonic()
+    if batch.claimed:
+        done["batches"] += 1
+        done["events"] += batch.claimed
+        schedule_deadlines([when for _case_id, when in batch.deadlines])
+        done.update(_send_alerts(batch, channel, claimed_at))
+    return batch.claimed
+
+
+def _send_alerts(batch: handover.Batch, channel: str, claimed_at: float) -> Counter[str]:
+    """Send a batch's alerts, one provider call each (Twilio has no batch API), recording the
+    outcomes of each chunk of OUTCOMES_EVERY in one statement; then act on the failures."""
+    done: Counter[str] = Counter(suppressed=len(batch.suppressed))
+    failures = [(message_id, "opted out") for message_id in batch.suppressed]
+    retry_later: list[int] = []  # a transient error: sent again by its own job, after a while
+    released: list[int] = []  # never tried (the send window closed): sent by their own job
+    if batch.suppressed:
+        metrics.outcomes(channel, suppressed=len(batch.suppressed))
+    sender = _sender(channel) if batch.sends else None
+    callback = status_callback_url(current_app.config, channel)
+    for start in range(0, len(batch.sends), OUTCOMES_EVERY):
+        outcomes: dict[int, dict[str, Any]] = {}
+        counts: Counter[str] = Counter()
+        handoffs: list[float] = []
+        for item in batch.sends[start : start + OUTCOMES_EVERY]:
+            if time.monotonic() - claimed_at > SEND_WINDOW:
+                outcomes[item.message_id] = {"status": MessageStatus.QUEUED.value, "attempts": 0}
+                released.append(item.message_id)
+                continue
+            assert sender is not None
+            try:
+                result = sender.send(item.to, item.body, status_callback=callback)
+            except OutcomeUnknown as exc:
+                # It may be out: left claimed for the sweeper to settle, never sent blindly.
+                outcomes[item.message_id] = {"error_code": exc.code}
+                log.warning(
+                    "send outcome unknown, left for the sweeper: message=%s", item.message_id
+                )
+                counts["unknown"] += 1
+                continue
+            except SendError as exc:
+                final = exc.permanent or MAX_SEND_ATTEMPTS <= 1
+                status = MessageStatus.FAILED if final else MessageStatus.QUEUED
+                outcomes[item.message_id] = {"status": status.value, "error_code": exc.code}
+                counts["failed" if final else "retried"] += 1
+                counts["permanent_errors" if exc.permanent else "transient_errors"] += 1
+                log.warning(
+                    "send failed: message=%s code=%s permanent=%s attempt=1",
+                    item.message_id,
+                    exc.code,
+                    exc.permanent,
+                )
+                if final:
+                    failures.append((item.message_id, f"provider error {exc.code}"))
+                else:
+                    retry_later.append(item.message_id)
+                continue
+            outcomes[item.message_id] = {
+                "status": MessageStatus.SENT.value,
+                "provider_message_id": result.provider_message_id,
+                "error_code": None,
+            }
+            counts["sent"] += 1
+            handoffs.append((clock.now() - item.raised_at).total_seconds())
+        with db.transaction() as session:
+            # Only claims still ours: a delivery report may have got there first.
+            handover.update_each(
+                session,
+                handover.MESSAGES,
+                outcomes,
+                handover.MESSAGES.c.status == MessageStatus.SENDING.value,
+            )
+        metrics.outcomes(
+            channel,
+            sent=counts["sent"],
+            failed=counts["failed"],
+            retried=counts["retried"],
+            permanent_errors=counts["permanent_errors"],
+            transient_errors=counts["transient_errors"],
+            handoffs=handoffs,
         )
-    for message_id in work.message_ids:
-        send_message(message_id)  # inline: the alert goes out in this job, retried with it
-    return len(work.message_ids)
+        done.update(counts)
+    redis = current_app.extensions["ruta.redis"]
+    prefix = current_app.config["RUTA_QUEUE_PREFIX"]
+    when = clock.now() + timedelta(seconds=(SEND_RETRY.intervals or [5])[0])
+    for message_id in retry_later:
+        enqueue_at(redis, prefix, when, send_message, message_id, priority=HIGH, retry=SEND_RETRY)
+    for message_id in released:
+        enqueue(redis, prefix, send_message, message_id, priority=HIGH, retry=SEND_RETRY)
+    done["released"] = len(released)
+    _failed_alerts(failures)
+    return done
+
+
+def _failed_alerts(failures: list[tuple[int, str]]) -> None:
+    """Alerts that reach nobody move their cases on, in one transaction, once every outcome of
+    the batch is recorded (so a position whose alerts all failed is seen as such)."""
+    if not failures:
+        return
+    work = Work()
+    with db.transaction() as session:
+        for message_id, reason in failures:
+            work.merge(referrals.alert_failed(session, message_id, now=clock.now(), reason=reason))
+    hand_over(work)
+
+
+def dispatch_event(event_id: int) -> int:
+    """A job queued before referrals were drained in batches (an upgrade with jobs waiting):
+    its event is pending like any other, and the drain takes it."""
+    return drain_referrals().get("sent", 0)
+
+
+def check_deadlines() -> int:
+    """Escalate every case forwarded and past its deadline (an indexed scan of
+    ``cases.deadline_at``), a transaction per DEADLINE_BATCH cases; returns how many."""
+    # Released at once: a case due while this scan runs queues the next one.
+    release(
+        current_app.extensions["ruta.redis"], current_app.config["RUTA_QUEUE_PREFIX"], DEADLINES
+    )
+    escalated = 0
+    while True:
+        with db.transaction() as session:
+            work, found = handover.escalate_due(session, now=clock.now(), limit=DEADLINE_BATCH)
+        hand_over(work)
+        escalated += found
+        if found < DEADLINE_BATCH:
+            return escalated
 
 
 def check_deadline(case_id: int) -> None:
+    """One case's deadline: jobs scheduled before deadlines were scanned (an upgrade)."""
     with db.transaction() as session:
         work = referrals.check_deadline(session, case_id, now=clock.now())
     hand_over(work)
@@ -272,18 +507,14 @@ def sweep() -> dict[str, int]:
                 )
             )
         )
-        events = list(
-            session.scalars(
-                select(OutboxEvent.id).where(
-                    OutboxEvent.dispatched_at.is_(None), OutboxEvent.created_at < cutoff
-                )
+        events = session.scalar(
+            select(func.count()).where(
+                OutboxEvent.dispatched_at.is_(None), OutboxEvent.created_at < cutoff
             )
         )
-        due = list(
-            session.scalars(
-                select(Case.id).where(
-                    Case.status == CaseStatus.FORWARDED.value, Case.deadline_at <= now
-                )
+        due = session.scalar(
+            select(func.count()).where(
+                Case.status == CaseStatus.FORWARDED.value, Case.deadline_at <= now
             )
         )
     redis = current_app.extensions["ruta.redis"]
@@ -292,10 +523,12 @@ def sweep() -> dict[str, int]:
     handed["messages_found_sent"] = resumed.found_sent
     for message_id in sorted({*messages, *resumed.resend}):
         handed["messages"] += enqueue(redis, prefix, send_message, message_id, retry=SEND_RETRY)
-    for event_id in events:
-        handed["events"] += enqueue(redis, prefix, dispatch_event, event_id, retry=SEND_RETRY)
-    for case_id in due:
-        handed["deadlines"] += enqueue(redis, prefix, check_deadline, case_id, priority=DEFAULT)
+    if events and kick_referrals(force=True):  # left for minutes: no drain is taking them
+        handed["events"] = int(events)
+    if due and enqueue_coalesced(
+        redis, prefix, DEADLINES, check_deadlines, priority=HIGH, timeout=BATCH_JOB_TIMEOUT
+    ):
+        handed["deadlines"] = int(due)
     handed.update(resume_broadcasts())
     with db.transaction() as session:
         handed["people_erased"] = erasure.erase_requested(session, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,26 @@ def enqueue_at(
     func: Callable[..., Any],
     *args: Any,
     priority: str = DEFAULT,
+    retry: Retry | None = None,
+    job_id: str | None = None,
+    timeout: int = SEND_TIMEOUT,
 ) -> bool:
     """Schedule a job (needs a worker with its scheduler); False when Redis is unreachable,
-    in which case the sweeper's deadline check covers it."""
+    in which case the sweeper covers it. With ``job_id`` the job is scheduled once: a job of
+    that id already there is the same work (True)."""
     queue = Queue(queue_name(prefix, priority), connection=connection, serializer=JSONSerializer)
     try:
-        queue.enqueue_at(when, func, *args, job_timeout=SEND_TIMEOUT)
+        queue.enqueue_at(
+            when,
+            func,
+            *args,
+            retry=retry,
+            job_timeout=timeout,
+            job_id=job_id,
+            unique=job_id is not None,
+        )
+    except DuplicateJobError:
+        return True
     except RedisError as exc:
         log.warning("schedule failed, left for the sweeper: %s", type(exc).__name__)
         return False
@@ -59,13 +75,70 @@ def enqueue(
     *args: Any,
     priority: str = DEFAULT,
     retry: Retry | None = None,
+    timeout: int = SEND_TIMEOUT,
 ) -> bool:
     """Enqueue after commit. False when Redis is unreachable: the row stays queued in the
     database and the outbox sweeper hands it over later, so nothing is lost."""
     queue = Queue(queue_name(prefix, priority), connection=connection, serializer=JSONSerializer)
     try:
-        queue.enqueue(func, *args, retry=retry, job_timeout=SEND_TIMEOUT, failure_ttl=7 * 86400)
+        queue.enqueue(func, *args, retry=retry, job_timeout=timeout, failure_ttl=7 * 86400)
     except RedisError as exc:
         log.warning("enqueue failed, left for the sweeper: %s", type(exc).__name__)
         return False
     return True
+
+
+#: How long "a job of this kind is queued or running" holds unless its job renews it: a job
+#: lost with Redis, or killed with its worker, leaves its work to the sweeper, and after this
+#: any new work enqueues another. A running job renews it more often than this.
+COALESCE_SECONDS = 60
+
+
+def _flag(prefix: str, name: str) -> str:
+    return f"{prefix}:{name}:active"
+
+
+def enqueue_coalesced(
+    connection: Redis,
+    prefix: str,
+    name: str,
+    func: Callable[..., Any],
+    *,
+    priority: str = DEFAULT,
+    timeout: int = SEND_TIMEOUT,
+    force: bool = False,
+) -> bool:
+    """Make sure a ``func`` job (no arguments: it looks for its work) is queued or running,
+    enqueueing one only when the flag ``name`` says none is. The job holds the flag while it
+    works (``hold``) and releases it (``release``) before it looks for work one last time, so
+    work committed before a call here is seen by a job either way. ``force`` (the sweeper, for
+    work no job took in minutes) enqueues one whatever the flag says. False when Redis is
+    unreachable (the sweeper covers the work)."""
+    flag = _flag(prefix, name)
+    try:
+        if not connection.set(flag, "1", nx=not force, ex=COALESCE_SECONDS):
+            return True
+    except RedisError as exc:
+        log.warning("enqueue failed, left for the sweeper: %s", type(exc).__name__)
+        return False
+    if enqueue(connection, prefix, func, priority=priority, timeout=timeout):
+        return True
+    with contextlib.suppress(RedisError):  # else it expires
+        connection.delete(flag)
+    return False
+
+
+def hold(connection: Redis, prefix: str, name: str) -> None:
+    """A coalesced job at work: new work needs no other job (renewed as it goes)."""
+    try:
+        connection.set(_flag(prefix, name), "1", ex=COALESCE_SECONDS)
+    except RedisError as exc:
+        log.warning("coalescing flag not renewed: %s", type(exc).__name__)
+
+
+def release(connection: Redis, prefix: str, name: str) -> None:
+    """A coalesced job stops looking for work: from now on new work enqueues another job."""
+    try:
+        connection.delete(_flag(prefix, name))
+    except RedisError as exc:
+        log.warning("coalescing flag not cleared (it expires): %s", type(exc).__name__)

@@ -84,10 +84,12 @@ def open_forwarded_case(
     description: str = "necesito un medico",
 ) -> tuple[int, str]:
     """A consented case, forwarded through its chain (alerts recorded, not sent): (id, ref)."""
+    from sqlalchemy import update
+
     from flows.services import CaseRequest
-    from ruta import cases, contacts, referrals
+    from ruta import cases, contacts, handover, referrals
     from ruta import policy as policies
-    from ruta.models import utcnow
+    from ruta.models import Message, utcnow
 
     now = utcnow()
     with db.transaction() as session:
@@ -112,8 +114,20 @@ def open_forwarded_case(
             reference=cases.new_reference(session),
         )
         session.flush()
-        for event_id in work.outbox_ids:
-            referrals.dispatch(session, event_id, now=now, policy=policies.load(), channel="twilio")
+        batch = handover.claim(
+            session,
+            now=now,
+            policy=policies.load(),
+            channel="twilio",
+            limit=len(work.outbox_ids),
+            event_ids=work.outbox_ids,
+        )
+        # Recorded, not sent: as a drain whose send window closed leaves its alerts.
+        session.execute(
+            update(Message)
+            .where(Message.id.in_([send.message_id for send in batch.sends]))
+            .values(status="queued", attempts=0, claimed_at=None)
+        )
         return case.id, case.reference
 
 
