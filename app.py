@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from ruta import crypto
 from ruta.config import from_environment, require
 from ruta.db import db
+from ruta.directory import DirectoryCache
 from ruta.flowstore import FlowCache
 from ruta.redis_conn import connect
 
@@ -59,6 +60,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["ruta.flows"] = FlowCache(
         session_timeout_minutes=settings["RUTA_SESSION_TIMEOUT_MINUTES"]
     )
+    app.extensions["ruta.directory"] = DirectoryCache()
 
     from gateway import (
         africastalking_sms,

@@ -173,6 +173,12 @@ class Database:
         self.engine = make_engine(url, timeout=timeout, pre_ping=pre_ping)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
+    def bound(self) -> Engine:
+        """The engine (for ruta/sql.py's transactions)."""
+        if self.engine is None:
+            raise RuntimeError("database not initialised: create the app first")
+        return self.engine
+
     def session(self) -> Session:
         if self._factory is None:
             raise RuntimeError("database not initialised: create the app first")
