@@ -9,7 +9,6 @@ from urllib.parse import urlparse
 
 from flask import Blueprint, Response, current_app, request
 from twilio.request_validator import add_port, remove_port
-from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway import fields
 from gateway.channels import receive
@@ -60,11 +59,17 @@ def signature_valid() -> bool:
     )
 
 
+#: What ``twilio.twiml.messaging_response.MessagingResponse`` renders, byte for byte, without
+#: building an ElementTree for one element (tests/gateway/test_twilio_webhook.py compares them).
+_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Message>{}</Message></Response>'
+_TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+
+
 def twiml(text: str | None) -> Response:
-    response = MessagingResponse()
-    if text:
-        response.message(text)
-    return Response(str(response), mimetype="text/xml")
+    if not text:
+        return Response(_TWIML_EMPTY, mimetype="text/xml")
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return Response(_TWIML.format(escaped), mimetype="text/xml")
 
 
 @bp.post("/webhooks/twilio/sms")
