@@ -92,6 +92,17 @@ def build_requests(channel: str, phones: int, walks: int, base: str) -> list[dic
     return environs
 
 
+def _package(filename: str) -> str:
+    """``psycopg``, ``ruta/sql.py``...: what a profiled function belongs to."""
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if filename.startswith(str(REPO)):
+        return filename[len(str(REPO)) + 1 :]
+    if filename.startswith("<"):
+        return filename
+    return "python: " + Path(filename).name
+
+
 def run(app: Any, environs: list[dict[str, Any]]) -> None:
     statuses: list[str] = []
 
@@ -117,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--lines", type=int, default=45)
+    parser.add_argument("--callers", nargs="*", default=[], help="print who calls these")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ruta-profile-") as tmp:
         url = prepare_database(args.database_url, args.bench_database)
@@ -147,8 +159,18 @@ def main(argv: list[str] | None = None) -> int:
         run(app, profiled)
         profiler.disable()
         profiled_ms = (time.perf_counter() - started) * 1000 / len(profiled)
-        stats = pstats.Stats(profiler).strip_dirs().sort_stats(args.sort)
-        stats.print_stats(args.lines)
+        stats = pstats.Stats(profiler)
+        by_package: dict[str, float] = {}
+        for (filename, _, _), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+            package = _package(filename)
+            by_package[package] = by_package.get(package, 0.0) + own
+        total = sum(by_package.values()) or 1.0
+        stats.strip_dirs().sort_stats(args.sort).print_stats(args.lines)
+        for name in args.callers:
+            stats.print_callers(name)
+        print("own time by package:")
+        for package, own in sorted(by_package.items(), key=lambda item: -item[1])[:25]:
+            print(f"  {100 * own / total:5.1f} %  {package}")
         print(
             f"{len(plain)} messages unprofiled: {plain_ms:.2f} ms wall,"
             f" {plain_cpu:.2f} ms CPU each; {len(profiled)} profiled: {profiled_ms:.2f} ms each"

@@ -65,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         lines: list[str] = []
         trips = [0]
 
-        def round_trip(statements: list[str]) -> None:
+        def round_trip(sent: list[str]) -> None:
             trips[0] += 1
+            # Several statements in one query string (ruta/sql.py): one line each; literals
+            # (lookup hashes, encrypted tokens, times) shown as '...'.
+            statements = [
+                re.sub(r"'(?:[^']|'')*'", "'...'", part)
+                for sql in sent
+                for part in sql.split(";\n")
+            ]
             for number, sql in enumerate(statements):
                 mark = f"{trips[0]:3d}." if number == 0 else "    "
                 lines.append(f"{mark} {shorten(sql)}")
