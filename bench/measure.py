@@ -138,7 +138,7 @@ class _Counter:
             struct.pack_into("q", self.map, 0, self.count)
 
 
-def count_round_trips(round_trip: Callable[[list[str]], None]) -> None:
+def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], None]:
     """Call ``round_trip(statements)`` for every network round trip psycopg makes, with what
     went out in it (every engine, every connection of this process).
 
@@ -147,7 +147,8 @@ def count_round_trips(round_trip: Callable[[list[str]], None]) -> None:
     ``COMMIT`` or ``ROLLBACK`` of an open transaction. In pipeline mode statements are only
     queued: the round trip is the sync that sends them and reads their results (leaving the
     pipeline, ``Pipeline.sync()``, or a commit in the pipeline), with the ``BEGIN`` it carries.
-    Counted in psycopg, not in SQLAlchemy, so statements sent by any layer count alike."""
+    Counted in psycopg, not in SQLAlchemy, so statements sent by any layer count alike. Returns
+    what undoes it (tests/gateway/test_lean_path.py counts a walk, then stops)."""
     import psycopg
     from psycopg import pq
 
@@ -204,16 +205,23 @@ def count_round_trips(round_trip: Callable[[list[str]], None]) -> None:
 
         return sync
 
-    psycopg.Cursor.execute = on_execute(psycopg.Cursor.execute)  # type: ignore[method-assign]
-    psycopg.Cursor.executemany = on_execute(  # type: ignore[method-assign]
-        psycopg.Cursor.executemany
-    )
-    psycopg.Connection.commit = on_end(psycopg.Connection.commit, "COMMIT")  # type: ignore[method-assign]
-    psycopg.Connection.rollback = on_end(  # type: ignore[method-assign]
-        psycopg.Connection.rollback, "ROLLBACK"
-    )
-    psycopg.Pipeline.sync = on_sync(psycopg.Pipeline.sync)  # type: ignore[method-assign]
-    psycopg.Pipeline.__exit__ = on_sync(psycopg.Pipeline.__exit__)  # type: ignore[method-assign]
+    patched = [
+        (psycopg.Cursor, "execute", on_execute),
+        (psycopg.Cursor, "executemany", on_execute),
+        (psycopg.Connection, "commit", lambda f: on_end(f, "COMMIT")),
+        (psycopg.Connection, "rollback", lambda f: on_end(f, "ROLLBACK")),
+        (psycopg.Pipeline, "sync", on_sync),
+        (psycopg.Pipeline, "__exit__", on_sync),
+    ]
+    originals = [(owner, name, owner.__dict__[name]) for owner, name, _ in patched]
+    for owner, name, wrap in patched:
+        setattr(owner, name, wrap(getattr(owner, name)))
+
+    def undo() -> None:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+    return undo
 
 
 def install(folder: str | os.PathLike[str]) -> None:
