@@ -53,8 +53,7 @@ def upgrade() -> None:
         sa.table("cache_versions", sa.column("name", sa.String), sa.column("version", sa.Integer)),
         [{"name": name, "version": 1} for name in CACHED],
     )
-    with op.batch_alter_table("contacts", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("rating_asked_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("contacts", sa.Column("rating_asked_at", sa.DateTime(timezone=True), nullable=True))
     op.execute(
         "UPDATE contacts SET rating_asked_at = (SELECT max(cases.rating_requested_at) FROM cases"
         " WHERE cases.contact_id = contacts.id AND cases.status = 'closed'"
@@ -97,6 +96,6 @@ def downgrade() -> None:
             for table in tables:
                 for operation in ("INSERT", "UPDATE", "DELETE"):
                     op.execute(f"DROP TRIGGER {_trigger(table, operation)}")
-    with op.batch_alter_table("contacts", schema=None) as batch_op:
-        batch_op.drop_column("rating_asked_at")
+    # Not a batch: on SQLite that rebuilds contacts, which rows of other tables refer to.
+    op.drop_column("contacts", "rating_asked_at")
     op.drop_table("cache_versions")
