@@ -53,7 +53,9 @@ def upgrade() -> None:
         sa.table("cache_versions", sa.column("name", sa.String), sa.column("version", sa.Integer)),
         [{"name": name, "version": 1} for name in CACHED],
     )
-    op.add_column("contacts", sa.Column("rating_asked_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "contacts", sa.Column("rating_asked_at", sa.DateTime(timezone=True), nullable=True)
+    )
     op.execute(
         "UPDATE contacts SET rating_asked_at = (SELECT max(cases.rating_requested_at) FROM cases"
         " WHERE cases.contact_id = contacts.id AND cases.status = 'closed'"
