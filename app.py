@@ -6,13 +6,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, send_from_directory
+from flask import Flask, Request, Response, send_from_directory
+from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ruta import crypto
 from ruta.config import from_environment, require
 from ruta.db import db
+from ruta.directory import DirectoryCache
 from ruta.flowstore import FlowCache
 from ruta.redis_conn import connect
 
@@ -42,12 +44,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["SECRET_KEY"] = settings["RUTA_SECRET_KEY"]
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
-    if settings["RUTA_TRUST_PROXY"]:
-        # One trusted hop: the client address our own proxy appended (login throttling keys
-        # on it); whatever the client itself put in X-Forwarded-For is ignored.
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=1, x_proto=1, x_host=1
-        )
 
     crypto.install(crypto.Vault(settings["RUTA_DATA_KEY"], settings["RUTA_LOOKUP_KEYS"]))
     db.init(
@@ -59,27 +55,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["ruta.flows"] = FlowCache(
         session_timeout_minutes=settings["RUTA_SESSION_TIMEOUT_MINUTES"]
     )
+    app.extensions["ruta.directory"] = DirectoryCache()
 
-    from gateway import (
-        africastalking_sms,
-        delivery,
-        health,
-        metrics,
-        twilio_sms,
-        ussd_africastalking,
-        ussd_json,
-    )
-
-    app.register_blueprint(health.bp)
-    app.register_blueprint(metrics.bp)
-    app.register_blueprint(twilio_sms.bp)
-    app.register_blueprint(africastalking_sms.bp)
-    app.register_blueprint(delivery.bp)
-    app.register_blueprint(ussd_africastalking.bp)
-    app.register_blueprint(ussd_json.bp)
+    edge = _edge_app(app)
+    app.wsgi_app = _Dispatch(app.wsgi_app, edge.wsgi_app)  # type: ignore[method-assign]
+    if settings["RUTA_TRUST_PROXY"]:
+        # One trusted hop: the client address our own proxy appended (login throttling keys
+        # on it); whatever the client itself put in X-Forwarded-For is ignored.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=1, x_proto=1, x_host=1
+        )
 
     from admin import init_app as init_admin
-    from gateway.fields import BadField
 
     init_admin(app)
     app.add_url_rule(
@@ -93,6 +80,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         from admin import NAV_ITEMS
 
         return {"nav_items": NAV_ITEMS}
+
+    _answer_errors(app)
+    return app
+
+
+def _answer_errors(app: Flask) -> None:
+    from gateway.fields import BadField
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
@@ -109,7 +103,73 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         logging.getLogger("ruta").exception("unhandled error")
         return Response("Service unavailable, try again later\n", 503, mimetype="text/plain")
 
-    return app
+
+# --- the edge: webhooks and probes, without the admin's machinery ----------------------------
+
+#: What the edge app serves: every path under this prefix, and these.
+EDGE_PREFIX = "/webhooks/"
+EDGE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class _NoSession(SessionInterface):
+    """Providers and probes carry no cookie: no session is read, signed or written."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        return None  # Flask then gives the request a null session, refusing any write
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
+
+
+def _edge_app(app: Flask) -> Flask:
+    """The providers' webhooks and the probes as an app of their own: the same configuration
+    and extensions (one dict each, shared), none of the admin's request machinery (cookie
+    session, CSRF check, Flask-Login's user loading and remember cookie, context processors).
+    Every request pays for those hooks even when a view is exempt."""
+    from gateway import (
+        africastalking_sms,
+        delivery,
+        health,
+        metrics,
+        twilio_sms,
+        ussd_africastalking,
+        ussd_json,
+    )
+
+    edge = Flask(
+        __name__,
+        instance_path=app.instance_path,
+        static_folder=None,
+        template_folder=None,
+    )
+    edge.config = app.config
+    edge.extensions = app.extensions
+    edge.session_interface = _NoSession()
+    for blueprint in (
+        health.bp,
+        metrics.bp,
+        twilio_sms.bp,
+        africastalking_sms.bp,
+        delivery.bp,
+        ussd_africastalking.bp,
+        ussd_json.bp,
+    ):
+        edge.register_blueprint(blueprint)
+    _answer_errors(edge)
+    return edge
+
+
+class _Dispatch:
+    """WSGI: the edge's paths to the edge app, everything else to the admin."""
+
+    def __init__(self, admin: Any, edge: Any) -> None:
+        self.admin, self.edge = admin, edge
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(EDGE_PREFIX) or path in EDGE_PATHS:
+            return self.edge(environ, start_response)
+        return self.admin(environ, start_response)
 
 
 def __getattr__(name: str) -> Flask:

@@ -4,17 +4,18 @@
   reaped children's), of the PostgreSQL backends serving one database (their pids from
   ``pg_stat_activity``), and of the whole machine (``/proc/stat``), so a figure says how much
   of the machine went to other people's work.
-- Database round trips, counted in the served processes by a SQLAlchemy hook: ``hook/`` holds a
+- Database round trips, counted in the served processes by a hook in psycopg: ``hook/`` holds a
   ``sitecustomize`` that installs ``install()`` in every Python process started with
   ``hook/`` on ``PYTHONPATH`` and ``RUTA_BENCH_ROUNDTRIPS=<folder>`` (the benchmark sets both
   for gunicorn and ``ruta worker`` only). Each process writes its running count into a file of
   8 bytes, ``<folder>/<pid>``, through a shared memory map; ``read_round_trips`` sums them.
 
-A round trip is one statement sent through a cursor (an ``executemany`` counts once), the
+A round trip is one exchange with the server (``count_round_trips``): outside a pipeline, one
+statement sent through a cursor (an ``executemany`` counts once, a pool pre-ping too), the
 ``BEGIN`` psycopg sends before the first statement of a transaction, and the ``COMMIT`` or
-``ROLLBACK`` that ends a transaction which sent a statement. A pool pre-ping (``SELECT 1``) is
-not a cursor statement and is not counted: the web engine does not pre-ping; the workers' do,
-and their figure is one round trip a transaction short.
+``ROLLBACK`` that ends one; in psycopg's pipeline mode, the sync that sends every queued
+statement (with its ``BEGIN`` and ``COMMIT``) and reads their results. The web engine does not
+pre-ping; the workers' do.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import mmap
 import os
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,26 +138,96 @@ class _Counter:
             struct.pack_into("q", self.map, 0, self.count)
 
 
+def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], None]:
+    """Call ``round_trip(statements)`` for every network round trip psycopg makes, with what
+    went out in it (every engine, every connection of this process).
+
+    Outside a pipeline: each statement executed (an ``executemany`` once), preceded by the
+    ``BEGIN`` psycopg sends on its own when a statement opens a transaction, and each
+    ``COMMIT`` or ``ROLLBACK`` of an open transaction. In pipeline mode statements are only
+    queued: the round trip is the sync that sends them and reads their results (leaving the
+    pipeline, ``Pipeline.sync()``, or a commit in the pipeline), with the ``BEGIN`` it carries.
+    Counted in psycopg, not in SQLAlchemy, so statements sent by any layer count alike. Returns
+    what undoes it (tests/gateway/test_lean_path.py counts a walk, then stops)."""
+    import psycopg
+    from psycopg import pq
+
+    idle = pq.TransactionStatus.IDLE
+
+    def opens(conn: Any) -> bool:
+        return bool(conn.info.transaction_status == idle and not conn.autocommit)
+
+    def queued(conn: Any) -> list[str]:
+        found: list[str] = conn.__dict__.setdefault("_bench_queued", [])
+        return found
+
+    def flush(conn: Any) -> None:
+        statements = queued(conn)
+        if statements:
+            round_trip(list(statements))
+            statements.clear()
+
+    def sql_of(query: Any) -> str:
+        return query if isinstance(query, str) else repr(query)
+
+    def on_execute(original: Any) -> Any:
+        def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            conn = self._conn
+            if conn._pipeline is not None:
+                statements = queued(conn)
+                if not statements and opens(conn):
+                    statements.append("BEGIN")
+                statements.append(sql_of(query))
+            else:
+                if opens(conn):
+                    round_trip(["BEGIN"])
+                round_trip([sql_of(query)])
+            return original(self, query, *args, **kwargs)
+
+        return execute
+
+    def on_end(original: Any, word: str) -> Any:
+        def end(self: Any) -> Any:
+            if self._pipeline is not None:
+                if self.info.transaction_status != idle or queued(self):
+                    queued(self).append(word)
+                    flush(self)  # psycopg syncs a pipeline on commit and rollback
+            elif self.info.transaction_status != idle:
+                round_trip([word])
+            return original(self)
+
+        return end
+
+    def on_sync(original: Any) -> Any:
+        def sync(self: Any, *args: Any, **kwargs: Any) -> Any:
+            flush(self._conn)
+            return original(self, *args, **kwargs)
+
+        return sync
+
+    patched = [
+        (psycopg.Cursor, "execute", on_execute),
+        (psycopg.Cursor, "executemany", on_execute),
+        (psycopg.Connection, "commit", lambda f: on_end(f, "COMMIT")),
+        (psycopg.Connection, "rollback", lambda f: on_end(f, "ROLLBACK")),
+        (psycopg.Pipeline, "sync", on_sync),
+        (psycopg.Pipeline, "__exit__", on_sync),
+    ]
+    originals = [(owner, name, owner.__dict__[name]) for owner, name, _ in patched]
+    for owner, name, wrap in patched:
+        setattr(owner, name, wrap(getattr(owner, name)))
+
+    def undo() -> None:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+    return undo
+
+
 def install(folder: str | os.PathLike[str]) -> None:
-    """Count this process's database round trips into ``folder`` (every engine)."""
-    from sqlalchemy import Engine, event
-
+    """Count this process's database round trips into ``folder``."""
     counter = _Counter(Path(folder))
-
-    def statement(conn: Any, _cursor: Any, _sql: Any, _params: Any, _context: Any, _many: Any):
-        if conn.info.get("bench_in_transaction"):
-            counter.add(1)
-        else:
-            conn.info["bench_in_transaction"] = True
-            counter.add(2)  # BEGIN, then the statement
-
-    def end(conn: Any) -> None:
-        if conn.info.pop("bench_in_transaction", False):
-            counter.add(1)
-
-    event.listen(Engine, "before_cursor_execute", statement)
-    event.listen(Engine, "commit", end)
-    event.listen(Engine, "rollback", end)
+    count_round_trips(lambda _statements: counter.add(1))
 
 
 def read_round_trips(folder: Path) -> int:

@@ -1,7 +1,8 @@
 """Every database round trip of one inbound message, listed: a phone walks the benchmark's
 conversation (SMS over the signed Twilio webhook, or the USSD walk over Africa's Talking) in
-one process against a fresh PostgreSQL database, and each statement the request sends is printed
-under its message, with BEGIN and COMMIT (the same counting as bench/measure.py).
+one process against a fresh PostgreSQL database, and each round trip the request makes is printed
+under its message, numbered, with every statement it carried, BEGIN and COMMIT included (the
+counting of bench/measure.py: statements sent together in psycopg's pipeline mode are one).
 
     .venv/bin/python bench/statements.py --database-url postgresql://postgres@127.0.0.1:5432/bench
 
@@ -17,7 +18,6 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 from inbound import (
@@ -57,31 +57,28 @@ def main(argv: list[str] | None = None) -> int:
             run_cli(env, *step)
         os.environ.update(env)
         sys.path.insert(0, str(REPO))
-        from sqlalchemy import Engine, event
+        from measure import count_round_trips
         from twilio.request_validator import RequestValidator
 
         from app import create_app
 
         lines: list[str] = []
-        state = {"open": False}
+        trips = [0]
 
-        def statement(conn: Any, _c: Any, sql: str, _p: Any, _x: Any, many: bool) -> None:
-            if not state["open"]:
-                state["open"] = True
-                lines.append("BEGIN")
-            lines.append(shorten(sql) + (" [executemany]" if many else ""))
+        def round_trip(sent: list[str]) -> None:
+            trips[0] += 1
+            # Several statements in one query string (ruta/sql.py): one line each; literals
+            # (lookup hashes, encrypted tokens, times) shown as '...'.
+            statements = [
+                re.sub(r"'(?:[^']|'')*'", "'...'", part)
+                for sql in sent
+                for part in sql.split(";\n")
+            ]
+            for number, sql in enumerate(statements):
+                mark = f"{trips[0]:3d}." if number == 0 else "    "
+                lines.append(f"{mark} {shorten(sql)}")
 
-        def end(kind: str) -> Any:
-            def listener(conn: Any) -> None:
-                if state["open"]:
-                    state["open"] = False
-                    lines.append(kind)
-
-            return listener
-
-        event.listen(Engine, "before_cursor_execute", statement)
-        event.listen(Engine, "commit", end("COMMIT"))
-        event.listen(Engine, "rollback", end("ROLLBACK"))
+        count_round_trips(round_trip)
         app = create_app()
         client = app.test_client()
         validator = RequestValidator(TWILIO_TOKEN)
@@ -90,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             steps = USSD_WALK if args.channel == "ussd" else CONVERSATION
             for seq, text in enumerate(steps):
                 lines.clear()
+                trips[0] = 0
                 if args.channel == "ussd":
                     form = {
                         "sessionId": f"ATUid_statements_{walk}",
@@ -118,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                         },
                     )
                 if walk == 1:
-                    print(f"\n{text!r} -> HTTP {response.status_code}: {len(lines)} round trips")
-                    for number, line in enumerate(lines, 1):
-                        print(f"  {number:2d}. {line}")
+                    print(f"\n{text!r} -> HTTP {response.status_code}: {trips[0]} round trips")
+                    for line in lines:
+                        print(f"  {line}")
         from ruta.db import db
 
         if db.engine is not None:

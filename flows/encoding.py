@@ -20,6 +20,7 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\x0c")
+GSM7 = GSM7_BASIC | GSM7_EXTENSION
 
 GSM7_SINGLE, GSM7_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
@@ -37,7 +38,7 @@ class SmsCost:
 
 
 def is_gsm7(text: str) -> bool:
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+    return GSM7.issuperset(text)
 
 
 def _pack(widths: list[int], single: int, part: int) -> int:
@@ -63,6 +64,10 @@ def _utf16_units(cluster: str) -> int:
 def sms_cost(text: str) -> SmsCost:
     """How ``text`` travels as SMS: its encoding, size in units and number of segments."""
     if is_gsm7(text):
+        if GSM7_EXTENSION.isdisjoint(text):  # one septet each: no cluster to keep whole
+            units = len(text)
+            segments = 1 if units <= GSM7_SINGLE else -(-units // GSM7_PART)
+            return SmsCost("GSM-7", units, segments)
         widths = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
         return SmsCost("GSM-7", sum(widths), _pack(widths, GSM7_SINGLE, GSM7_PART))
     # UTF-16: characters outside the BMP (emoji) take a surrogate pair; clusters stay whole.

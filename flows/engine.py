@@ -80,7 +80,7 @@ class Engine:
         text = clean_input(text)
         word = fold(text)
         settings = self.library.settings
-        run = _Run(self, copy.deepcopy(state) if state else None, services, budget, now)
+        run = _Run(self, _copied(state) if state else None, services, budget, now)
 
         def role(name: str) -> bool:
             return word in self._words.get(name, set())
@@ -136,7 +136,7 @@ class Engine:
         now: datetime,
     ) -> StepResult:
         """Show again the question the conversation is waiting on (a USSD session resumed)."""
-        run = _Run(self, copy.deepcopy(state), services, budget, now)
+        run = _Run(self, _copied(state), services, budget, now)
         run.language = (
             state.get("lang") or contact.language or self.library.settings.default_language
         )
@@ -157,6 +157,18 @@ class Engine:
             run.events.append(Event("contact_language_changed", {"language": hinted}))
             return hinted
         return settings.default_language
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a state (JSON: dicts, lists, strings, numbers), which a step must not change
+    in the caller's hands; ``copy.deepcopy``'s bookkeeping cost a tenth of a step."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return copy.deepcopy(value)
 
 
 class _Run:

@@ -31,10 +31,13 @@ def fold(text: str) -> str:
 def to_gsm7(text: str) -> str:
     """The letters the GSM 7-bit alphabet lacks written plainly (``Escazú`` to ``Escazu``; ``ñ``
     and ``é``, which it has, stay), so a menu of names costs what its length says."""
-    from flows.encoding import GSM7_BASIC, GSM7_EXTENSION
+    from flows.encoding import GSM7, GSM7_BASIC, GSM7_EXTENSION
 
+    text = unicodedata.normalize("NFC", text)
+    if GSM7.issuperset(text):  # most labels: nothing to write plainly
+        return text
     out = []
-    for ch in unicodedata.normalize("NFC", text):
+    for ch in text:
         if ch in GSM7_BASIC or ch in GSM7_EXTENSION:
             out.append(ch)
             continue

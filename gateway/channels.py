@@ -55,7 +55,12 @@ def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:
     with metrics.inbound_step(message.channel) as step:
         with database_or_spool(lambda: _entry(message)) as kept:
             handled = handle_inbound(
-                db, current_app.extensions["ruta.flows"], message, route, now=clock.now()
+                db,
+                current_app.extensions["ruta.flows"],
+                message,
+                route,
+                now=clock.now(),
+                directory=current_app.extensions.get("ruta.directory"),
             )
         if kept:
             step.outcome = "spooled"

@@ -57,6 +57,7 @@ def _authorised() -> None:
 @bp.get("/metrics")
 def scrape() -> Response:
     _authorised()
+    metrics.flush()  # this process's latest figures; the others' are at most a second old
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RutaCollector(current_app.extensions["ruta.redis"], _prefix()))
     return Response(generate_latest(registry), 200, content_type=CONTENT_TYPE)

@@ -61,7 +61,12 @@ def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
         try:
             with deadline(db.timeout):
                 reply, work = ussd.handle(
-                    db, current_app.extensions["ruta.flows"], request, route, now=clock.now()
+                    db,
+                    current_app.extensions["ruta.flows"],
+                    request,
+                    route,
+                    now=clock.now(),
+                    directory=current_app.extensions.get("ruta.directory"),
                 )
             step.outcome = "handled"
         except UNAVAILABLE as exc:

@@ -30,6 +30,7 @@ from ruta.models import (
 from ruta.referrals import (
     Work,
     alert_text,
+    ask_rating,
     chain_positions,
     notify_person,
     record,
@@ -91,7 +92,7 @@ def close(
     record(session, case, "closed", actor, outcome=outcome, via="web")
     ids = notify_person(session, case, "person_closed", now, channel)
     if ids:
-        case.rating_requested_at = now
+        ask_rating(session, case, now)
     return Work(message_ids=ids)
 
 

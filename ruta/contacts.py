@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import phonenumbers
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ruta import crypto
-from ruta.models import Contact
+from ruta.models import Contact, utcnow
+from ruta.sql import Call, Prepared, Row
 
 
 class InvalidNumber(ValueError):
@@ -82,3 +87,89 @@ def find_contact(session: Session, e164: str) -> Contact | None:
     return session.scalars(
         select(Contact).where(Contact.phone_hash.in_(hashes)).order_by(Contact.id).limit(1)
     ).first()
+
+
+# --- the webhooks' path: Core statements (ruta/sql.py) ----------------------------------------
+
+
+@dataclass
+class ContactRow:
+    """What a message's handling needs of its sender (never the number: it is not decrypted)."""
+
+    id: int
+    language: str | None
+    opted_out: bool
+    rating_asked_at: datetime | None
+
+
+def _row(rows: Sequence[Row]) -> ContactRow:
+    # Two rows for one number: see _oldest.
+    return ContactRow(*min(rows, key=lambda row: row[0]))
+
+
+_RETURNED = (Contact.id, Contact.language, Contact.opted_out, Contact.rating_asked_at)
+_LOCKS: dict[int, Prepared] = {}
+_CREATE = Prepared(
+    lambda dialect: (
+        (postgresql_insert if dialect == "postgresql" else sqlite_insert)(Contact)
+        .values(
+            phone_hash=bindparam("new_hash"),
+            phone=bindparam("phone"),
+            opted_out=False,
+            created_at=bindparam("created"),
+            last_seen_at=bindparam("now"),
+        )
+        .on_conflict_do_update(
+            index_elements=["phone_hash"], set_={"last_seen_at": bindparam("now")}
+        )
+        .returning(*_RETURNED)
+    )
+)
+
+
+def hash_binds(count: int) -> list[Any]:
+    """The parameters ``h0``.. ``h{count-1}``: the lookup hashes of one number, one per key."""
+    return [bindparam(f"h{i}") for i in range(count)]
+
+
+def hash_values(e164: str) -> dict[str, str]:
+    return {f"h{i}": digest for i, digest in enumerate(crypto.current().lookup_hashes(e164))}
+
+
+def matches(count: int) -> ColumnElement[bool]:
+    return Contact.phone_hash.in_(hash_binds(count))
+
+
+def contact_id_of(count: int) -> ScalarSelect[int]:
+    """The id of the number's contact (the oldest, if two), for statements sent in the same
+    round trip as the lock, before its result is known."""
+    return select(Contact.id).where(matches(count)).order_by(Contact.id).limit(1).scalar_subquery()
+
+
+def lock(hashes: dict[str, str], now: datetime) -> Call:
+    """Lock the number's contact row by recording when it was seen (see ``lock_contact``):
+    no row when the number is new, then ``create``."""
+    prepared = _LOCKS.get(len(hashes))
+    if prepared is None:
+        prepared = _LOCKS[len(hashes)] = Prepared(
+            update(Contact)
+            .where(matches(len(hashes)))
+            .values(last_seen_at=bindparam("now"))
+            .returning(*_RETURNED)
+        )
+    return prepared(now=now, **hashes)
+
+
+def create(e164: str, now: datetime) -> Call:
+    """Create the number's contact under the current lookup key, or lock the one a concurrent
+    first message created (``ON CONFLICT DO UPDATE`` waits for it and locks it)."""
+    return _CREATE(
+        new_hash=crypto.current().lookup_hash(e164),
+        phone=e164,
+        created=utcnow(),
+        now=now,
+    )
+
+
+def locked(rows: Sequence[Row]) -> ContactRow | None:
+    return _row(rows) if rows else None

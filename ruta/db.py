@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -96,16 +99,78 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, millis: int) -> None
 #
 # Statement and connect timeouts need a server that answers. A database behind a network that
 # accepts bytes and never forwards them (a hung proxy, a half-open connection) blocks a socket
-# read forever: within ``deadline``, a timer shuts down the socket of every connection the
+# read forever: within ``deadline``, a watchdog shuts down the socket of every connection the
 # thread checked out, the blocked call fails at once, and the pool drops that connection.
 
 _watched = threading.local()
 
 
+class _Watch:
+    """One ``deadline`` block: the connections it checked out, and whether it expired."""
+
+    __slots__ = ("connections", "done", "expired")
+
+    def __init__(self) -> None:
+        self.connections: list[Any] = []
+        self.expired = False
+        self.done = False
+
+    def expire(self) -> None:
+        if self.done:  # ended while the watchdog took it off its queue
+            return
+        self.expired = True
+        for connection in list(self.connections):
+            _cut(connection)
+
+
+class _Watchdog:
+    """One daemon thread per process for every deadline (a timer thread per message cost more
+    than the rest of the bookkeeping). Blocks that end are only marked done; the thread drops
+    them when they reach the front of its queue, so it wakes about once per deadline length
+    when every message answers in time."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._queue: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._pid: int | None = None
+
+    def watch(self, seconds: float) -> _Watch:
+        watch = _Watch()
+        when = time.monotonic() + seconds
+        with self._condition:
+            if self._pid != os.getpid():  # first use, or a forked child: its own thread
+                self._pid, self._queue = os.getpid(), []
+                threading.Thread(target=self._run, name="ruta-deadlines", daemon=True).start()
+            heapq.heappush(self._queue, (when, next(self._order), watch))
+            if self._queue[0][2] is watch:
+                self._condition.notify()
+        return watch
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                queue = self._queue
+                while queue and queue[0][2].done:
+                    heapq.heappop(queue)
+                if not queue:
+                    self._condition.wait()
+                    continue
+                wait = queue[0][0] - time.monotonic()
+                if wait > 0:
+                    self._condition.wait(wait)
+                    continue
+                _, _, watch = heapq.heappop(queue)
+            watch.expire()
+
+
+_watchdog = _Watchdog()
+
+
 def _watch_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    connections = getattr(_watched, "connections", None)
-    if connections is not None:
-        connections.append(dbapi_connection)
+    watch = getattr(_watched, "watch", None)
+    if watch is not None:
+        watch.connections.append(dbapi_connection)
 
 
 def _cut(connection: Any) -> None:
@@ -120,39 +185,26 @@ def _cut(connection: Any) -> None:
 
 def past_deadline() -> bool:
     """Whether this thread's deadline (if any) has passed: then trying again is pointless."""
-    expired = getattr(_watched, "expired", None)
-    return bool(expired is not None and expired.is_set())
+    watch = getattr(_watched, "watch", None)
+    return bool(watch is not None and watch.expired)
 
 
 @contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Database work in this block gets ``seconds`` at most; past it, the connections it uses
     are cut and the block fails with ``DeadlineExceeded`` (an ``OperationalError``)."""
-    outer = getattr(_watched, "connections", None)
-    outer_expired = getattr(_watched, "expired", None)
-    connections: list[Any] = []
-    _watched.connections = connections
-    expired = threading.Event()
-    _watched.expired = expired
-
-    def expire() -> None:
-        expired.set()
-        for connection in list(connections):
-            _cut(connection)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    outer = getattr(_watched, "watch", None)
+    watch = _watched.watch = _watchdog.watch(seconds)
     try:
         yield
     except UNAVAILABLE as exc:
-        if expired.is_set():
+        if watch.expired:
             raise DeadlineExceeded(seconds) from exc
         raise
     finally:
-        timer.cancel()
-        _watched.connections, _watched.expired = outer, outer_expired
-    if expired.is_set():
+        watch.done = True
+        _watched.watch = outer
+    if watch.expired:
         log.warning("database answered after its %.1f s deadline", seconds)
 
 
@@ -172,6 +224,12 @@ class Database:
         self.timeout = timeout
         self.engine = make_engine(url, timeout=timeout, pre_ping=pre_ping)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def bound(self) -> Engine:
+        """The engine (for ruta/sql.py's transactions)."""
+        if self.engine is None:
+            raise RuntimeError("database not initialised: create the app first")
+        return self.engine
 
     def session(self) -> Session:
         if self._factory is None:

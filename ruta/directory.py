@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -179,16 +181,108 @@ def search(
     return list(session.scalars(query))
 
 
+#: Tables whose writes bump the "directory" counter (migration 0011): what the cache below holds.
+CACHED_TABLES = (
+    "municipalities",
+    "categories",
+    "organizations",
+    "services",
+    "locations",
+    "service_at_locations",
+    "phones",
+    "schedules",
+)
+
+
+class DirectoryCache:
+    """The directory as menus and listings show it, kept by each web process.
+
+    Valid for one value of the ``directory`` counter (``ruta.models.CacheVersion``), which a
+    trigger bumps in every transaction that writes one of ``CACHED_TABLES``, whoever writes it
+    (the admin, ``ruta`` commands, an import). The webhook reads the counter in the round trip
+    that locks the contact (``seen``): a change is seen by the first message after its commit,
+    and an unchanged directory costs no query at all. Filled on demand, one menu or one search
+    at a time; thread-safe (gthread workers).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.version: int | None = None
+        #: Bumped whenever the contents are dropped: a load that began before keeps its result
+        #: to itself, so an older reading never lands in a newer cache.
+        self._generation = 0
+        self._places: list[tuple[str, Choice]] | None = None
+        self._names: dict[str, str] | None = None
+        self._categories: list[tuple[str, dict[str, str]]] | None = None
+        self._found: dict[tuple[str, str, str], list[str]] = {}
+
+    def seen(self, version: int | None) -> None:
+        """The counter a message read. Newer than the cache: drop everything. Unknown (no
+        counter row): drop everything and keep nothing."""
+        if version is not None and self.version is not None and version <= self.version:
+            return
+        with self._lock:
+            if version is None or self.version is None or version > self.version:
+                self.version = version
+                self._generation += 1
+                self._places = self._names = self._categories = None
+                self._found = {}
+
+    def _keep(self, generation: int) -> bool:
+        return self.version is not None and generation == self._generation
+
+    def places(self, load: Callable[[], list[tuple[str, Choice]]]) -> list[tuple[str, Choice]]:
+        found = self._places
+        if found is None:
+            generation = self._generation
+            found = load()
+            if self._keep(generation):
+                self._places = found
+        return found
+
+    def name(self, code: str, load: Callable[[], list[tuple[str, Choice]]]) -> str | None:
+        names = self._names
+        if names is None:
+            generation = self._generation
+            names = {choice.value: choice.label for _, choice in self.places(load)}
+            if self._keep(generation):
+                self._names = names
+        return names.get(code)
+
+    def categories(
+        self, load: Callable[[], list[tuple[str, dict[str, str]]]]
+    ) -> list[tuple[str, dict[str, str]]]:
+        found = self._categories
+        if found is None:
+            generation = self._generation
+            found = load()
+            if self._keep(generation):
+                self._categories = found
+        return found
+
+    def search(self, key: tuple[str, str, str], load: Callable[[], list[str]]) -> list[str]:
+        found = self._found.get(key)
+        if found is None:
+            generation = self._generation
+            found = load()
+            if self._keep(generation):
+                with self._lock:
+                    if generation == self._generation:
+                        self._found[key] = found
+        return list(found)
+
+
 class DatabaseServices:
     """``flows.services.Services`` over the database, for one inbound message.
 
     Work the actions cause (outbox events to dispatch) collects in ``work`` for the caller to
-    hand to RQ after commit.
+    hand to RQ after commit. ``session`` may be a function that makes one: the webhooks pass
+    one, and with a ``cache`` a step that only browses the directory never needs a session.
     """
 
     def __init__(
         self,
-        session: Session,
+        session: Session | Callable[[], Session],
         *,
         channel: str,
         contact_id: int | None,
@@ -196,10 +290,11 @@ class DatabaseServices:
         now: datetime | None = None,
         policy: Policy | None = None,
         country: str | None = None,
+        cache: DirectoryCache | None = None,
     ) -> None:
-        self.session = session
-        # The country whose places are listed first: the phone's, or one the validator names.
-        self.country = country or (referrals.country_of(number) if number else None)
+        self._session = session
+        self._country = country
+        self.cache = cache
         self.channel = channel
         self.contact_id = contact_id
         self.number = number
@@ -208,17 +303,38 @@ class DatabaseServices:
         self.work = referrals.Work()
         self._municipalities: list[Choice] | None = None
         self._places_by_country: list[tuple[str, Choice]] = []
-        self._categories: list[Category] | None = None
+        self._categories: list[tuple[str, dict[str, str]]] | None = None
         # Subscriptions of a conversation without a contact (flow examples): never stored.
         self._detached: dict[tuple[str, str], str] = {}
 
-    def _places(self) -> list[tuple[str, Choice]]:
-        # A menu is listed when shown and again when answered: one query per message.
-        if self._municipalities is None:
-            rows = self.session.scalars(
-                select(Municipality).order_by(Municipality.country, Municipality.name)
+    @property
+    def session(self) -> Session:
+        if not isinstance(self._session, Session):
+            self._session = self._session()
+        return self._session
+
+    @property
+    def country(self) -> str | None:
+        """The country whose places are listed first: the phone's, or one the validator names."""
+        if self._country is None and self.number:
+            self._country = referrals.country_of(self.number)
+        return self._country
+
+    def _load_places(self) -> list[tuple[str, Choice]]:
+        rows = self.session.execute(
+            select(Municipality.country, Municipality.code, Municipality.name).order_by(
+                Municipality.country, Municipality.name
             )
-            self._places_by_country = [(m.country, Choice(m.code, m.name)) for m in rows]
+        )
+        return [(country, Choice(code, name)) for country, code, name in rows]
+
+    def _places(self) -> list[tuple[str, Choice]]:
+        # A menu is listed when shown and again when answered: one query per message at most.
+        if self._municipalities is None:
+            if self.cache is not None:
+                self._places_by_country = self.cache.places(self._load_places)
+            else:
+                self._places_by_country = self._load_places()
             self._municipalities = [choice for _, choice in self._places_by_country]
         return self._places_by_country
 
@@ -237,25 +353,40 @@ class DatabaseServices:
         return [choice for country, choice in self._places() if country != self.country]
 
     def municipality_name(self, code: str) -> str | None:
+        if self.cache is not None:
+            return self.cache.name(code, self._load_places)
         return self.session.scalar(select(Municipality.name).where(Municipality.code == code))
+
+    def _load_categories(self) -> list[tuple[str, dict[str, str]]]:
+        rows = self.session.execute(
+            select(Category.code, Category.names)
+            .where(Category.listed.is_(True))
+            .order_by(Category.position, Category.code)
+        )
+        return [(code, dict(names)) for code, names in rows]
 
     def categories(self, language: str) -> list[Choice]:
         if self._categories is None:
-            self._categories = list(
-                self.session.scalars(
-                    select(Category)
-                    .where(Category.listed.is_(True))
-                    .order_by(Category.position, Category.code)
-                )
-            )
+            if self.cache is not None:
+                self._categories = self.cache.categories(self._load_categories)
+            else:
+                self._categories = self._load_categories()
         return [
-            Choice(c.code, c.names.get(language) or next(iter(c.names.values()), c.code))
-            for c in self._categories
+            Choice(code, names.get(language) or next(iter(names.values()), code))
+            for code, names in self._categories
         ]
 
-    def find_services(self, municipality: str, category: str, language: str) -> list[str]:
+    def _search(self, municipality: str, category: str, language: str) -> list[str]:
         found = search(self.session, municipality, category, language)
         return [format_entry(service, language) for service in found]
+
+    def find_services(self, municipality: str, category: str, language: str) -> list[str]:
+        if self.cache is not None:
+            return self.cache.search(
+                (municipality, category, language),
+                lambda: self._search(municipality, category, language),
+            )
+        return self._search(municipality, category, language)
 
     def route(self, municipality: str, category: str, safe: bool) -> Routing | None:
         category = taxonomy.load().canonical(category) or category

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from flows.loader import (
 from flows.model import DefinitionError, Issue, Library
 from flows.testing import ExampleResult
 from flows.validate import validate_library
-from ruta.models import FlowVersion
+from ruta.models import CacheVersion, FlowVersion
 
 
 @dataclass
@@ -78,9 +79,15 @@ def publish_directory(
     return report
 
 
-#: How often a process looks for newly published versions. A new version reaches new
-#: conversations within this time; looking on every message cost ~9% of a webhook's CPU.
+#: How often ``FlowCache.engine`` looks for newly published versions when it is given a
+#: session (the admin); the webhooks read the counter with the contact lock (``engine_at``).
 RECHECK_SECONDS = 2.0
+
+
+def flows_version(session: Session) -> int | None:
+    """The ``flows`` counter (``CacheVersion``), bumped by a trigger with every write to
+    ``flow_versions``; None without its row (a schema not migrated)."""
+    return session.scalar(select(CacheVersion.version).where(CacheVersion.name == "flows"))
 
 
 class FlowCache:
@@ -97,22 +104,37 @@ class FlowCache:
         self.session_timeout_minutes = session_timeout_minutes
         self.recheck_seconds = recheck_seconds
         self._lock = threading.Lock()
-        self._marker: tuple[int, int] | None = None
+        self._version: int | None = None
         self._checked_at = float("-inf")
         self._engine: Engine | None = None
 
     def engine(self, session: Session) -> Engine:
         if self._engine is not None and time.monotonic() - self._checked_at < self.recheck_seconds:
             return self._engine
-        marker_row = session.execute(
-            select(func.count(FlowVersion.id), func.coalesce(func.max(FlowVersion.id), 0))
-        ).one()
-        marker = (int(marker_row[0]), int(marker_row[1]))
+        version = flows_version(session)
         self._checked_at = time.monotonic()
+        return self.engine_at(version, lambda: session)
+
+    def engine_at(self, version: int | None, session: Callable[[], Session]) -> Engine:
+        """The engine for the ``flows`` counter a caller read (with its contact lock): no
+        query while it is unchanged; rebuilt from ``session()`` when it is newer (or unknown)."""
+        engine = self._engine
+        if (
+            engine is not None
+            and version is not None
+            and self._version is not None
+            and version <= self._version
+        ):
+            return engine
         with self._lock:
-            if self._engine is None or marker != self._marker:
-                self._engine = self._build(session)
-                self._marker = marker
+            if (
+                self._engine is None
+                or version is None
+                or self._version is None
+                or version > self._version
+            ):
+                self._engine = self._build(session())
+                self._version = version
             return self._engine
 
     def _build(self, session: Session) -> Engine:

@@ -2,9 +2,12 @@
 
 gunicorn runs several web processes and ``ruta worker`` runs on other machines; an in-process
 counter would show whichever process answered the scrape. Redis is already shared by all of
-them, so each event is one pipelined round trip (HINCRBY) into one hash, and ``/metrics``
-(gateway/metrics.py) reads it back whole. A Redis that is down loses figures, never a message:
-recording swallows its errors.
+them, so figures go into one hash (HINCRBY), and ``/metrics`` (gateway/metrics.py) reads it
+back whole. A worker's figures are written as they happen (one pipelined round trip). A web
+process adds up its inbound steps in memory and writes them once a second (``FLUSH_SECONDS``,
+one round trip for however many messages), and before it answers a scrape: a round trip to
+Redis on every message cost more CPU than the rest of the figures' bookkeeping. A Redis that
+is down loses figures, never a message: recording swallows its errors.
 
 Labels are only channel, outcome and queue names, checked against ``LABEL_VALUE``: nothing
 about a person, a message or a case can become a label.
@@ -12,13 +15,17 @@ about a person, a message or a case can become a label.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import current_app, has_app_context
 from redis.exceptions import RedisError
@@ -86,14 +93,17 @@ def _field(spec: Spec, values: tuple[str, ...], suffix: str = "") -> str:
     return "|".join((spec.name, *safe)) + (f"|{suffix}" if suffix else "")
 
 
-def _write(increments: Mapping[str, float]) -> None:
-    """One round trip; outside an app (a script, a unit of the engine) nothing is recorded."""
+def _target() -> tuple[Any, str] | None:
+    """This app's Redis and hash; None outside an app (a script, a unit of the engine)."""
     if not has_app_context():
-        return
+        return None
     redis = current_app.extensions.get("ruta.redis")
     if redis is None:
-        return
-    key = hash_key(current_app.config["RUTA_QUEUE_PREFIX"])
+        return None
+    return redis, hash_key(current_app.config["RUTA_QUEUE_PREFIX"])
+
+
+def _send(redis: Any, key: str, increments: Mapping[str, float]) -> None:
     try:
         pipe = redis.pipeline(transaction=False)
         for field, amount in increments.items():
@@ -104,6 +114,60 @@ def _write(increments: Mapping[str, float]) -> None:
         pipe.execute()
     except RedisError as exc:
         log.warning("metrics not recorded: %s", type(exc).__name__)
+
+
+def _write(increments: Mapping[str, float]) -> None:
+    """One round trip; outside an app nothing is recorded."""
+    target = _target()
+    if target is not None:
+        _send(*target, increments)
+
+
+#: Longest a web process keeps figures before writing them to Redis.
+FLUSH_SECONDS = 1.0
+
+
+class _Pending:
+    """Figures added up in this process, per Redis and hash, written by ``flush``: by a thread
+    of their own every ``FLUSH_SECONDS`` while there are any, before a scrape, and at exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._figures: dict[tuple[Any, str], dict[str, float]] = {}
+        self._pid: int | None = None
+        self._wake = threading.Event()
+
+    def add(self, redis: Any, key: str, increments: Mapping[str, float]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: its own thread
+                self._pid, self._figures = os.getpid(), {}
+                threading.Thread(target=self._run, name="ruta-metrics", daemon=True).start()
+            figures = self._figures.setdefault((redis, key), {})
+            for field, amount in increments.items():
+                figures[field] = figures.get(field, 0) + amount
+        self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            taken, self._figures = self._figures, {}
+        for (redis, key), figures in taken.items():
+            _send(redis, key, figures)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(FLUSH_SECONDS)
+            self._wake.clear()
+            self.flush()
+
+
+_pending = _Pending()
+atexit.register(_pending.flush)
+
+
+def flush() -> None:
+    """Write what this process holds now (before a scrape reads the hash)."""
+    _pending.flush()
 
 
 def _counted(spec: Spec, values: tuple[str, ...], amount: int = 1) -> dict[str, float]:
@@ -131,8 +195,8 @@ class Step:
 
 @contextmanager
 def inbound_step(channel: str) -> Iterator[Step]:
-    """Count one inbound message by outcome and time it, in one round trip when it is done,
-    whether the block returns or raises."""
+    """Count one inbound message by outcome and time it when it is done, whether the block
+    returns or raises (written to Redis within ``FLUSH_SECONDS``)."""
     step, started = Step(), time.perf_counter()
     try:
         yield step
@@ -143,7 +207,9 @@ def inbound_step(channel: str) -> Iterator[Step]:
         }
         if step.replied_inline:
             increments.update(_counted(OUTBOUND, (channel, "inline")))
-        _write(increments)
+        target = _target()
+        if target is not None:
+            _pending.add(*target, increments)
 
 
 def outcomes(

@@ -120,6 +120,9 @@ class Contact(Base):
     erase_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the person was last asked to rate closed help: only then is a bare 1, 2 or 3 looked
+    #: up as a rating (ruta.referrals.handle_rating), so other digits cost no query of cases.
+    rating_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Message(Base):
@@ -197,6 +200,17 @@ class UssdSession(Base):
     ended_normally: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class CacheVersion(Base):
+    """A counter for each set of tables web processes cache (``directory``, ``flows``): every
+    write to one of those tables bumps it, by a trigger, in the writing transaction (migration
+    0011), so a process that reads a newer number knows its copy is stale."""
+
+    __tablename__ = "cache_versions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class FlowVersion(Base):

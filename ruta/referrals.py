@@ -12,10 +12,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import phonenumbers
-from sqlalchemy import select
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from flows.services import CaseRequest
@@ -174,6 +175,18 @@ def record(session: Session, case: Case, kind: str, actor: str, **data: Any) -> 
 def country_of(e164: str) -> str | None:
     """The ISO country of a number, or None for numbers of no country: satellite and other
     non-geographic ones (+881, +882, +883: region "001") and unknown codes ("ZZ")."""
+    # Calling codes are prefix-free: the first of 1 to 3 digits that is one names the country
+    # alone unless it is shared (+1, +7, +44...), as region_code_for_number decides it too;
+    # only a shared one needs the number parsed (40 µs, on every message).
+    digits = e164[1:]
+    plain = e164[:1] == "+" and digits[:1] != "0" and digits.isdigit()
+    for length in (1, 2, 3) if plain else ():
+        regions = COUNTRY_CODE_TO_REGION_CODE.get(int(digits[:length]))
+        if regions is not None:
+            # What parse refuses (a national number under 2 or over 17 digits) is parsed.
+            if len(regions) == 1 and 2 <= len(digits) - length <= 17:
+                return regions[0] if regions[0] in phonenumbers.SUPPORTED_REGIONS else None
+            break
     try:
         region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
     except phonenumbers.NumberParseException:
@@ -529,9 +542,24 @@ def _age(delta: timedelta, language: str) -> str:
     return f"{hours // 24} {'dias' if language == 'es' else 'days'}"
 
 
+class Sender(Protocol):
+    """Who sent a message: a ``Contact``, or the webhook's ``ContactRow``."""
+
+    id: int
+    language: str | None
+    rating_asked_at: datetime | None
+
+
+def is_command(body: str) -> bool:
+    """Whether ``body`` has the shape of a focal point's command (a verb, maybe a reference):
+    only then is the sender looked up among the focal points."""
+    match = COMMAND.match(body)
+    return match is not None and match.group(1).upper() in VERBS
+
+
 def handle_command(
     session: Session,
-    contact: Contact,
+    contact: Sender,
     body: str,
     *,
     now: datetime,
@@ -644,7 +672,7 @@ def _close(
     record(session, case, "closed", f"focal_point:{fp.id}", outcome=case.outcome)
     ids = notify_person(session, case, "person_closed", now, channel)
     if ids:
-        case.rating_requested_at = now
+        ask_rating(session, case, now)
     return Answer(text(lang, "closed", ref=ref), Work(message_ids=ids))
 
 
@@ -761,9 +789,28 @@ def notify_person(session: Session, case: Case, key: str, now: datetime, channel
     return [message.id]
 
 
-def handle_rating(session: Session, contact: Contact, body: str, *, now: datetime) -> str | None:
+RATINGS = ("1", "2", "3")
+
+
+def ask_rating(session: Session, case: Case, now: datetime) -> None:
+    """The closing notice asked the person to rate the help: their next 1, 2 or 3 is looked up
+    as a rating (``Contact.rating_asked_at``), within ``RATING_WINDOW``."""
+    case.rating_requested_at = now
+    if case.contact_id is not None:
+        session.execute(
+            update(Contact).where(Contact.id == case.contact_id).values(rating_asked_at=now)
+        )
+
+
+def may_be_rating(contact: Sender, body: str, now: datetime) -> bool:
+    """A 1, 2 or 3 from someone asked to rate within the window: worth ``handle_rating``."""
+    asked = contact.rating_asked_at
+    return asked is not None and asked >= now - RATING_WINDOW and body.strip() in RATINGS
+
+
+def handle_rating(session: Session, contact: Sender, body: str, *, now: datetime) -> str | None:
     """A 1, 2 or 3 shortly after a closing notice rates the help received."""
-    if body.strip() not in ("1", "2", "3"):
+    if body.strip() not in RATINGS:
         return None
     case = session.scalar(
         select(Case)
@@ -778,6 +825,10 @@ def handle_rating(session: Session, contact: Contact, body: str, *, now: datetim
         .limit(1)
     )
     if case is None:
+        # Rated already, or the window has passed: the hint goes, and the query with it.
+        session.execute(
+            update(Contact).where(Contact.id == contact.id).values(rating_asked_at=None)
+        )
         return None
     case.rating = int(body.strip())
     record(session, case, "rated", "person", rating=case.rating)

@@ -13,22 +13,29 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, insert, select, update
 
-from ruta import contacts
-from ruta.conversation import InboundMessage, Route, step_conversation
+from ruta import contacts, sql
+from ruta.conversation import (
+    InboundMessage,
+    Route,
+    Stored,
+    lock_and_read,
+    step_conversation,
+)
 from ruta.db import Database
+from ruta.directory import DirectoryCache
 from ruta.flowstore import FlowCache
 from ruta.models import (
-    ConversationSession,
     Direction,
     Message,
     MessagePurpose,
     MessageStatus,
     UssdSession,
+    utcnow,
 )
 from ruta.referrals import Work
+from ruta.sql import Call, Prepared, Row, Tx
 
 CHANNEL = "ussd"
 #: A session cut off less than this long ago may be continued.
@@ -77,45 +84,168 @@ def handle(
     route: Route,
     *,
     now: datetime,
+    directory: DirectoryCache | None = None,
 ) -> tuple[UssdReply, Work]:
-    with database.transaction() as session:
-        return _handle(session, flows, request, route, now)
+    """One screen. Two round trips on PostgreSQL (three for a new number), as an SMS: the
+    first locks the contact and reads this session, the person's latest other session and the
+    conversation; the second writes them back and commits."""
+    cache = directory if directory is not None else DirectoryCache()
+    with sql.transaction(database.bound()) as tx:
+        return _handle(tx, flows, cache, request, route, now)
+
+
+# --- statements, built once (ruta/sql.py) -----------------------------------------------------
+
+_SESSION_COLUMNS = (
+    UssdSession.id,
+    UssdSession.last_input,
+    UssdSession.last_sequence,
+    UssdSession.pending,
+    UssdSession.last_end,
+)
+_THIS = Prepared(
+    select(*_SESSION_COLUMNS)
+    .where(
+        UssdSession.provider == bindparam("provider"),
+        UssdSession.session_id == bindparam("session_id"),
+    )
+    .with_for_update()
+)
+_PREVIOUS: dict[int, Prepared] = {}
+#: The last screen only when a repeated request shows it again (it is decrypted then only).
+_LAST_SCREEN = Prepared(select(UssdSession.last_screen).where(UssdSession.id == bindparam("id")))
+_NEW = Prepared(
+    insert(UssdSession).values(
+        provider=bindparam("provider"),
+        session_id=bindparam("session_id"),
+        contact_id=bindparam("contact_id"),
+        last_input=bindparam("last_input"),
+        last_sequence=bindparam("last_sequence"),
+        last_screen=bindparam("last_screen"),
+        last_end=bindparam("last_end"),
+        pending=bindparam("pending"),
+        ended_at=bindparam("ended_at"),
+        ended_normally=bindparam("ended_normally"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+)
+_SAVED_COLUMNS = ("last_input", "last_sequence", "last_screen", "last_end", "pending")
+#: A screen that waits for input leaves ``ended_at`` as it was (a provider's end notice).
+_SAVED = Prepared(
+    update(UssdSession)
+    .where(UssdSession.id == bindparam("id"))
+    .values({name: bindparam(name) for name in _SAVED_COLUMNS})
+    .values(updated_at=bindparam("now"))
+)
+_SAVED_END = Prepared(
+    update(UssdSession)
+    .where(UssdSession.id == bindparam("id"))
+    .values({name: bindparam(name) for name in _SAVED_COLUMNS})
+    .values(
+        ended_at=bindparam("ended_at"),
+        ended_normally=bindparam("ended_normally"),
+        updated_at=bindparam("now"),
+    )
+)
+_INPUT = Prepared(
+    update(UssdSession)
+    .where(UssdSession.id == bindparam("id"))
+    .values(last_input=bindparam("last_input"), last_sequence=bindparam("last_sequence"))
+)
+_QUEUED = Prepared(
+    insert(Message)
+    .values(
+        direction=Direction.OUTBOUND.value,
+        channel=bindparam("channel"),
+        contact_id=bindparam("contact_id"),
+        body=bindparam("body"),
+        status=MessageStatus.QUEUED.value,
+        purpose=MessagePurpose.REPLY.value,
+        attempts=0,
+        created_at=bindparam("created_at"),
+        updated_at=bindparam("created_at"),
+    )
+    .returning(Message.id)
+)
+
+
+def _previous_statement(count: int) -> Prepared:
+    """The person's latest session other than this one: was it cut off within the window?"""
+    prepared = _PREVIOUS.get(count)
+    if prepared is None:
+        prepared = _PREVIOUS[count] = Prepared(
+            select(UssdSession.ended_normally, UssdSession.updated_at)
+            .where(
+                UssdSession.contact_id == contacts.contact_id_of(count),
+                ~(
+                    (UssdSession.provider == bindparam("provider"))
+                    & (UssdSession.session_id == bindparam("session_id"))
+                ),
+            )
+            .order_by(UssdSession.updated_at.desc(), UssdSession.id.desc())
+            .limit(1)
+        )
+    return prepared
+
+
+@dataclass
+class _Session:
+    """This USSD session as read with the contact lock (None fields for a new one)."""
+
+    id: int | None
+    last_input: str | None = None
+    last_sequence: int | None = None
+    pending: str | None = None
+    last_end: bool = False
 
 
 def _handle(
-    session: Session, flows: FlowCache, request: UssdRequest, route: Route, now: datetime
+    tx: Tx,
+    flows: FlowCache,
+    directory: DirectoryCache,
+    request: UssdRequest,
+    route: Route,
+    now: datetime,
 ) -> tuple[UssdReply, Work]:
-    contact = contacts.lock_contact(session, request.msisdn, seen_at=now)
-    ussd = session.scalar(
-        select(UssdSession)
-        .where(
-            UssdSession.provider == request.provider, UssdSession.session_id == request.session_id
-        )
-        .with_for_update()
+    where = {"provider": request.provider, "session_id": request.session_id}
+    hashes = contacts.hash_values(request.msisdn)
+    contact, stored, (this, previous) = lock_and_read(
+        tx,
+        request.msisdn,
+        CHANNEL,
+        now,
+        _THIS(**where),
+        _previous_statement(len(hashes))(**where, **hashes),
     )
-    settings = flows.engine(session).library.settings
+    directory.seen(stored.directory_version)
+    engine = flows.engine_at(stored.flows_version, tx.session)
+    settings = engine.library.settings
+    ussd = _Session(*this[0]) if this else _Session(None)
+    writes: list[Call] = []
 
     def run(text: str, mode: str = "step") -> tuple[UssdReply, Work]:
         message = InboundMessage(CHANNEL, request.msisdn, text)
-        result, work = step_conversation(session, flows, message, route, contact, now, mode=mode)
+        result, work, saved = step_conversation(
+            tx, engine, directory, message, route, contact, stored, now, mode=mode
+        )
+        writes.extend(saved)
         for event in result.events:
             if event.kind == "sms_requested":
-                work.message_ids.append(_queue_sms(session, contact.id, event.data["text"], route))
+                writes.append(
+                    _QUEUED(
+                        channel=route.outbound_channel,
+                        contact_id=contact.id,
+                        body=event.data["text"],
+                        created_at=utcnow(),
+                    )
+                )
         end = result.state is None or bool(result.state.get("ended"))
         return UssdReply(result.text, end), work
 
-    if ussd is None:
-        ussd = UssdSession(
-            provider=request.provider,
-            session_id=request.session_id,
-            contact_id=contact.id,
-            last_input=request.text or "",
-            last_sequence=request.sequence,
-            created_at=now,
-        )
-        session.add(ussd)
-        session.flush()
-        if _was_cut_off(session, contact.id, ussd.id, now):
+    if ussd.id is None:
+        ussd.last_input, ussd.last_sequence = request.text or "", request.sequence
+        if _was_cut_off(previous, stored, now):
             ussd.pending = "resume"
             language = contact.language or settings.default_language
             reply = UssdReply(
@@ -134,27 +264,49 @@ def _handle(
     else:
         newest = _newest_input(ussd, request)
         if newest is None:  # the same request again: the same screen, nothing advanced
-            return UssdReply(ussd.last_screen or "", ussd.last_end), Work()
+            (screen,) = tx.run(_LAST_SCREEN(id=ussd.id), commit=True)
+            return UssdReply(screen[0][0] or "", ussd.last_end), Work()
         if ussd.pending == "resume":
             ussd.pending = None
             if newest.strip() == CONTINUE:
                 reply, work = run("", mode="redisplay")
             elif newest.strip() == RESTART:
                 reply, work = run("", mode="fresh")
-            else:
-                ussd.pending = "resume"
-                return UssdReply(ussd.last_screen or "", False), Work()
+            else:  # neither: the offer again, the input path kept (pending stays "resume")
+                screen, _ = tx.run(
+                    _LAST_SCREEN(id=ussd.id),
+                    _INPUT(
+                        id=ussd.id, last_input=ussd.last_input, last_sequence=ussd.last_sequence
+                    ),
+                    commit=True,
+                )
+                return UssdReply(screen[0][0] or "", False), Work()
         else:
             reply, work = run(newest)
     if not reply.text:
         reply = UssdReply(settings.message("error", contact.language or "es"), end=True)
-    ussd.last_screen, ussd.last_end, ussd.updated_at = reply.text, reply.end, now
-    if reply.end:
-        ussd.ended_at, ussd.ended_normally = now, True
+    saved = {
+        "last_input": ussd.last_input,
+        "last_sequence": ussd.last_sequence,
+        "last_screen": reply.text,
+        "last_end": reply.end,
+        "pending": ussd.pending,
+        "ended_at": now if reply.end else None,
+        "ended_normally": reply.end,
+        "now": now,
+    }
+    if ussd.id is None:
+        writes.insert(0, _NEW(**where, contact_id=contact.id, **saved))
+    else:
+        writes.insert(0, (_SAVED_END if reply.end else _SAVED)(id=ussd.id, **saved))
+    results = tx.run(*writes, commit=True)
+    for call, rows in zip(writes, results, strict=True):
+        if call[0] is _QUEUED:
+            work.message_ids.append(rows[0][0])
     return reply, work
 
 
-def _newest_input(ussd: UssdSession, request: UssdRequest) -> str | None:
+def _newest_input(ussd: _Session, request: UssdRequest) -> str | None:
     """The input this request adds, or None when it repeats the last one."""
     if request.text is not None:
         previous = ussd.last_input or ""
@@ -171,23 +323,15 @@ def _newest_input(ussd: UssdSession, request: UssdRequest) -> str | None:
     return request.latest or ""
 
 
-def _was_cut_off(session: Session, contact_id: int, current_id: int, now: datetime) -> bool:
+def _was_cut_off(previous: list[Row], stored: Stored, now: datetime) -> bool:
     """Did this person's last session drop (no END from us) within the resume window, with a
     conversation still waiting on a question?"""
-    previous = session.scalar(
-        select(UssdSession)
-        .where(UssdSession.contact_id == contact_id, UssdSession.id != current_id)
-        .order_by(UssdSession.updated_at.desc(), UssdSession.id.desc())
-        .limit(1)
-    )
-    if previous is None or previous.ended_normally or previous.updated_at < now - RESUME_WINDOW:
+    if not previous:
         return False
-    state = session.scalar(
-        select(ConversationSession.state).where(
-            ConversationSession.channel == CHANNEL, ConversationSession.contact_id == contact_id
-        )
-    )
-    return state is not None and not json.loads(state).get("ended")
+    ended_normally, updated_at = previous[0]
+    if ended_normally or updated_at < now - RESUME_WINDOW:
+        return False
+    return stored.state is not None and not json.loads(stored.state).get("ended")
 
 
 def session_ended(
@@ -205,17 +349,3 @@ def session_ended(
         ussd.ended_at = ussd.ended_at or now
         ussd.ended_normally = ussd.ended_normally or (completed and ussd.last_end)
         return True
-
-
-def _queue_sms(session: Session, contact_id: int, text: str, route: Route) -> int:
-    message = Message(
-        direction=Direction.OUTBOUND.value,
-        channel=route.outbound_channel,
-        contact_id=contact_id,
-        body=text,
-        status=MessageStatus.QUEUED.value,
-        purpose=MessagePurpose.REPLY.value,
-    )
-    session.add(message)
-    session.flush()
-    return message.id

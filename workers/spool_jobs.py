@@ -105,7 +105,12 @@ def _process(entry: spool.Entry) -> None:
     )
     # The time the person sent it: a conversation kept for an hour has not timed out meanwhile.
     handled = handle_inbound(
-        db, current_app.extensions["ruta.flows"], message, route, now=spool.received_at(entry)
+        db,
+        current_app.extensions["ruta.flows"],
+        message,
+        route,
+        now=spool.received_at(entry),
+        directory=current_app.extensions.get("ruta.directory"),
     )
     work = handled.work
     if handled.duplicate:
