@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import Select, func, select
 
@@ -25,7 +26,7 @@ from workers.broadcast_jobs import start_broadcast
 from workers.queues import LOW, enqueue, enqueue_at
 
 bp = Blueprint("admin_broadcasts", __name__, url_prefix="/admin/broadcasts")
-NAV = [("broadcasts.view", "admin_broadcasts.index", "Broadcasts")]
+NAV = [("broadcasts.view", "admin_broadcasts.index", _l("Broadcasts"))]
 LANGUAGES = ("es", "en")
 MAX_TEXT = 480  # three SMS segments of GSM-7
 GENERAL = "general"

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session
@@ -43,7 +44,7 @@ from workers.jobs import hand_over
 ADMIN_LANGUAGE = "en"
 
 bp = Blueprint("admin_cases", __name__, url_prefix="/admin/cases")
-NAV = [("cases.view", "admin_cases.index", "Cases")]
+NAV = [("cases.view", "admin_cases.index", _l("Cases"))]
 PAGE_SIZE = 50
 
 

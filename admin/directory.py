@@ -29,6 +29,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
@@ -50,7 +51,7 @@ from ruta.models import (
 )
 
 bp = Blueprint("admin_directory", __name__, url_prefix="/admin/directory")
-NAV = [("directory.view", "admin_directory.index", "Directory")]
+NAV = [("directory.view", "admin_directory.index", _l("Directory"))]
 #: How long an upload waits between its dry run and applying it.
 IMPORT_TTL_SECONDS = 3600
 #: Largest import upload (the app's MAX_CONTENT_LENGTH, 64 KB, is sized for webhooks).

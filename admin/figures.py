@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import Select, false, select
 
@@ -17,7 +18,7 @@ from ruta.db import db
 from ruta.models import Case, Municipality, Role, UnroutedRequest
 
 bp = Blueprint("admin_figures", __name__, url_prefix="/admin/figures")
-NAV = [("figures.view", "admin_figures.index", "Figures")]
+NAV = [("figures.view", "admin_figures.index", _l("Figures"))]
 #: Weeks offered; the default is the first.
 WEEK_CHOICES = (12, 4, 26, 52)
 

@@ -31,6 +31,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
 from redis.exceptions import RedisError
@@ -63,7 +64,7 @@ from ruta.flowstore import rollback as rollback_flow
 from ruta.models import FlowDraft, FlowVersion, utcnow
 
 bp = Blueprint("admin_flows", __name__, url_prefix="/admin/flows")
-NAV = [("flows.view", "admin_flows.index", "Flows")]
+NAV = [("flows.view", "admin_flows.index", _l("Flows"))]
 log = logging.getLogger(__name__)
 
 #: The simulated phone: a number of the demo country, no contact row.

@@ -13,11 +13,12 @@ their country's, else the policy's default). The UTC time is in the ``title`` (s
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from flask import Flask, current_app, g, has_request_context, request, session
 from flask_babel import Babel, get_locale
 from flask_login import current_user
@@ -83,12 +84,26 @@ def when(value: datetime | None, country: str | None = None, *, fmt: str = "medi
     )
 
 
+def day(value: date | None) -> str:
+    """A calendar day (an agreement's expiry) in the user's language, e.g. "31 ene 2027": a
+    date has no time zone, so none is applied."""
+    if value is None:
+        return "-"
+    return format_date(value, "d MMM y", locale=language())
+
+
 def word(group: str, code: str | None) -> str:
     """A code of the vocabulary in the user's language (``ruta.taxonomy.word``)."""
     return taxonomy.word(group, code, language())
 
 
+def words(codes: Iterable[str], group: str) -> str:
+    """Codes of one group as a list in words (the Jinja filter ``words``): "Salud, Vivienda"."""
+    return ", ".join(word(group, code) for code in codes)
+
+
 def init_app(app: Flask) -> None:
+    app.jinja_env.filters["words"] = words
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     babel.init_app(app, locale_selector=language)
@@ -98,6 +113,7 @@ def init_app(app: Flask) -> None:
         return {
             "when": when,
             "word": word,
+            "day": day,
             "page_language": lambda: str(get_locale() or language()),
             "languages": LANGUAGE_NAMES,
         }

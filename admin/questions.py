@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import Select, false, func, select
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from ruta.models import Question, QuestionStatus, Role
 from workers.jobs import hand_over
 
 bp = Blueprint("admin_questions", __name__, url_prefix="/admin/questions")
-NAV = [("questions.view", "admin_questions.index", "Questions")]
+NAV = [("questions.view", "admin_questions.index", _l("Questions"))]
 PAGE_SIZE = 50
 #: Channels an answer can go back on as SMS; others (USSD) answer on the outbound provider.
 SMS_CHANNELS = ("twilio", "africastalking")
