@@ -96,6 +96,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
+        from admin.i18n import error_page
+
+        page = error_page(exc)
+        if page is not None:
+            return page
         return Response(f"{exc.code} {exc.name}\n", status=exc.code, mimetype="text/plain")
 
     @app.errorhandler(BadField)

@@ -19,10 +19,21 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_datetime
-from flask import Flask, current_app, g, has_request_context, request, session
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    render_template,
+    request,
+    session,
+)
 from flask_babel import Babel, get_locale
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
 
 from ruta import policy as policies
 from ruta import taxonomy
@@ -100,6 +111,33 @@ def word(group: str, code: str | None) -> str:
 def words(codes: Iterable[str], group: str) -> str:
     """Codes of one group as a list in words (the Jinja filter ``words``): "Salud, Vivienda"."""
     return ", ".join(word(group, code) for code in codes)
+
+
+#: What a person reads on an admin error page, by status code.
+ERRORS = {
+    400: _l(
+        "The request could not be read. If you were sending a form, reload the page and try again."
+    ),
+    403: _l("Your role does not give access to this page."),
+    404: _l("This page does not exist, or it is not yours to see."),
+    405: _l("This address does not take that kind of request."),
+    413: _l("What you sent is too large."),
+    429: _l("Too many requests. Wait a few minutes and try again."),
+}
+
+
+def error_page(exc: HTTPException) -> Response | None:
+    """An admin page's error as a page in the user's language, with the menu to go on from;
+    None (the caller answers in plain text) outside the admin's pages, for scripts asking JSON,
+    or when the page itself cannot be drawn (the database is down)."""
+    if not request.path.startswith("/admin") or request.is_json or exc.code is None:
+        return None
+    try:
+        message = ERRORS.get(exc.code, _l("Something went wrong with this request."))
+        html = render_template("admin/error.html", code=exc.code, message=message)
+    except Exception:  # the plain-text answer still goes out
+        return None
+    return Response(html, status=exc.code, mimetype="text/html")
 
 
 def init_app(app: Flask) -> None:
