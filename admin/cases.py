@@ -9,27 +9,32 @@ reveal of the person's number is audited; the number is shown only in the respon
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from admin import case_alerts
+from admin import case_alerts, timeline
 from admin.audit import audit
+from admin.i18n import word
 from admin.permissions import requires
 from admin.routing import HELP_CATEGORIES
-from ruta import case_actions, clock, referrals, taxonomy
+from ruta import case_actions, clock, referrals
 from ruta import policy as policies
 from ruta.db import db
 from ruta.models import (
     OPEN_CASE_STATUSES,
     Case,
     CaseEvent,
+    CaseNote,
     CaseStatus,
     FocalPoint,
     Municipality,
@@ -40,12 +45,31 @@ from ruta.models import (
 from workers import readiness
 from workers.jobs import hand_over
 
-#: The admin is in English for now; names of kinds, tiers and safe times follow it.
-ADMIN_LANGUAGE = "en"
-
 bp = Blueprint("admin_cases", __name__, url_prefix="/admin/cases")
 NAV = [("cases.view", "admin_cases.index", _l("Cases"))]
 PAGE_SIZE = 50
+#: A note is for a colleague, not a file: long enough for a phone call's summary.
+MAX_NOTE = 2000
+#: What ``ruta.case_actions`` says when it refuses, for the catalogue (its English is the msgid).
+REFUSALS = (
+    _l("the case was already accepted"),
+    _l("the case is closed"),
+    _l("the case has not been forwarded yet: reassign it to a focal point first"),
+    _l("choose an outcome"),
+    _l("the case was already closed"),
+    _l("accept the case first"),
+    _l("the person has not consented to share the case"),
+    _l("choose a focal point of the case's country"),
+    _l("choose a focal point of the case's chain or its country's coordination"),
+    _l("that focal point is not active"),
+    _l("that focal point's organisation has no data-sharing agreement in force"),
+    _l("the person's consent does not cover that focal point's organisation"),
+    _l("the person did not agree to be contacted"),
+    _l("the person's number is no longer stored"),
+    _l("choose a focal point"),
+)
+#: The list filters a link (the dashboard's) may set, besides the selects.
+FILTERS = ("status", "tier", "municipality", "category", "alert", "overdue", "q")
 
 
 def scope(query: Select[Any], user: Any) -> Select[Any]:
@@ -69,7 +93,7 @@ def visible_cases(user: Any) -> Select[Case]:
 
 
 def _case_or_404(session: Session, reference: str, *, lock: bool = False) -> Case:
-    query = visible_cases(current_user).where(Case.reference == reference.upper())
+    query = visible_cases(current_user).where(Case.reference == normalise_reference(reference))
     case = session.scalar(query.with_for_update() if lock else query)
     if case is None:
         abort(404)
@@ -85,10 +109,47 @@ def _is_overdue(case: Case, now: datetime) -> bool:
 def age(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     if minutes < 60:
-        return f"{minutes} min"
+        return _("%(n)s min", n=minutes)
     if minutes < 48 * 60:
-        return f"{minutes // 60} h"
-    return f"{minutes // (24 * 60)} d"
+        return _("%(n)s h", n=minutes // 60)
+    return ngettext("%(num)s day", "%(num)s days", minutes // (24 * 60))
+
+
+def normalise_reference(text: str) -> str:
+    """A reference as people write it: any case, spaces or dashes anywhere ("r7k 2p"). A
+    reference is letters and digits only; anything else (a NUL byte PostgreSQL refuses) goes."""
+    return re.sub(r"[^0-9A-Za-z]+", "", text).upper()[:8]
+
+
+def filtered(user: Any, args: Any, now: datetime) -> Select[Case]:
+    """The cases of the inbox for its query string; the dashboard's counts use it too, so
+    a count and the list it links to cannot disagree."""
+    query = visible_cases(user)
+    reference = normalise_reference(args.get("q", ""))
+    if reference:
+        query = query.where(Case.reference == reference)
+    if args.get("status"):
+        query = query.where(Case.status == args["status"])
+    if args.get("tier"):
+        query = query.where(Case.urgency == args["tier"])
+    if args.get("category"):
+        query = query.where(Case.category_code == args["category"])
+    if args.get("municipality"):
+        query = query.where(
+            Case.municipality_id.in_(
+                select(Municipality.id).where(Municipality.code == args["municipality"])
+            )
+        )
+    if args.get("alert") == "failed":
+        query = query.where(
+            Case.status.in_(OPEN_CASE_STATUSES), Case.id.in_(case_alerts.failed_alerts())
+        )
+    if args.get("overdue") == "1":
+        query = query.where(
+            Case.status.in_(OPEN_CASE_STATUSES),
+            or_(Case.overdue.is_(True), Case.deadline_at <= now),
+        )
+    return query
 
 
 def _sending_problems() -> list[str]:
@@ -110,27 +171,15 @@ def _actor() -> str:
 def index() -> ResponseReturnValue:
     now = clock.now()
     args = request.args
-    filters = {k: args.get(k, "") for k in ("status", "tier", "municipality", "category")}
-    overdue_only = args.get("overdue") == "1"
+    # NUL bytes out (PostgreSQL refuses them in a query); a code no case can have filters nothing.
+    filters = {k: args.get(k, "").replace("\x00", "").strip()[:64] for k in FILTERS}
+    filters["q"] = normalise_reference(filters["q"])
     page = max(1, args.get("page", 1, type=int) or 1)
-    query = visible_cases(current_user)
-    if filters["status"]:
-        query = query.where(Case.status == filters["status"])
-    if filters["tier"]:
-        query = query.where(Case.urgency == filters["tier"])
-    if filters["category"]:
-        query = query.where(Case.category_code == filters["category"])
-    if filters["municipality"]:
-        query = query.join(Municipality, Municipality.id == Case.municipality_id).where(
-            Municipality.code == filters["municipality"]
-        )
-    if overdue_only:
-        query = query.where(
-            Case.status.in_(OPEN_CASE_STATUSES),
-            or_(Case.overdue.is_(True), Case.deadline_at <= now),
-        )
+    query = filtered(current_user, filters, now)
     with db.transaction() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(page, pages)
         cases = list(
             session.scalars(
                 query.order_by(Case.created_at.desc(), Case.id.desc())
@@ -152,18 +201,27 @@ def index() -> ResponseReturnValue:
                 Municipality.country == current_user.country
             )
         municipalities = list(session.scalars(municipality_query))
-        kinds = taxonomy.kind_names(session, ADMIN_LANGUAGE)
         codes = set(session.scalars(select(Case.category_code).distinct())) | set(HELP_CATEGORIES)
-        categories = sorted(((code, kinds.get(code, code)) for code in codes), key=lambda c: c[1])
+        categories = sorted(((code, word("kinds", code)) for code in codes), key=lambda c: c[1])
+        failed = set(
+            session.scalars(
+                case_alerts.failed_alerts().where(Referral.case_id.in_([c.id for c in cases]))
+                if cases
+                else select(Case.id).where(false())
+            )
+        )
     rows = [
         {
             "reference": c.reference,
-            "tier": taxonomy.tier_name(c.urgency, ADMIN_LANGUAGE),
-            "status": c.status,
-            "category": kinds.get(c.category_code, c.category_code),
+            "tier": word("tiers", c.urgency),
+            "status": word("statuses", c.status),
+            "category": word("kinds", c.category_code),
             "municipality": places[c.municipality_id].name if c.municipality_id else "-",
+            "created_at": c.created_at,
+            "country": c.country,
             "age": age(now - c.created_at),
             "overdue": _is_overdue(c, now),
+            "failed": c.id in failed and c.status in OPEN_CASE_STATUSES,
         }
         for c in cases
     ]
@@ -172,13 +230,13 @@ def index() -> ResponseReturnValue:
         sending_problems=_sending_problems(),
         rows=rows,
         filters=filters,
-        overdue_only=overdue_only,
-        statuses=[s.value for s in CaseStatus],
-        tiers=[(t.value, taxonomy.tier_name(t.value, ADMIN_LANGUAGE)) for t in Tier],
+        kept={k: v for k, v in filters.items() if v},
+        statuses=[(s.value, word("statuses", s.value)) for s in CaseStatus],
+        tiers=[(t.value, word("tiers", t.value)) for t in Tier],
         municipalities=municipalities,
         categories=categories,
         page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        pages=pages,
         total=total,
     )
 
@@ -187,7 +245,13 @@ def index() -> ResponseReturnValue:
 
 
 def _render_case(
-    session: Session, case: Case, *, revealed: str | None = None, refusal: str | None = None
+    session: Session,
+    case: Case,
+    *,
+    revealed: str | None = None,
+    refusal: str | None = None,
+    note: str = "",
+    note_error: str | None = None,
 ) -> str:
     now = clock.now()
     events = list(
@@ -212,25 +276,40 @@ def _render_case(
         if case.status != CaseStatus.CLOSED.value
         else []
     )
+    notes = list(
+        session.scalars(select(CaseNote).where(CaseNote.case_id == case.id).order_by(CaseNote.id))
+    )
     return render_template(
         "admin/cases_view.html",
         sending_problems=_sending_problems(),
         case=case,
-        kind=taxonomy.kind_name(session, case.category_code, ADMIN_LANGUAGE),
-        tier=taxonomy.tier_name(case.urgency, ADMIN_LANGUAGE),
-        safe_times=taxonomy.safe_time_name(case.safe_times, ADMIN_LANGUAGE),
+        kind=word("kinds", case.category_code),
+        tier=word("tiers", case.urgency),
+        status=word("statuses", case.status),
+        safe_times=word("safe_times", case.safe_times),
+        consent_channel=word("channels", case.consent_channel),
         municipality=municipality,
-        events=events,
+        timeline=timeline.lines(session, case, events),
         alerts=alerts,
         unreached=case_alerts.unreached(alerts, case),
         names=names,
         targets=targets,
         overdue=_is_overdue(case, now),
         age=age(now - case.created_at),
-        outcomes=case_actions.OUTCOMES,
+        outcomes=[(o, word("outcomes", o)) for o in case_actions.OUTCOMES],
+        notes=notes,
+        note=note,
+        note_error=note_error,
+        max_note=MAX_NOTE,
         revealed=revealed,
         refusal=refusal,
     )
+
+
+def _no_store(page: str, status: int = 200) -> ResponseReturnValue:
+    response = current_app.make_response((page, status))
+    response.headers["Cache-Control"] = "no-store"  # the description and notes are on it
+    return response
 
 
 @bp.get("/<reference>")
@@ -238,26 +317,32 @@ def _render_case(
 def view(reference: str) -> ResponseReturnValue:
     with db.transaction() as session:
         case = _case_or_404(session, reference)
-        audit(session, "case.view", "case", case.reference)
+        notes = session.scalar(select(func.count()).where(CaseNote.case_id == case.id)) or 0
+        # The notes are read with the page: the audit says how many were on it.
+        audit(session, "case.view", "case", case.reference, notes=notes)
         page = _render_case(session, case)
-    response = current_app.make_response(page)
-    response.headers["Cache-Control"] = "no-store"  # the description is on this page
-    return response
+    return _no_store(page)
 
 
 def _act(reference: str, action: str, run: Any) -> ResponseReturnValue:
     """Lock the case, run the action, audit it, commit, hand the work to RQ."""
+    reference = normalise_reference(reference)
     try:
         with db.transaction() as session:
             case = _case_or_404(session, reference, lock=True)
             work, detail = run(session, case)
             audit(session, f"case.{action}", "case", case.reference, **detail)
     except case_actions.Refused as refused:
-        flash(f"Not done: {refused}.")
-        return redirect(url_for("admin_cases.view", reference=reference.upper()))
+        flash(_("Not done: %(reason)s.", reason=_(str(refused))))
+        return redirect(url_for("admin_cases.view", reference=reference))
     hand_over(work)
-    flash(f"Case {reference.upper()}: {action} done.")
-    return redirect(url_for("admin_cases.view", reference=reference.upper()))
+    done = {
+        "accept": _("Case %(ref)s accepted.", ref=reference),
+        "close": _("Case %(ref)s closed.", ref=reference),
+        "reassign": _("Case %(ref)s reassigned.", ref=reference),
+    }
+    flash(done[action])
+    return redirect(url_for("admin_cases.view", reference=reference))
 
 
 def _channel() -> str:
@@ -324,9 +409,41 @@ def reveal(reference: str) -> ResponseReturnValue:
             number = case_actions.reveal_number(session, case, actor=_actor())
         except case_actions.Refused as refused:
             audit(session, "case.reveal", "case", case.reference, refused=str(refused))
-            return _render_case(session, case, refusal=str(refused))
+            return _no_store(_render_case(session, case, refusal=_(str(refused))))
         audit(session, "case.reveal", "case", case.reference)
         page = _render_case(session, case, revealed=number)
-    response = current_app.make_response(page)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _no_store(page)
+
+
+@bp.post("/<reference>/notes")
+@requires("cases.act")
+def add_note(reference: str) -> ResponseReturnValue:
+    """An internal note: encrypted, audited, only ever shown on this page."""
+    body = (request.form.get("body") or "").strip()
+    with db.transaction() as session:
+        case = _case_or_404(session, reference, lock=True)
+        error = None
+        if not body:
+            error = _("Write the note first.")
+        elif len(body) > MAX_NOTE:
+            error = _(
+                "The note is %(n)s characters long; the most is %(max)s.", n=len(body), max=MAX_NOTE
+            )
+        if error:
+            # The page is shown again with the text kept, so nothing typed is lost.
+            audit(session, "case.view", "case", case.reference, note_refused=True)
+            return _no_store(_render_case(session, case, note=body, note_error=error), 422)
+        session.add(
+            CaseNote(
+                case_id=case.id,
+                author_id=current_user.id,
+                author=str(current_user.email),
+                body=body,
+                created_at=clock.now(),
+            )
+        )
+        # The body stays out of the audit log: it is the note's own, encrypted, column.
+        audit(session, "case.note", "case", case.reference, length=len(body))
+        ref = case.reference
+    flash(_("Note added to case %(ref)s.", ref=ref))
+    return redirect(url_for("admin_cases.view", reference=ref, _anchor="notes"))

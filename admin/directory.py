@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import re
 import secrets
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
+from babel.dates import get_day_names
 from flask import (
     Blueprint,
     Response,
@@ -29,13 +34,16 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 from redis.exceptions import RedisError
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from admin.audit import audit
+from admin.i18n import LANGUAGE_NAMES, language
 from admin.permissions import requires
 from ruta import directory_io as io
 from ruta.db import db
@@ -56,11 +64,47 @@ NAV = [("directory.view", "admin_directory.index", _l("Directory"))]
 IMPORT_TTL_SECONDS = 3600
 #: Largest import upload (the app's MAX_CONTENT_LENGTH, 64 KB, is sized for webhooks).
 IMPORT_MAX_BYTES = 2 * 1024 * 1024
-MAX_RESULTS = 300
+#: Rows per page of a list (services, organisations, locations, municipalities).
+PAGE_SIZE = 50
 MAX_CATEGORY_NAME = 60
 STATUSES = [s.value for s in ServiceStatus]
 #: Budget warnings shown after a save (the rest are counted).
 MAX_WARNINGS = 3
+#: ISO weekdays, 1 = Monday.
+WEEKDAYS = range(1, 8)
+#: Opening spans offered per day in the hours editor (more when a service already has more).
+HOUR_SPANS = 2
+TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::00)?")
+
+
+@dataclass
+class Page:
+    """One page of a list; ``url(n)`` is this list's page ``n`` with the same search."""
+
+    items: list[Any]
+    number: int
+    pages: int
+    total: int
+
+    def url(self, number: int) -> str:
+        args = {**(request.view_args or {}), **request.args.to_dict(), "page": number}
+        return url_for(str(request.endpoint), **args)
+
+
+def _paginate(session: Session, query: Select[Any]) -> Page:
+    """The page ``?page=`` asks for (the first for nonsense, the last for past the end)."""
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    asked = request.args.get("page", 1, type=int) or 1
+    number = min(max(asked, 1), pages)
+    items = list(session.scalars(query.limit(PAGE_SIZE).offset((number - 1) * PAGE_SIZE)))
+    return Page(items, number, pages, total)
+
+
+def _matches(column: Any, text: str) -> Any:
+    """``column`` contains ``text`` (any case), its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
 
 
 def _warn_over_budget() -> None:
@@ -75,14 +119,23 @@ def _warn_over_budget() -> None:
             found = budget_warnings(session, library, _budgets())
     except Exception:  # a check that cannot run must not hide the save
         current_app.logger.exception("directory budget check failed")
-        flash("Warning: the screens could not be checked; run `ruta flows validate`.")
+        flash(_("Warning: the screens could not be checked; run the command ruta flows validate."))
         return
     for issue in found[:MAX_WARNINGS]:
         flash(
-            f"Warning: a screen is now too long for people's phones: {issue.path}: {issue.message}"
+            _(
+                "Warning: a screen is now too long for people's phones: %(where)s: %(what)s",
+                where=issue.path,
+                what=issue.message,
+            )
         )
     if len(found) > MAX_WARNINGS:
-        flash(f"Warning: {len(found) - MAX_WARNINGS} more screens too long (ruta flows validate).")
+        flash(
+            _(
+                "Warning: %(n)s more screens too long (see the command ruta flows validate).",
+                n=len(found) - MAX_WARNINGS,
+            )
+        )
 
 
 @bp.url_value_preprocessor
@@ -111,7 +164,9 @@ def _changes_detail(changes: dict[str, tuple[str, str]]) -> dict[str, list[str]]
 
 
 def _category_name(category: Category) -> str:
-    return category.names.get("es") or next(iter(category.names.values()), category.code)
+    """A category's name in the viewer's language, else Spanish, else any, else its code."""
+    names = category.names or {}
+    return names.get(language()) or names.get("es") or next(iter(names.values()), category.code)
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -128,11 +183,13 @@ def index() -> ResponseReturnValue:
             .join(Organization, Service.organization_id == Organization.id)
             .join(Category, Service.category_id == Category.id)
             .options(*full_service_loading())
-            .order_by(Service.name, Organization.name)
+            .order_by(Service.name, Organization.name, Service.id)
         )
         if filters["q"]:
-            like = f"%{filters['q']}%"
-            query = query.where(or_(Service.name.ilike(like), Organization.name.ilike(like)))
+            text = filters["q"]
+            query = query.where(
+                or_(_matches(Service.name, text), _matches(Organization.name, text))
+            )
         if filters["municipality"]:
             query = query.where(
                 select(ServiceAtLocation.id)
@@ -148,18 +205,26 @@ def index() -> ResponseReturnValue:
             query = query.where(Category.code == filters["category"])
         if filters["status"]:
             query = query.where(Service.status == filters["status"])
-        services = list(session.scalars(query.limit(MAX_RESULTS + 1)))
+        found = _paginate(session, query)
         return render_template(
             "admin/directory_index.html",
-            services=services[:MAX_RESULTS],
-            more=len(services) > MAX_RESULTS,
+            services=found.items,
+            page=found,
             filters=filters,
             format_hours=format_hours,
+            category_name=_category_name,
             **_choices(session),
         )
 
 
 # --- services -------------------------------------------------------------------------------
+
+
+def _hours_by_day(rows: Any) -> dict[int, list[tuple[str, str]]]:
+    days: dict[int, list[tuple[str, str]]] = {day: [] for day in WEEKDAYS}
+    for weekday, opens, closes in sorted(rows):
+        days.setdefault(weekday, []).append((opens, closes))
+    return days
 
 
 def _form_of(service: Service) -> dict[str, Any]:
@@ -168,7 +233,49 @@ def _form_of(service: Service) -> dict[str, Any]:
     form["phone"] = "\n".join(values["phone"])
     form["municipality"] = list(values["municipality"])
     form["organization_id"] = str(service.organization_id)
+    form["hours_days"] = _hours_by_day(values["hours"])
     return form
+
+
+def _clock(value: str) -> str | None:
+    match = TIME.fullmatch(value.strip())
+    return f"{int(match.group(1)):02d}:{match.group(2)}" if match else None
+
+
+def _posted_hours() -> tuple[dict[int, list[tuple[str, str]]], str, dict[int, str]]:
+    """The hours editor's rows (``hours-<day>-<n>-opens`` / ``-closes``, times as HH:MM): the
+    rows as typed, the hours text ``directory_io`` reads, and a message per day that is wrong.
+    A span with both times empty is no span; a day with none is closed."""
+    typed: dict[int, list[tuple[str, str]]] = {}
+    rows: list[tuple[int, str, str]] = []
+    wrong: dict[int, str] = {}
+    for day in WEEKDAYS:
+        typed[day] = []
+        spans: list[tuple[str, str]] = []
+        for n in range(24):  # a day has at most a few spans; 24 bounds a hostile form
+            opens = request.form.get(f"hours-{day}-{n}-opens")
+            closes = request.form.get(f"hours-{day}-{n}-closes")
+            if opens is None and closes is None:
+                break
+            opens, closes = (opens or "").strip(), (closes or "").strip()
+            typed[day].append((opens, closes))
+            if not opens and not closes:
+                continue
+            start, end = _clock(opens), _clock(closes)
+            if not opens or not closes:
+                wrong[day] = _("give both the opening and the closing time")
+            elif start is None or end is None:
+                wrong[day] = _("times are hours and minutes, from 00:00 to 23:59")
+            elif start >= end:
+                wrong[day] = _("it opens at %(opens)s: it must close later", opens=start)
+            else:
+                spans.append((start, end))
+        spans.sort()
+        for (_o1, end), (start, _c2) in pairwise(spans):
+            if start < end:
+                wrong.setdefault(day, _("two opening times of this day overlap"))
+        rows.extend((day, start, end) for start, end in spans)
+    return typed, io.hours_spec(rows), wrong
 
 
 def _submitted() -> dict[str, Any]:
@@ -180,13 +287,13 @@ def _submitted() -> dict[str, Any]:
             "category",
             "status",
             "phone",
-            "hours",
             "alert_text",
             "languages",
             "description",
         )
     }
     form["municipality"] = request.form.getlist("municipality")
+    form["hours_days"], form["hours"], form["hours_wrong"] = _posted_hours()
     return form
 
 
@@ -197,21 +304,34 @@ def _check_form(
     organization = (
         session.get(Organization, int(organization_id)) if organization_id.isdigit() else None
     )
-    raw = {k: v for k, v in form.items() if k != "organization_id"}
+    raw = {
+        k: v for k, v in form.items() if k not in ("organization_id", "hours_days", "hours_wrong")
+    }
     raw["organization"] = organization.name if organization is not None else ""
     values, errors = io.check_service(raw, lookup)
+    if form.get("hours_wrong"):
+        errors["hours"] = ngettext(
+            "the hours of %(num)s day are wrong",
+            "the hours of %(num)s days are wrong",
+            len(form["hours_wrong"]),
+        )
     if organization is None:
-        errors["organization"] = "choose an organisation"
+        errors["organization"] = _("choose an organisation")
     if (
         values.get("status") == ServiceStatus.TEMPORARILY_CLOSED.value
         and not values.get("alert_text")
         and "alert_text" not in errors
     ):
-        errors["alert_text"] = "write the alert text people see while it is temporarily closed"
+        errors["alert_text"] = _("write the alert text people see while it is temporarily closed")
     other = lookup.services.get((values.get("organization", ""), values.get("service", "")))
     if other is not None and other is not service:
-        errors["service"] = "this organisation already has a service with this name"
+        errors["service"] = _("this organisation already has a service with this name")
     return values, errors
+
+
+def _weekday_names() -> list[tuple[int, str]]:
+    names = get_day_names("wide", locale=language())
+    return [(day, names[day - 1].capitalize()) for day in WEEKDAYS]
 
 
 def _render_service(
@@ -221,6 +341,8 @@ def _render_service(
     errors: dict[str, str],
     status: int = 200,
 ) -> ResponseReturnValue:
+    days = form.get("hours_days") or _hours_by_day(())
+    spans = max([HOUR_SPANS, *(len(v) for v in days.values())])
     return (
         render_template(
             "admin/directory_service.html",
@@ -229,6 +351,11 @@ def _render_service(
             errors=errors,
             format_hours=format_hours,
             max_alert=io.MAX_ALERT,
+            weekdays=_weekday_names(),
+            hours_days=days,
+            hours_wrong=form.get("hours_wrong") or {},
+            spans=spans,
+            category_name=_category_name,
             **_choices(session),
         ),
         status,
@@ -268,7 +395,7 @@ def service_save(service_id: int) -> ResponseReturnValue:
                 found.id,
                 changes=_changes_detail(changes),
             )
-    flash("Saved." if changes else "No changes.")
+    flash(_("Saved.") if changes else _("No changes."))
     if changes:
         _warn_over_budget()
     return redirect(url_for(".service", service_id=service_id))
@@ -305,7 +432,7 @@ def service_create() -> ResponseReturnValue:
             values=_changes_detail(io.changes_between({}, values)),
         )
         service_id = created.id
-    flash("Service added.")
+    flash(_("Service added."))
     _warn_over_budget()
     return redirect(url_for(".service", service_id=service_id))
 
@@ -323,7 +450,7 @@ def _check_organization(
     values, errors = io.check_organization(form)
     same_name = session.scalar(select(Organization).where(Organization.name == values.get("name")))
     if same_name is not None and same_name is not organization:
-        errors["name"] = "another organisation has this name"
+        errors["name"] = _("another organisation has this name")
     return values, errors
 
 
@@ -335,11 +462,23 @@ def _render_organizations(
             select(Service.organization_id, func.count()).group_by(Service.organization_id)
         ).all()
     )
-    organizations = list(session.scalars(select(Organization).order_by(Organization.name)))
+    q = request.args.get("q", "").strip()
+    query = select(Organization).order_by(Organization.name, Organization.id)
+    if q:
+        query = query.where(
+            or_(
+                _matches(Organization.name, q),
+                _matches(Organization.email, q),
+                _matches(Organization.url, q),
+            )
+        )
+    found = _paginate(session, query)
     return (
         render_template(
             "admin/directory_organizations.html",
-            organizations=organizations,
+            organizations=found.items,
+            page=found,
+            q=q,
             counts=counts,
             form=form,
             errors=errors,
@@ -374,7 +513,7 @@ def organization_create() -> ResponseReturnValue:
             values=_changes_detail(io.changes_between({}, values)),
         )
         organization_id = created.id
-    flash("Organisation added.")
+    flash(_("Organisation added."))
     _warn_over_budget()
     return redirect(url_for(".organization", organization_id=organization_id))
 
@@ -452,7 +591,7 @@ def organization_save(organization_id: int) -> ResponseReturnValue:
                 found.id,
                 changes=_changes_detail(changes),
             )
-    flash("Saved." if changes else "No changes.")
+    flash(_("Saved.") if changes else _("No changes."))
     if changes:
         _warn_over_budget()
     return redirect(url_for(".organization", organization_id=organization_id))
@@ -468,13 +607,13 @@ def _check_location(
     errors: dict[str, str] = {}
     place = session.scalar(select(Municipality).where(Municipality.code == form["municipality"]))
     if place is None:
-        errors["municipality"] = "choose a municipality"
+        errors["municipality"] = _("choose a municipality")
     if not form["name"]:
-        errors["name"] = "missing name"
+        errors["name"] = _("write a name")
     elif len(form["name"]) > io.MAX_NAME:
-        errors["name"] = f"name is longer than {io.MAX_NAME} characters"
+        errors["name"] = _("the name is longer than %(n)s characters", n=io.MAX_NAME)
     if len(form["address"]) > 300:
-        errors["address"] = "address is longer than 300 characters"
+        errors["address"] = _("the address is longer than %(n)s characters", n=300)
     values = {
         "name": form["name"],
         "address": form["address"] or None,
@@ -506,7 +645,7 @@ def location_create(organization_id: int) -> ResponseReturnValue:
             values={**form, "organization": found.name},
         )
         location_id = created.id
-    flash("Location added.")
+    flash(_("Location added."))
     _warn_over_budget()
     return redirect(url_for(".location", location_id=location_id))
 
@@ -575,7 +714,7 @@ def location_save(location_id: int) -> ResponseReturnValue:
             for name, value in values.items():
                 setattr(found, name, value)
             audit(session, "directory.location.update", "location", found.id, changes=changes)
-    flash("Saved." if changes else "No changes.")
+    flash(_("Saved.") if changes else _("No changes."))
     if changes:
         _warn_over_budget()
     return redirect(url_for(".location", location_id=location_id))
@@ -589,11 +728,61 @@ MAX_MUNICIPALITY_NAME = 120
 @bp.get("/municipalities")
 @requires("directory.view")
 def municipalities() -> ResponseReturnValue:
+    q = request.args.get("q", "").strip()
     with db.transaction() as session:
-        rows = list(
-            session.scalars(select(Municipality).order_by(Municipality.country, Municipality.name))
+        query = select(Municipality).order_by(
+            Municipality.country, Municipality.name, Municipality.id
         )
-        return render_template("admin/directory_municipalities.html", municipalities=rows)
+        if q:
+            query = query.where(
+                or_(
+                    _matches(Municipality.name, q),
+                    _matches(Municipality.code, q),
+                    _matches(Municipality.country, q),
+                )
+            )
+        found = _paginate(session, query)
+        return render_template(
+            "admin/directory_municipalities.html", municipalities=found.items, page=found, q=q
+        )
+
+
+@bp.get("/locations")
+@requires("directory.view")
+def locations() -> ResponseReturnValue:
+    """Every organisation's locations, found by their name, address, organisation or
+    municipality."""
+    q = request.args.get("q", "").strip()
+    with db.transaction() as session:
+        query = (
+            select(Location)
+            .join(Organization, Location.organization_id == Organization.id)
+            .join(Municipality, Location.municipality_id == Municipality.id)
+            .order_by(Location.name, Organization.name, Location.id)
+        )
+        if q:
+            query = query.where(
+                or_(
+                    _matches(Location.name, q),
+                    _matches(Location.address, q),
+                    _matches(Organization.name, q),
+                    _matches(Municipality.name, q),
+                )
+            )
+        found = _paginate(session, query)
+        owners = {loc.organization_id for loc in found.items}
+        names = dict(
+            session.execute(
+                select(Organization.id, Organization.name).where(Organization.id.in_(owners))
+            ).all()
+        )
+        return render_template(
+            "admin/directory_locations.html",
+            locations=found.items,
+            organization_names=names,
+            page=found,
+            q=q,
+        )
 
 
 def _render_municipality(
@@ -637,7 +826,7 @@ def municipality_save(municipality_id: int) -> ResponseReturnValue:
                 found.id,
                 changes=changes,
             )
-    flash("Saved." if changes else "No changes.")
+    flash(_("Saved.") if changes else _("No changes."))
     if changes:
         _warn_over_budget()
     return redirect(url_for(".municipality", municipality_id=municipality_id))
@@ -670,6 +859,7 @@ def _render_categories(
             "admin/directory_categories.html",
             categories=categories,
             languages=languages,
+            languages_named=LANGUAGE_NAMES,
             form=form,
             errors=errors,
             max_name=MAX_CATEGORY_NAME,
@@ -706,11 +896,12 @@ def categories_save() -> ResponseReturnValue:
             }
             long = [n for n in names.values() if len(n) > MAX_CATEGORY_NAME]
             if not names:
-                errors[category.code] = f"{category.code}: give at least one name"
+                errors[category.code] = _("%(code)s: give at least one name", code=category.code)
             elif long:
-                errors[category.code] = (
-                    f"{category.code}: names are at most {MAX_CATEGORY_NAME} characters "
-                    "(they are read in SMS menus)"
+                errors[category.code] = _(
+                    "%(code)s: names are at most %(n)s characters (they are read in SMS menus)",
+                    code=category.code,
+                    n=MAX_CATEGORY_NAME,
                 )
             elif names != category.names:
                 updates[category.id] = names
@@ -728,7 +919,7 @@ def categories_save() -> ResponseReturnValue:
                     after=updates[category.id],
                 )
                 category.names = updates[category.id]
-    flash(f"Saved {len(updates)} categor{'y' if len(updates) == 1 else 'ies'}.")
+    flash(ngettext("Saved %(num)s category.", "Saved %(num)s categories.", len(updates)))
     return redirect(url_for(".categories"))
 
 
@@ -789,10 +980,10 @@ def import_form() -> ResponseReturnValue:
 def import_dry_run() -> ResponseReturnValue:
     fmt = request.form.get("format", "csv")
     if fmt not in io.FORMATS:
-        return _render_import("choose the format: CSV or HSDS 3 JSON", "csv", 400)
+        return _render_import(_("choose the format: CSV or HSDS 3 JSON"), "csv", 400)
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return _render_import("choose a file to import", fmt, 400)
+        return _render_import(_("choose a file to import"), fmt, 400)
     filename = upload.filename[:200]
     try:
         content = io.decode(upload.read())
@@ -811,7 +1002,7 @@ def import_dry_run() -> ResponseReturnValue:
     try:
         _redis().set(_upload_key(token), json.dumps(stored), ex=IMPORT_TTL_SECONDS)
     except RedisError:
-        return _render_dry_run(plan, "", filename, "cannot keep the upload (Redis is down)", 503)
+        return _render_dry_run(plan, "", filename, _("cannot keep the upload (Redis is down)"), 503)
     return _render_dry_run(plan, token, filename)
 
 
@@ -823,10 +1014,10 @@ def import_apply() -> ResponseReturnValue:
     try:
         blob = _redis().get(_upload_key(token)) if token else None
     except RedisError:
-        return _render_import("cannot read the upload (Redis is down); try again", status=503)
+        return _render_import(_("cannot read the upload (Redis is down); try again"), status=503)
     stored = json.loads(blob) if blob else None
     if stored is None or stored.get("user") != current_user.id:
-        return _render_import("this upload has expired: upload the file again", status=409)
+        return _render_import(_("this upload has expired: upload the file again"), status=409)
     with db.transaction() as session:
         try:
             plan = io.dry_run(session, stored["content"], stored["format"])
@@ -838,8 +1029,10 @@ def import_apply() -> ResponseReturnValue:
                 plan,
                 token,
                 stored["filename"],
-                "The directory changed since this dry run: nothing was imported. "
-                "Check the new dry run below and apply again.",
+                _(
+                    "The directory changed since this dry run: nothing was imported. "
+                    "Check the new dry run below and apply again."
+                ),
                 409,
             )
         counts = io.apply(session, plan)
@@ -857,9 +1050,15 @@ def import_apply() -> ResponseReturnValue:
         _redis().delete(_upload_key(token))
     plan_counts = plan.counts
     flash(
-        f"Imported {stored['filename']}: {plan_counts[io.ADDED]} added, "
-        f"{plan_counts[io.CHANGED]} changed, {plan_counts[io.UNCHANGED]} unchanged, "
-        f"{plan_counts[io.REFUSED]} refused (not imported)."
+        _(
+            "Imported %(file)s: %(added)s added, %(changed)s changed, %(unchanged)s unchanged, "
+            "%(refused)s refused (not imported).",
+            file=stored["filename"],
+            added=plan_counts[io.ADDED],
+            changed=plan_counts[io.CHANGED],
+            unchanged=plan_counts[io.UNCHANGED],
+            refused=plan_counts[io.REFUSED],
+        )
     )
     _warn_over_budget()
     return redirect(url_for(".index"))

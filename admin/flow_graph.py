@@ -2,8 +2,10 @@
 
 Layered layout: a node's column is its distance (BFS) from the start node, its row its order
 within that column; nodes nothing reaches get a last column of their own. Arrows to the next
-column are straight curves; arrows back (loops, "back to menu") bend below the boxes. Every text
-is escaped; the SVG is sized to its content, so the page scrolls around a large flow.
+column are straight curves; arrows back (loops, "back to menu") bend below the boxes. A box is
+labelled with the first words of its text in the viewer's language (its id and whole text are in
+its ``<title>``, shown on hover). Every text is escaped; the SVG carries a viewBox of its whole
+content, which the page's script (``admin/static/flows.js``) pans and zooms.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
 from flows.model import Flow, Node
 from flows.nodes import KINDS
 from flows.nodes.base import texts_of
 
-BOX_W, BOX_H = 168, 44
+BOX_W, BOX_H = 168, 58
 COL_GAP, ROW_GAP = 64, 22
 MARGIN = 16
 #: Fill per node kind (waiting kinds in blue, actions in yellow, endings in red...).
@@ -32,6 +36,19 @@ COLOURS = {
     "end": "#f8dcdc",
 }
 MAX_LABEL = 22
+#: Characters of a text line in a box (12 px type in a 168 px box).
+LINE_CHARS = 25
+#: Node kinds in the viewer's language (the YAML's ``type``).
+KIND_NAMES = {
+    "message": _l("message"),
+    "menu": _l("menu"),
+    "ask": _l("question"),
+    "branch": _l("branch"),
+    "action": _l("action"),
+    "list": _l("list"),
+    "goto": _l("go to"),
+    "end": _l("end"),
+}
 
 
 @dataclass
@@ -99,14 +116,58 @@ def _short(text: str, limit: int = MAX_LABEL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _tooltip(flow: Flow, node: Node) -> str:
+def _text(flow: Flow, node: Node, language: str) -> str:
     texts = texts_of(node.spec.get("text"))
-    text = flow.text(texts, flow.default_language) if texts else ""
-    return f"{node.id} ({node.kind})" + (f": {text}" if text else "")
+    return " ".join(flow.text(texts, language).split()) if texts else ""
 
 
-def render(flow: Flow, bad_nodes: frozenset[str] | set[str] = frozenset()) -> Markup:
-    """The flow as an ``<svg>`` element; nodes in ``bad_nodes`` are outlined in red."""
+def first_words(text: str, lines: int = 2, width: int = LINE_CHARS) -> list[str]:
+    """The first words of ``text`` on at most ``lines`` lines of ``width`` characters, the last
+    ending in "…" when words are left over; a word longer than a line is cut."""
+    found: list[str] = []
+    for word in (_short(w, width) for w in text.split()):
+        if found and len(found[-1]) + 1 + len(word) <= width:
+            found[-1] += " " + word
+        elif len(found) < lines:
+            found.append(word)
+        else:
+            found[-1] = _short(found[-1] + " …", width)
+            break
+    return found
+
+
+def _label(flow: Flow, node: Node, language: str) -> list[str]:
+    """What the box says: its text's first words, else what it does."""
+    text = _text(flow, node, language)
+    if text:
+        return first_words(text)
+    spec = node.spec
+    if node.kind == "action" and isinstance(spec.get("action"), str):
+        return first_words(_("Action: %(name)s", name=spec["action"].replace("_", " ")))
+    if node.kind == "goto" and isinstance(spec.get("flow"), str):
+        return first_words(_("Go to the flow %(name)s", name=spec["flow"]))
+    if node.kind == "branch":
+        return [_("Branch")]
+    if node.kind == "end":
+        return [_("End")]
+    return first_words(node.id.replace("_", " "))
+
+
+def _tooltip(flow: Flow, node: Node, language: str) -> str:
+    text = _text(flow, node, language)
+    return f"{node.id} ({_kind_name(node.kind)})" + (f": {text}" if text else "")
+
+
+def _kind_name(kind: str) -> str:
+    return str(KIND_NAMES.get(kind, kind))
+
+
+def render(
+    flow: Flow, bad_nodes: frozenset[str] | set[str] = frozenset(), language: str | None = None
+) -> Markup:
+    """The flow as an ``<svg>`` element, its boxes labelled in ``language`` (the flow's default
+    language when it has no text in it); nodes in ``bad_nodes`` are outlined in red."""
+    language = language or flow.default_language
     places = layout(flow)
     externals: list[str] = []
     for node in flow.nodes.values():
@@ -126,10 +187,11 @@ def render(flow: Flow, bad_nodes: frozenset[str] | set[str] = frozenset()) -> Ma
 
     width = MARGIN * 2 + columns * (BOX_W + COL_GAP) - COL_GAP
     height = MARGIN * 2 + height_rows * (BOX_H + ROW_GAP) - ROW_GAP + 40
+    name = _("Graph of the flow %(key)s", key=flow.key)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="flow-graph" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape("graph of flow " + flow.key)}">',
+        f'aria-label="{escape(name)}">',
         "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='7' "
         "markerHeight='7' orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' "
         "fill='#55606d'/></marker></defs>",
@@ -182,34 +244,38 @@ def render(flow: Flow, bad_nodes: frozenset[str] | set[str] = frozenset()) -> Ma
         fill = COLOURS.get(node.kind, "#ffffff")
         bad = node_id in bad_nodes
         stroke = "#a4161a" if bad else ("#17324d" if node_id == flow.start else "#8793a0")
+        lines = "".join(
+            f'<text x="{x + 8}" y="{y + 17 + 15 * i}" font-size="12" font-weight="600" '
+            f'fill="#1d2530">{escape(line)}</text>'
+            for i, line in enumerate(_label(flow, node, language))
+        )
         parts.append(
             f'<g class="node{" bad" if bad else ""}" data-node="{escape(node_id)}">'
-            f"<title>{escape(_tooltip(flow, node))}</title>"
+            f"<title>{escape(_tooltip(flow, node, language))}</title>"
             f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{fill}" '
             f'stroke="{stroke}" stroke-width="{2.2 if bad or node_id == flow.start else 1}"/>'
-            f'<text x="{x + 8}" y="{y + 18}" font-size="12" font-weight="600" fill="#1d2530">'
-            f"{escape(_short(node_id))}</text>"
-            f'<text x="{x + 8}" y="{y + 34}" font-size="10" fill="#55606d">'
+            f"{lines}"
+            f'<text x="{x + 8}" y="{y + 51}" font-size="10" fill="#46505c">'
             f"{escape(_short(_kind_line(node), 28))}</text></g>"
         )
     for target in externals:
         x, y = box(target)
+        other = target.removeprefix("flow:")
+        title, label = _("Another flow: %(key)s", key=other), _("flow %(key)s", key=other)
         parts.append(
             f'<g class="node external"><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" '
             'rx="18" fill="#fff" stroke="#6b5fa8" stroke-dasharray="4 3"/>'
-            f'<text x="{x + 10}" y="{y + 27}" font-size="12" fill="#3d3470">flow '
-            f"{escape(_short(target.removeprefix('flow:')))}</text></g>"
+            f"<title>{escape(title)}</title>"
+            f'<text x="{x + 10}" y="{y + 33}" font-size="12" fill="#3d3470">'
+            f"{escape(_short(label))}</text></g>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704  (every text above is escaped)
 
 
 def _kind_line(node: Node) -> str:
+    """The small line under the label: the kind of node (its id is in the box's title)."""
     spec = node.spec
     if node.kind == "goto" and isinstance(spec.get("flow"), str):
-        return f"goto → {spec['flow']}"
-    if node.kind == "action" and isinstance(spec.get("action"), str):
-        return f"action {spec['action']}"
-    if node.kind == "ask" and isinstance(spec.get("validate"), dict):
-        return f"ask ({spec['validate'].get('type', '')})"
-    return node.kind
+        return f"{_kind_name('goto')} → {spec['flow']}"
+    return _kind_name(node.kind)

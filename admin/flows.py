@@ -31,6 +31,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from admin import flow_graph
 from admin.audit import audit
+from admin.i18n import language
 from admin.permissions import can, requires
 from flows.context import Budget
 from flows.encoding import sms_cost
@@ -149,6 +151,14 @@ def _ordered(issues: list[Issue], key: str) -> list[Issue]:
     return sorted(issues, key=lambda i: (not i.error, not i.path.startswith(mine), i.path))
 
 
+def _scoped(issues: list[Issue], key: str) -> list[Issue]:
+    """What the page of flow ``key`` lists: its own errors and warnings, and the errors found
+    elsewhere (another flow, the settings), which refuse publishing this one too. Another flow's
+    warnings are that flow's business: the ask_help page does not list the rights flow's."""
+    mine = f"flow[{key}]"
+    return _ordered([i for i in issues if i.error or i.path.startswith(mine)], key)
+
+
 def _graph(flow: Flow | None, issues: list[Issue]) -> Markup | None:
     if flow is None:
         return None
@@ -160,7 +170,7 @@ def _graph(flow: Flow | None, issues: list[Issue]) -> Markup | None:
         for m in [NODE_IN_PATH.search(i.path)]
         if m
     }
-    return flow_graph.render(flow, bad)
+    return flow_graph.render(flow, bad, language())
 
 
 def _result_json(result: ExampleResult) -> dict[str, Any]:
@@ -184,8 +194,14 @@ def _scratch() -> Iterator[Session]:
         session.close()
 
 
+#: How a version's list of changed nodes is introduced (``node_changes`` keys).
+CHANGE_WORDS = {"added": _l("added"), "removed": _l("removed"), "changed": _l("changed")}
+
+
 def _summary(changes: dict[str, list[str]]) -> str:
-    parts = [f"{what}: {', '.join(ids)}" for what, ids in changes.items() if ids]
+    parts = [
+        f"{CHANGE_WORDS.get(what, what)}: {', '.join(ids)}" for what, ids in changes.items() if ids
+    ]
     return "; ".join(parts)
 
 
@@ -211,7 +227,7 @@ def _render_editor(
             draft=draft,
             latest=latest,
             versions=versions,
-            issues=_ordered(issues, key),
+            issues=_scoped(issues, key),
             errors=sum(1 for i in issues if i.error),
             graph=_graph(flow, issues),
             refused=refused,
@@ -293,10 +309,12 @@ def graph(key: str) -> ResponseReturnValue:
     with db.transaction() as session:
         if version is not None:
             row = _version(session, key, version)
-            src, label = row.source, f"version {version}"
+            src, label = row.source, _("version %(n)s", n=version)
         else:
             src, draft, latest = _working_source(session, key)
-            label = "the draft" if draft is not None else f"version {latest.version}"  # type: ignore[union-attr]
+            label = (
+                _("the draft") if draft is not None else _("version %(n)s", n=latest.version)  # type: ignore[union-attr]
+            )
         issues, flow = _examine(session, key, src)
     mine = [i for i in issues if i.path.startswith(f"flow[{key}]")]
     return render_template(
@@ -357,14 +375,16 @@ def save_draft(key: str) -> ResponseReturnValue:
     if posted is None:
         abort(400)
     with db.transaction() as session:
-        _, draft, latest = _working_source(session, key)
+        _stored, draft, latest = _working_source(session, key)
         issues, _flow = _examine(session, key, posted)
         errors = sum(1 for i in issues if i.error)
         if latest is not None and latest.checksum == checksum(posted):
             if draft is not None:
                 session.delete(draft)
             audit(session, "flow.draft_discarded", "flow", key, reason="same as published")
-            message = f"The draft is the same as version {latest.version}: nothing to keep."
+            message = _(
+                "The draft is the same as version %(n)s: nothing to keep.", n=latest.version
+            )
         else:
             if draft is None:
                 draft = FlowDraft(flow_key=key, source=posted, updated_by=current_user.email)
@@ -380,7 +400,7 @@ def save_draft(key: str) -> ResponseReturnValue:
                 checksum=checksum(posted),
                 errors=errors,
             )
-            message = f"Draft saved ({errors} errors)." if errors else "Draft saved."
+            message = _("Draft saved (%(n)s errors).", n=errors) if errors else _("Draft saved.")
     flash(message)
     return redirect(url_for(".edit", key=key))
 
@@ -395,7 +415,7 @@ def discard_draft(key: str) -> ResponseReturnValue:
         if draft is not None:
             session.delete(draft)
             audit(session, "flow.draft_discarded", "flow", key)
-    flash("Draft discarded." if removed else "There was no draft.")
+    flash(_("Draft discarded.") if removed else _("There was no draft."))
     return redirect(url_for(".edit", key=key))
 
 
@@ -410,7 +430,7 @@ def validate(key: str) -> ResponseReturnValue:
     with _scratch() as session:
         _working_source(session, key)
         issues, flow = _examine(session, key, posted)
-    answer = jsonify([_issue_json(i) for i in _ordered(issues, key)])
+    answer = jsonify([_issue_json(i) for i in _scoped(issues, key)])
     return answer, (200 if flow is not None else 422)  # 422: the source cannot be read at all
 
 
@@ -523,7 +543,13 @@ def publish(key: str) -> ResponseReturnValue:
             note=note,
             status=422,
         )
-    flash(f"Published {key} version {published}: new conversations use it.")
+    flash(
+        _(
+            "Published %(key)s version %(n)s: new conversations use it.",
+            key=key,
+            n=published,
+        )
+    )
     return redirect(url_for(".versions", key=key))
 
 
@@ -567,9 +593,16 @@ def rollback(key: str, version: int) -> ResponseReturnValue:
             )
             published = row.version
     if refused is not None:
-        flash(f"Rollback to version {version} refused: {refused}")
+        flash(_("Rollback to version %(n)s refused: %(why)s", n=version, why=refused))
     else:
-        flash(f"Rolled back: version {published} of {key} has the source of version {version}.")
+        flash(
+            _(
+                "Rolled back: version %(new)s of %(key)s has the source of version %(n)s.",
+                new=published,
+                key=key,
+                n=version,
+            )
+        )
     return redirect(url_for(".versions", key=key))
 
 
@@ -607,7 +640,7 @@ def simulate(key: str) -> ResponseReturnValue:
     source, else the stored draft) through the real engine; nothing is written."""
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
-        return jsonify({"error": "send JSON"}), 400
+        return jsonify({"error": _("send JSON")}), 400
     mode = "ussd" if payload.get("mode") == "ussd" else "sms"
     text = str(payload.get("text") or "")[:1000]
     posted = _posted_source()
@@ -622,7 +655,10 @@ def simulate(key: str) -> ResponseReturnValue:
         library, issues = draft_library(session, key, source_text, _folder())
         if issues:
             return jsonify(
-                {"error": "the draft cannot be read", "issues": [_issue_json(i) for i in issues]}
+                {
+                    "error": _("the draft cannot be read"),
+                    "issues": [_issue_json(i) for i in issues],
+                }
             ), 422
         engine = Engine(
             library,
@@ -641,7 +677,7 @@ def simulate(key: str) -> ResponseReturnValue:
         except Exception as exc:  # a draft the validator would refuse can stop the engine
             log.info("simulator stopped on flow %s: %r", key, exc)
             _sim_save(key, mode, None)
-            error = f"the engine stopped: {exc!r}; the conversation restarts"
+            error = _("the engine stopped: %(why)s; the conversation restarts", why=repr(exc))
             return jsonify({"error": error}), 422
     language, opted_out = contact.language, contact.opted_out
     for event in result.events:

@@ -9,6 +9,7 @@ an emoji sequence), which moves whole to the next part as Twilio's segment calcu
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,3 +68,45 @@ def sms_cost(text: str) -> SmsCost:
     # UTF-16: characters outside the BMP (emoji) take a surrogate pair; clusters stay whole.
     widths = [_utf16_units(cluster) for cluster in _GRAPHEME.findall(text)]
     return SmsCost("UCS-2", sum(widths), _pack(widths, UCS2_SINGLE, UCS2_PART))
+
+
+#: Typographic characters word processors and phones put in a text, and their GSM-7 forms.
+_PLAIN_PUNCTUATION = {
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u00ab": '"',
+    "\u00bb": '"',
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2011": "-",
+    "\u2026": "...",
+    "\u2022": "-",
+    "\u00a0": " ",
+    "\u2009": " ",
+    "\u202f": " ",
+    "\t": " ",
+}
+#: Letters kept although they carry a mark: Spanish's ñ is a letter of its own ("año" is not
+#: "ano"), and GSM-7 has it.
+_KEPT = frozenset("ñÑ")
+
+
+def to_gsm7(text: str) -> str:
+    """``text`` without accents (á to a, ü to u; ñ stays) and with plain quotes and dashes, so
+    that it fits GSM-7 and an SMS holds 160 characters instead of 70. What has no plain form
+    (an emoji) is left as it is: ``sms_cost`` of the result says whether it is GSM-7 now."""
+    plain = []
+    for ch in unicodedata.normalize("NFC", text):
+        if ch in _KEPT:
+            plain.append(ch)
+            continue
+        if ch in _PLAIN_PUNCTUATION:
+            plain.append(_PLAIN_PUNCTUATION[ch])
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+        plain.append(base if base and is_gsm7(base) else ch)
+    return "".join(plain)

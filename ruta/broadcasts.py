@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from flows.encoding import sms_cost
+from ruta import contacts
 from ruta import policy as policies
 from ruta.models import (
     OPEN_CASE_STATUSES,
@@ -34,11 +36,16 @@ from ruta.models import (
     BroadcastStatus,
     Case,
     Contact,
+    Direction,
+    Message,
+    MessagePurpose,
+    MessageStatus,
     Municipality,
     RecipientStatus,
     Subscription,
     UTCDateTime,
 )
+from ruta.referrals import Work
 
 __all__ = [
     "cancel",
@@ -50,6 +57,8 @@ __all__ = [
     "progress",
     "quiet_until",
     "recipients_query",
+    "sample_sends",
+    "send_sample",
     "settle_stuck",
     "stalled",
     "start",
@@ -439,3 +448,68 @@ def progress(session: Session, broadcast_id: int) -> dict[str, int]:
         counts[str(status)] = int(number)
     counts["total"] = sum(counts.values())
     return counts
+
+
+#: Test sends one broadcast may have: enough to try each language on a phone or two, not a way
+#: round the audience, the approval or the figures.
+MAX_SAMPLES = 5
+
+
+class SampleRefused(Exception):
+    """A test send (a sample to the sender's own phone) that cannot go; ``reason`` is
+    ``over`` (no more for this broadcast) or ``no_text`` (none in that language)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def sample_sends(session: Session, broadcast_id: int) -> list[Message]:
+    """The broadcast's test sends, newest first."""
+    return list(
+        session.scalars(
+            select(Message)
+            .where(
+                Message.broadcast_id == broadcast_id,
+                Message.purpose == MessagePurpose.BROADCAST_TEST.value,
+            )
+            .order_by(Message.id.desc())
+        )
+    )
+
+
+def send_sample(
+    session: Session,
+    broadcast: Broadcast,
+    phone: str,
+    language: str,
+    *,
+    channel: str,
+    now: datetime,
+) -> Work:
+    """Queue the broadcast's text in ``language`` (with its stop line, as subscribers get it)
+    to ``phone`` alone, the sender's own. It goes out as any single message (a worker, the
+    provider, delivery reports) and is a message of purpose "broadcast_test" naming the
+    broadcast: the ledger, and so the broadcast's figures and audience, never include it."""
+    if not (broadcast.texts or {}).get(language):
+        raise SampleRefused("no_text")
+    if len(sample_sends(session, broadcast.id)) >= MAX_SAMPLES:
+        raise SampleRefused("over")
+    body = text_for(broadcast, language)
+    cost = sms_cost(body)
+    owner = contacts.lock_contact(session, phone)
+    message = Message(
+        direction=Direction.OUTBOUND.value,
+        channel=channel,
+        contact_id=owner.id,
+        body=body,
+        status=MessageStatus.QUEUED.value,
+        purpose=MessagePurpose.BROADCAST_TEST.value,
+        segments=cost.segments,
+        encoding=cost.encoding,
+        broadcast_id=broadcast.id,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return Work(message_ids=[message.id])

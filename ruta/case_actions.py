@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ruta import policy as policies
+from ruta import routing
 from ruta.models import (
     Case,
     CaseStatus,
@@ -81,7 +81,7 @@ def close(
 ) -> Work:
     """Close an accepted case with its outcome; the person may rate the help (1-3)."""
     if outcome not in OUTCOMES:
-        raise Refused(f"the outcome is one of {', '.join(OUTCOMES)}")
+        raise Refused("choose an outcome")
     if case.status == CaseStatus.CLOSED.value:
         raise Refused("the case was already closed")
     if case.status != CaseStatus.ACCEPTED.value:
@@ -95,18 +95,27 @@ def close(
     return Work(message_ids=ids)
 
 
-def reassign_targets(session: Session, case: Case, now: datetime) -> list[FocalPoint]:
-    """Active focal points of the case's country whose organisation may receive referrals and
-    was covered by the person's consent."""
+def chain_members(session: Session, case: Case) -> list[FocalPoint]:
+    """The focal points the case's chain could send it to: every position of its chain
+    (municipality and kind of help), then the coordinators of its country; nobody else's."""
     if case.country is None:
         return []
+    members: list[FocalPoint] = []
+    for position in chain_positions(session, case):
+        members += [fp for fp in position if fp.country == case.country and fp not in members]
+    members += [fp for fp in routing.coordinators(session, case.country) if fp not in members]
+    return members
+
+
+def reassign_targets(session: Session, case: Case, now: datetime) -> list[FocalPoint]:
+    """Active focal points of the case's chain and country whose organisation may receive
+    referrals and was covered by the person's consent, in chain order."""
     in_force = organizations_in_force(session, now.date())
-    candidates = session.scalars(
-        select(FocalPoint)
-        .where(FocalPoint.country == case.country, FocalPoint.active.is_(True))
-        .order_by(FocalPoint.is_coordinator, FocalPoint.name)
-    )
-    return [fp for fp in candidates if fp.organization_id in in_force and covered(case, fp)]
+    return [
+        fp
+        for fp in chain_members(session, case)
+        if fp.active and fp.organization_id in in_force and covered(case, fp)
+    ]
 
 
 def covered(case: Case, fp: FocalPoint) -> bool:
@@ -137,6 +146,8 @@ def reassign(
     fp = session.get(FocalPoint, focal_point_id)
     if fp is None or fp.country != case.country:
         raise Refused("choose a focal point of the case's country")
+    if fp not in chain_members(session, case):
+        raise Refused("choose a focal point of the case's chain or its country's coordination")
     if not fp.active:
         raise Refused("that focal point is not active")
     if fp.organization_id not in organizations_in_force(session, now.date()):

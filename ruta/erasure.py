@@ -24,6 +24,7 @@ from ruta.models import (
     AuditEntry,
     BroadcastRecipient,
     Case,
+    CaseNote,
     CaseStatus,
     Contact,
     ConversationSession,
@@ -77,6 +78,8 @@ def anonymise_case(session: Session, case: Case, now: datetime, *, actor: str, r
         .values(body=None),
         execution_options={"synchronize_session": False},
     )
+    # Staff notes may quote the person: they go with the rest of what is about them.
+    session.execute(delete(CaseNote).where(CaseNote.case_id == case.id))
     case.contact_id = None
     case.description = None
     case.safe_times = None

@@ -3,7 +3,8 @@ week, time to a focal point's first answer, and needs the directory has no servi
 
 Protection: a count below ``MIN_COUNT`` is never shown, only "<5" (``shown``), and a median is
 only given over ``MIN_COUNT`` cases or more. No row or column totals are shown: with a total, a
-hidden count could be worked out by subtraction. Weeks are ISO weeks in UTC.
+hidden count could be worked out by subtraction. Weeks are ISO weeks (Monday to Sunday) in the
+time zone given to ``compute`` (the viewer's), UTC by default.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -39,8 +40,9 @@ def shown(count: int) -> str:
     return str(count) if count >= MIN_COUNT else f"<{MIN_COUNT}"
 
 
-def week_of(moment: datetime) -> str:
-    year, week, _ = moment.isocalendar()
+def week_of(moment: datetime, zone: tzinfo = UTC) -> str:
+    """The ISO week (``2026-W48``) ``moment`` falls in, in ``zone``."""
+    year, week, _ = moment.astimezone(zone).isocalendar()
     return f"{year}-W{week:02d}"
 
 
@@ -76,12 +78,14 @@ def compute(
     municipality_id: int | None = None,
     language: str = "es",
     unrouted: Select[Any] | None = None,
+    zone: tzinfo = UTC,
 ) -> Figures:
     """Figures over ``cases`` (a query of the cases the viewer may count) created in the last
-    ``weeks`` weeks, optionally in one municipality; ``unrouted`` (a query of the
+    ``weeks`` weeks of ``zone``, optionally in one municipality; ``unrouted`` (a query of the
     ``UnroutedRequest`` rows the viewer may count) adds the requests nobody could receive."""
-    first = now - timedelta(weeks=weeks - 1)
-    since = datetime.combine(first.date() - timedelta(days=first.weekday()), time.min, now.tzinfo)
+    first = now.astimezone(zone) - timedelta(weeks=weeks - 1)
+    monday = datetime.combine(first.date() - timedelta(days=first.weekday()), time.min, zone)
+    since = monday.astimezone(UTC)
     scoped = cases.with_only_columns(Case.id).subquery()
     query = select(
         Case.category_code, Case.municipality_id, Case.created_at, Case.accepted_at
@@ -95,10 +99,10 @@ def compute(
     categories = [(code, label) for code, label in labels.items() if code in used]
     categories += [(code, code) for code in sorted(used - set(labels))]
     figures = Figures(
-        weeks=sorted({week_of(now - timedelta(weeks=n)) for n in range(weeks)}),
+        weeks=sorted({week_of(now - timedelta(weeks=n), zone) for n in range(weeks)}),
         categories=categories,
     )
-    figures.requests = dict(Counter((week_of(r.created_at), r.category_code) for r in rows))
+    figures.requests = dict(Counter((week_of(r.created_at, zone), r.category_code) for r in rows))
 
     delays: dict[str, list[float]] = defaultdict(list)
     for row in rows:

@@ -98,6 +98,7 @@ class MessagePurpose(str, Enum):
     ALERT = "alert"  # a referral alert to a focal point
     NOTICE = "notice"  # a case update to the person (accepted, closed)
     ANSWER = "answer"  # a person's answer to their question, from the admin
+    BROADCAST_TEST = "broadcast_test"  # a broadcast sent to its sender's own phone only
 
 
 class ServiceStatus(str, Enum):
@@ -148,6 +149,11 @@ class Message(Base):
     #: reply: safe times, maybe the number), so erasing or anonymising the case blanks it too.
     about_case_id: Mapped[int | None] = mapped_column(
         ForeignKey("cases.id", ondelete="SET NULL"), index=True
+    )
+    #: The broadcast a test send tried out (purpose "broadcast_test"): kept out of the
+    #: broadcast's ledger, so never in its figures or its audience.
+    broadcast_id: Mapped[int | None] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True
     )
     #: When a worker last claimed it to call the provider: a claim still "sending" long after
     #: is settled by asking the provider for messages since then (workers/settlement.py).
@@ -407,6 +413,21 @@ class CaseEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CaseNote(Base):
+    """A note staff keep on a case for each other: encrypted like the person's words, shown only
+    on the case page (every view audited), never sent to the person or in a focal point's SMS."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    #: Who wrote it, as the audit log names them, kept when the account is removed.
+    author: Mapped[str] = mapped_column(String(254))
+    body: Mapped[str] = mapped_column(EncryptedText)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -23,7 +23,7 @@ from ruta.models import (
 )
 from ruta.referrals import Work
 
-__all__ = ["Refused", "answer", "answer_text", "close", "new_reference"]
+__all__ = ["Refused", "answer", "answer_text", "clean", "close", "new_reference"]
 
 #: What the answer starts with, per language (the question's language; Spanish otherwise): the
 #: person knows it is from Ruta and which question it answers, on a phone others may read.
@@ -45,11 +45,25 @@ def new_reference(session: Session) -> str:
 def answer_text(question: Question, text: str) -> str:
     """The SMS the person receives: the prefix naming the question, then the answer."""
     prefix = ANSWER_PREFIX.get(question.language, ANSWER_PREFIX["es"])
-    return prefix.format(reference=question.reference) + text.strip()
+    return prefix.format(reference=question.reference) + clean(text)
 
 
 class Refused(Exception):
-    """The answer cannot be sent; the message says why, for the admin."""
+    """The answer cannot be sent. ``reason`` is a code the admin words in its user's language
+    (``closed``, ``empty``, ``too_long``, ``opted_out``), ``values`` the figures it names; the
+    message is the English wording, for logs."""
+
+    def __init__(self, reason: str, message: str, **values: object) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.values = values
+
+
+def clean(text: str) -> str:
+    """The answer as it is sent: trimmed, and with a browser's CRLF line breaks as one LF (a
+    textarea posts CRLF, which would cost an SMS character more per line than the counter
+    the coordinator saw while typing)."""
+    return text.replace("\r\n", "\n").strip()
 
 
 def answer(
@@ -63,20 +77,24 @@ def answer(
     max_segments: int,
 ) -> Work:
     """Queue ``text`` to the person who asked; the question becomes answered."""
-    text = text.strip()
+    text = clean(text)
     if question.status != QuestionStatus.OPEN.value:
-        raise Refused("this question is no longer open")
+        raise Refused("closed", "this question is no longer open")
     if not text:
-        raise Refused("the answer is empty")
+        raise Refused("empty", "the answer is empty")
     body = answer_text(question, text)
     cost = sms_cost(body)  # what is really sent, prefix included
     if cost.segments > max_segments:
         raise Refused(
-            f"the answer takes {cost.segments} SMS ({cost.encoding}); at most {max_segments}"
+            "too_long",
+            f"the answer takes {cost.segments} SMS ({cost.encoding}); at most {max_segments}",
+            segments=cost.segments,
+            encoding=cost.encoding,
+            limit=max_segments,
         )
     person = session.get(Contact, question.contact_id)
     if person is None or person.opted_out:
-        raise Refused("the person has stopped all messages (STOP or BORRAR)")
+        raise Refused("opted_out", "the person has stopped all messages (STOP or BORRAR)")
     message = Message(
         direction=Direction.OUTBOUND.value,
         channel=channel,
@@ -101,7 +119,7 @@ def answer(
 def close(session: Session, question: Question, *, actor: str, now: datetime) -> None:
     """Close without an answer (nothing to answer)."""
     if question.status != QuestionStatus.OPEN.value:
-        raise Refused("this question is no longer open")
+        raise Refused("closed", "this question is no longer open")
     question.status = QuestionStatus.CLOSED.value
     question.answered_by = actor
     question.answered_at = now

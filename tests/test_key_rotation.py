@@ -22,13 +22,23 @@ from sqlalchemy import column as sql_column
 from sqlalchemy import func, select, table
 from sqlalchemy.engine import make_url
 
+from admin.accounts import create_user
 from app import create_app
 from gateway.fake_provider import FakeProviderServer
 from ruta import clock, contacts, crypto, demo_data, keyrotation, migrate, questions
 from ruta.cli import main
 from ruta.db import db, make_engine
 from ruta.flowstore import publish_directory
-from ruta.models import Base, Contact, ConversationSession, EncryptedText, Question, UssdSession
+from ruta.models import (
+    Base,
+    Case,
+    CaseNote,
+    Contact,
+    ConversationSession,
+    EncryptedText,
+    Question,
+    UssdSession,
+)
 from tests.conftest import PERSON, TwilioPhone, run_worker
 from tests.gateway.test_ussd import AtHandset
 from tests.test_referrals import DESCRIPTION, UPALA_1, ask_for_help
@@ -150,6 +160,13 @@ def populate(app: Flask) -> str:
         with db.transaction() as session:
             for number in EXTRA_PEOPLE:
                 contacts.lock_contact(session, number)
+            # Staff's own encrypted words: a user's phone and an internal note on the case.
+            staff = create_user(
+                session, "staff@ruta.test", "coordinator", "a long passphrase here", country="CR"
+            )
+            staff.phone = "+50670001234"
+            case = session.scalars(select(Case).where(Case.reference == reference)).one()
+            session.add(CaseNote(case_id=case.id, author=staff.email, body="llamar el martes"))
     return reference
 
 

@@ -28,6 +28,7 @@ SAMPLES = {
     "agreement_id": "1",
     "user_id": "1",
     "format": "csv",
+    "table": "requests",
 }
 PUBLIC = {"admin_auth.login", "static_admin"}
 

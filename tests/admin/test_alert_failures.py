@@ -68,6 +68,8 @@ def test_a_provider_that_refuses_every_send_moves_the_case_to_overdue(
     try:
         wait_for(lambda: case_by_reference(reference).overdue and len(alert_messages()) == 3, 60)
         wait_for(lambda: all(m.status == "failed" for m in alert_messages()), 30)
+        # The last failure's escalation (the "overdue" event) commits after the message's state.
+        wait_for(lambda: "overdue" in case_events(reference), 30)
     finally:
         kill(process)
     assert fake_provider.messages() == []

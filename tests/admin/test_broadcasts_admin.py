@@ -11,10 +11,20 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from flows.encoding import to_gsm7
 from gateway.fake_provider import FakeProviderServer
-from ruta import contacts
+from ruta import broadcasts, contacts
 from ruta.db import db
-from ruta.models import AuditEntry, Broadcast, Municipality, Subscription, utcnow
+from ruta.directory import DatabaseServices
+from ruta.models import (
+    AuditEntry,
+    Broadcast,
+    Message,
+    Municipality,
+    Subscription,
+    User,
+    utcnow,
+)
 from tests.admin.conftest import csrf_token, login
 from tests.conftest import Clock
 
@@ -123,11 +133,11 @@ def test_every_broadcast_ends_with_how_to_stop_it_counted_in_the_preview(
     broadcast = latest()
     page = client.get(f"/admin/broadcasts/{broadcast.id}").get_data(as_text=True)
     es_line, en_line = "Para no recibir mas: BAJA", "To receive no more: STOP"
-    _, shown, chars, encoding, segments, cost = preview_row(page, "es")
+    _, shown, chars, encoding, segments, in_all, cost = preview_row(page, "es")
     assert shown.endswith(es_line) and int(chars) == len(text_es) + 1 + len(es_line)
-    assert (encoding, segments) == ("GSM-7", "2")
+    assert (encoding, segments, in_all) == ("GSM-7", "2", "6")
     assert cost.startswith("0.04")  # 3 recipients x 2 segments x 0.0075, rounded
-    _, shown, chars, _, segments, _ = preview_row(page, "en")
+    _, shown, chars, _, segments, _, _ = preview_row(page, "en")
     assert shown.endswith(en_line) and int(chars) == len(text_en) + 1 + len(en_line)
     assert segments == "1"
 
@@ -189,9 +199,163 @@ def test_bad_forms_and_permissions(client: Any, accounts: dict[str, str]) -> Non
     bad = create(client, title="", text_es="")
     assert bad.status_code == 400
     page = bad.get_data(as_text=True)
-    assert "a title is required" in page and "write the text" in page
+    assert "A title is required" in page and "Write the text" in page
     too_long = create(client, text_es="x" * 500)
     assert too_long.status_code == 400
     login(client, accounts["viewer"])
     assert client.get("/admin/broadcasts/").status_code == 200
     assert client.get("/admin/broadcasts/new").status_code == 403
+
+
+OWN_PHONE = "+50688997766"
+
+
+def set_phone(email: str, phone: str | None) -> None:
+    with db.transaction() as session:
+        user = session.scalar(select(User).where(User.email == email))
+        assert user is not None
+        user.phone = phone
+
+
+def test_a_test_send_goes_to_the_senders_phone_only_and_is_not_counted(
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    subscribe()
+    login(client, accounts["coordinator"])
+    create(client)
+    broadcast = latest()
+    page = client.get(f"/admin/broadcasts/{broadcast.id}").get_data(as_text=True)
+    assert 'id="no-phone"' in page and 'href="/admin/account"' in page  # where to set it
+    assert 'id="send-test"' not in page
+    refused = post(client, f"/admin/broadcasts/{broadcast.id}/test")
+    assert "Add your phone" in client.get(refused.headers["Location"]).get_data(as_text=True)
+    worker()
+    assert fake_provider.messages() == []
+
+    set_phone(accounts["coordinator"], OWN_PHONE)
+    page = client.get(f"/admin/broadcasts/{broadcast.id}").get_data(as_text=True)
+    assert 'id="send-test"' in page and "7766" in page and OWN_PHONE not in page
+    sent = post(client, f"/admin/broadcasts/{broadcast.id}/test")
+    assert "not counted" in client.get(sent.headers["Location"]).get_data(as_text=True)
+    worker()
+    [test] = fake_provider.messages()
+    assert test["to"] == OWN_PHONE
+    assert test["body"] == broadcasts.text_for(latest(), "es")  # as subscribers get it
+    with db.transaction() as session:
+        [stored] = session.scalars(select(Message).where(Message.broadcast_id == broadcast.id))
+        assert (stored.purpose, stored.status) == ("broadcast_test", "sent")
+        entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "broadcast.test"))
+        assert entry is not None and entry.detail["message_id"] == stored.id
+        assert broadcasts.progress(session, broadcast.id)["total"] == 0  # not in the ledger
+    assert latest().status == "draft"  # the broadcast itself has not gone anywhere
+    page = client.get(f"/admin/broadcasts/{broadcast.id}").get_data(as_text=True)
+    assert 'id="audience">3<' in page  # the audience is the subscribers, not the tester
+    assert 'id="test-sends"' in page
+
+    assert post(client, f"/admin/broadcasts/{broadcast.id}/send").status_code == 302
+    worker()
+    to = sorted(m["to"] for m in fake_provider.messages())
+    assert to == sorted([OWN_PHONE, *SUBSCRIBERS])  # the real send: the subscribers only
+    with db.transaction() as session:
+        done = session.get(Broadcast, broadcast.id)
+        assert done is not None and done.recipients_total == 3
+        assert broadcasts.progress(session, broadcast.id)["sent"] == 3
+
+
+def test_test_sends_are_limited_and_need_the_send_permission(
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    set_phone(accounts["admin"], OWN_PHONE)
+    set_phone(accounts["viewer"], OWN_PHONE)
+    login(client, accounts["admin"])
+    create(client)
+    broadcast = latest()
+    for _ in range(broadcasts.MAX_SAMPLES):
+        post(client, f"/admin/broadcasts/{broadcast.id}/test")
+    over = post(client, f"/admin/broadcasts/{broadcast.id}/test")
+    assert "test sends already" in client.get(over.headers["Location"]).get_data(as_text=True)
+    worker()
+    assert len(fake_provider.messages()) == broadcasts.MAX_SAMPLES
+    login(client, accounts["viewer"])
+    token = csrf_token(client.get("/admin/broadcasts/").get_data(as_text=True))
+    viewer = client.post(f"/admin/broadcasts/{broadcast.id}/test", data={"csrf_token": token})
+    assert viewer.status_code == 403
+
+
+ACCENTED = "Atención: la unidad móvil visitará Upala el jueves. Traiga su identificación, ¿sí?"
+
+
+def test_the_version_without_accents_shows_its_cost_and_is_one_click(
+    client: Any, accounts: dict[str, str]
+) -> None:
+    subscribe()
+    login(client, accounts["coordinator"])
+    create(client, text_es=ACCENTED * 2)  # 166 characters: UCS-2, three SMS with the stop line
+    broadcast = latest()
+    page = client.get(f"/admin/broadcasts/{broadcast.id}").get_data(as_text=True)
+    _, _, _, encoding, segments, in_all, _ = preview_row(page, "es")
+    assert (encoding, segments, in_all) == ("UCS-2", "3", "9")
+    plain = re.search(r'<table id="plain-preview">(.*?)</table>', page, re.S)
+    assert plain is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", plain.group(1), re.S)
+    assert "Atencion: la unidad movil visitara" in cells[1] and "¿si?" in cells[1]
+    assert cells[2] == "GSM-7" and cells[3].startswith("2 ") and cells[4].startswith("6 ")
+    assert post(client, f"/admin/broadcasts/{broadcast.id}/plain").status_code == 302
+    assert latest().texts["es"] == to_gsm7(ACCENTED * 2)
+    page = client.get(f"/admin/broadcasts/{broadcast.id}").get_data(as_text=True)
+    assert 'id="plain-preview"' not in page  # nothing left to drop
+    _, _, _, encoding, segments, _, _ = preview_row(page, "es")
+    assert (encoding, segments) == ("GSM-7", "2")
+    with db.transaction() as session:
+        entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "broadcast.plain"))
+        assert entry is not None
+        assert entry.detail["segments_before"] == {"es": 3}
+        assert entry.detail["segments_after"] == {"es": 2}
+    post(client, f"/admin/broadcasts/{broadcast.id}/send")
+    again = post(client, f"/admin/broadcasts/{broadcast.id}/plain")
+    assert "Only a draft" in client.get(again.headers["Location"]).get_data(as_text=True)
+
+
+def test_topics_are_named_as_people_chose_them_by_sms(
+    app: Flask, client: Any, accounts: dict[str, str]
+) -> None:
+    app.config["RUTA_ADMIN_LANGUAGE"] = "es"
+    try:
+        login(client, accounts["coordinator"])
+        form = client.get("/admin/broadcasts/new").get_data(as_text=True)
+        with db.transaction() as session:
+            menu = DatabaseServices(session, channel="twilio", contact_id=None).alert_topics("es")
+        options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', form)
+        topics = [(v, label) for v, label in options if v in {c.value for c in menu}]
+        assert topics == [(c.value, c.label) for c in menu]
+        assert ("general", "Todo") in topics
+        assert create(client, topic="general").status_code == 302
+        page = client.get(f"/admin/broadcasts/{latest().id}").get_data(as_text=True)
+        assert '<span id="broadcast-topic">Todo</span>' in page
+        assert create(client, topic="no-such-topic").status_code == 400
+    finally:
+        app.config["RUTA_ADMIN_LANGUAGE"] = "en"
+
+
+def test_a_coordinator_cannot_test_or_change_another_scopes_broadcast(
+    client: Any,
+    accounts: dict[str, str],
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+) -> None:
+    set_phone(accounts["coordinator"], OWN_PHONE)
+    login(client, accounts["admin"])
+    create(client, municipality="", text_es="Atención: aviso para todos los municipios.")
+    everywhere = latest()  # to every country: the admins' alone
+    login(client, accounts["coordinator"])
+    assert post(client, f"/admin/broadcasts/{everywhere.id}/test").status_code == 404
+    assert post(client, f"/admin/broadcasts/{everywhere.id}/plain").status_code == 404
+    worker()
+    assert fake_provider.messages() == []
+    assert latest().texts["es"] == "Atención: aviso para todos los municipios."

@@ -159,7 +159,7 @@ def test_the_case_page_is_audited_and_hides_the_number_until_revealed(
     page = client.get(f"/admin/cases/{reference.lower()}")
     html = page.get_data(as_text=True)
     assert page.headers["Cache-Control"] == "no-store"
-    assert 'id="case-status">forwarded<' in html and 'id="timeline"' in html
+    assert 'id="case-status" data-status="forwarded">Sent<' in html and 'id="timeline"' in html
     assert "necesito un medico" in html and "main:v1:consent" in html and "morning" in html
     assert SAMPLE_PERSON not in html and 'id="reveal"' in html
     assert len(audited("case.view", reference)) == 1
@@ -215,7 +215,7 @@ def test_accept_then_close_from_the_web(
     assert accepted.accepted_by_id == focal_point_id("Punto focal Upala")
     assert notices(reference) == 1
     html = client.get(page).get_data(as_text=True)
-    assert 'id="case-status">accepted<' in html and 'id="outcome"' in html
+    assert 'id="case-status" data-status="accepted">Accepted<' in html and 'id="outcome"' in html
     assert 'id="accept"' not in html
 
     assert post(client, f"{page}/close", page, outcome="unsuccessful").status_code == 302

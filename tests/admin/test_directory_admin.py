@@ -16,9 +16,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from admin import directory as admin_directory
 from ruta import directory, directory_io
 from ruta.db import db
-from ruta.models import AuditEntry, Location, Organization, Service, ServiceStatus
+from ruta.models import AuditEntry, Location, Municipality, Organization, Service, ServiceStatus
 from tests.admin.conftest import csrf_token, login
 from tests.test_directory_io import HEADER, directory_restored
 
@@ -51,6 +52,18 @@ def audits(action: str) -> list[AuditEntry]:
         return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action)))
 
 
+def hours_fields(rows: Any) -> dict[str, str]:
+    """Opening times as the hours editor posts them: ``hours-<day>-<n>-opens`` / ``-closes``."""
+    fields: dict[str, str] = {}
+    for weekday, opens, closes in sorted(rows):
+        n = 0
+        while f"hours-{weekday}-{n}-opens" in fields:
+            n += 1
+        fields[f"hours-{weekday}-{n}-opens"] = opens
+        fields[f"hours-{weekday}-{n}-closes"] = closes
+    return fields
+
+
 def service_form(client: Any, sid: int, **changes: Any) -> dict[str, Any]:
     """The edit form of a service as the browser would submit it, with ``changes``."""
     with db.transaction() as session:
@@ -65,7 +78,7 @@ def service_form(client: Any, sid: int, **changes: Any) -> dict[str, Any]:
             "alert_text": found.alert_text or "",
             "municipality": list(values["municipality"]),
             "phone": "\n".join(values["phone"]),
-            "hours": directory_io.display("hours", values["hours"]),
+            **hours_fields(values["hours"]),
             "languages": directory_io.display("languages", values["languages"]),
             "description": found.description or "",
         }
@@ -95,12 +108,21 @@ def test_bad_hours_are_refused_with_a_clear_error_and_nothing_saved(
     editor: Any, restore: None
 ) -> None:
     sid = service_id("Ebais Upala Centro")
-    form = service_form(editor, sid, hours="lunes a viernes 8-4", description="cambiado")
+    form = service_form(editor, sid, description="cambiado")
+    form["hours-2-0-opens"], form["hours-2-0-closes"] = "16:00", "08:00"  # closes before it opens
+    form["hours-3-0-opens"], form["hours-3-0-closes"] = "08:00", ""  # no closing time
+    form["hours-4-0-opens"], form["hours-4-0-closes"] = "8 de la mañana", "16:00"
     response = editor.post(f"/admin/directory/services/{sid}", data=form)
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    assert 'id="error-hours"' in page and "write days then times" in page
-    assert "lunes a viernes 8-4" in page  # what was typed stays in the form
+    assert 'id="error-hours"' in page and "the hours of 3 days are wrong" in page
+    assert re.search(
+        r'id="hours-2-error" role="alert">it opens at 16:00: it must close later<', page
+    )
+    assert "give both the opening and the closing time" in page
+    assert "times are hours and minutes" in page
+    assert 'value="8 de la mañana"' in page  # what was typed stays in the form
+    assert 'name="hours-2-0-opens" id="hours-2-0-opens" value="16:00"' in page
     with db.transaction() as session:
         found = session.get(Service, sid)
         assert found is not None
@@ -160,9 +182,10 @@ def test_editing_phones_hours_and_municipalities(editor: Any, restore: None) -> 
         editor,
         sid,
         phone="+506 0000 0103\n+506 0000 0199",
-        hours="2,4 09:00-13:00; 6 8:00-10:00",
         municipality=["cr-upala", "cr-los-chiles"],
     )
+    form = {k: v for k, v in form.items() if not k.startswith("hours-")}
+    form.update(hours_fields([(2, "09:00", "13:00"), (4, "09:00", "13:00"), (6, "8:00", "10:00")]))
     assert editor.post(f"/admin/directory/services/{sid}", data=form).status_code == 302
     with db.transaction() as session:
         found = session.get(Service, sid)
@@ -206,7 +229,7 @@ def test_creating_an_organisation_a_service_and_editing_a_location(
         "status": "active",
         "municipality": ["gt-esquipulas"],
         "phone": "+502 0000 9999",
-        "hours": "1-5 12:00-14:00",
+        **hours_fields([(day, "12:00", "14:00") for day in range(1, 6)]),
         "languages": "es",
         "alert_text": "",
         "description": "",
@@ -457,3 +480,102 @@ def test_a_name_that_pushes_a_screen_over_budget_is_saved_with_a_warning(
             back = session.get(Municipality, mid)
             assert back is not None
             back.name = name
+
+
+def add_organisations(prefix: str, number: int) -> None:
+    with db.transaction() as session:
+        upala = session.scalar(select(Municipality).where(Municipality.code == "cr-upala"))
+        assert upala is not None
+        for i in range(number):
+            organisation = Organization(name=f"{prefix} {i:03d}")
+            session.add(organisation)
+            session.flush()
+            session.add(
+                Location(
+                    organization_id=organisation.id,
+                    name=f"Sede {prefix} {i:03d}",
+                    municipality_id=upala.id,
+                )
+            )
+
+
+def names_in(page: str, table: str) -> list[str]:
+    body = page.split(f'<table id="{table}">', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<td><a href=\"[^\"]+\">([^<]+)</a></td>", body)
+
+
+def test_organisations_and_locations_are_searched_and_paged(editor: Any, restore: None) -> None:
+    """Issue 14: the directory's lists had no pagination."""
+    size = admin_directory.PAGE_SIZE
+    add_organisations("Asociacion Paginada", size + 7)
+    first = editor.get("/admin/directory/organizations?q=paginada").get_data(as_text=True)
+    shown = names_in(first, "organizations")
+    assert len(shown) == size and shown[0] == "Asociacion Paginada 000"
+    assert f"{size + 7} found" in first and "Page 1 of 2" in first
+    assert 'href="/admin/directory/organizations?q=paginada&amp;page=2"' in first
+    second = editor.get("/admin/directory/organizations?q=paginada&page=2").get_data(as_text=True)
+    assert names_in(second, "organizations")[0] == f"Asociacion Paginada {size:03d}"
+    assert len(names_in(second, "organizations")) == 7 and "Page 2 of 2" in second
+    # A page past the end shows the last; nonsense shows the first (never an error).
+    assert "Page 2 of 2" in editor.get(
+        "/admin/directory/organizations?q=paginada&page=99"
+    ).get_data(as_text=True)
+    assert editor.get("/admin/directory/organizations?page=x").status_code == 200
+    # Locations: by name, address, organisation or municipality, paged the same way.
+    located = editor.get("/admin/directory/locations?q=paginada").get_data(as_text=True)
+    assert len(names_in(located, "locations")) == 2 * size  # each row: location, organisation
+    assert "Page 1 of 2" in located
+    one = editor.get("/admin/directory/locations?q=Paginada+005").get_data(as_text=True)
+    assert names_in(one, "locations") == ["Sede Asociacion Paginada 005", "Asociacion Paginada 005"]
+    # A % is a character searched for, not a pattern matching everything.
+    nothing = editor.get("/admin/directory/organizations?q=%25").get_data(as_text=True)
+    assert "No organisation matches." in nothing and "0 found" in nothing
+
+
+def test_services_and_municipalities_are_paged(editor: Any) -> None:
+    page = editor.get("/admin/directory/?q=upala").get_data(as_text=True)
+    assert re.search(r'id="list-count">\d+ services?<', page)
+    assert 'class="pager"' not in page  # one page: no page links
+    places = editor.get("/admin/directory/municipalities?q=upala").get_data(as_text=True)
+    assert "Upala" in places and "Esquipulas" not in places
+
+
+def test_the_hours_editor_shows_a_row_per_weekday_with_the_service_hours(editor: Any) -> None:
+    sid = service_id("Ebais Upala Centro")  # Lun-Vie 7-16
+    page = editor.get(f"/admin/directory/services/{sid}").get_data(as_text=True)
+    rows = re.findall(r'<th scope="row" id="day-(\d)">([^<]+)</th>', page)
+    assert [day for day, _name in rows] == list("1234567")
+    assert [name for _day, name in rows][:2] == ["Monday", "Tuesday"]
+    for day in range(1, 6):
+        assert f'id="hours-{day}-0-opens" value="07:00"' in page
+        assert f'id="hours-{day}-0-closes" value="16:00"' in page
+    assert 'id="hours-6-0-opens" value=""' in page  # Saturday: closed
+    assert 'type="time"' in page and 'name="hours"' not in page  # no more "1-5 08:00-16:00"
+
+
+def test_a_break_at_midday_and_overlapping_times(editor: Any, restore: None) -> None:
+    sid = service_id("Consulta movil Upala")
+    form = {k: v for k, v in service_form(editor, sid).items() if not k.startswith("hours-")}
+    form.update(hours_fields([(1, "08:00", "12:00"), (1, "13:00", "16:00"), (7, "0:00", "23:59")]))
+    assert editor.post(f"/admin/directory/services/{sid}", data=form).status_code == 302
+    with db.transaction() as session:
+        found = session.get(Service, sid)
+        assert found is not None
+        spans = sorted((s.weekday, s.opens_at, s.closes_at) for s in found.schedules)
+    assert [(d, str(o)[:5], str(c)[:5]) for d, o, c in spans] == [
+        (1, "08:00", "12:00"), (1, "13:00", "16:00"), (7, "00:00", "23:59")
+    ]  # fmt: skip
+    form.update(hours_fields([(1, "08:00", "12:00"), (1, "11:00", "16:00")]))
+    refused = editor.post(f"/admin/directory/services/{sid}", data=form)
+    assert refused.status_code == 400
+    assert "two opening times of this day overlap" in refused.get_data(as_text=True)
+
+
+def test_the_municipality_picker_is_a_list_of_checkboxes_with_a_filter(editor: Any) -> None:
+    sid = service_id("Ebais Upala Centro")
+    page = editor.get(f"/admin/directory/services/{sid}").get_data(as_text=True)
+    assert '<select name="municipality"' not in page and " multiple" not in page
+    assert re.search(r'<input type="checkbox" name="municipality" value="cr-upala" checked>', page)
+    assert re.search(r'<input type="checkbox" name="municipality" value="gt-esquipulas" >', page)
+    assert 'id="municipality-filter"' in page and "directory.js" in page
+    assert re.search(r'id="municipality-chosen"[^>]*>Chosen: Upala \(CR\)<', page)

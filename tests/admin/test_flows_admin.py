@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -353,4 +355,90 @@ def test_the_graph_of_a_forty_node_flow_is_laid_out_in_columns() -> None:
     width = int(svg.split('width="', 1)[1].split('"', 1)[0])
     height = int(svg.split('height="', 1)[1].split('"', 1)[0])
     assert width == 2 * 16 + 5 * (168 + 64) - 64  # five columns
-    assert height >= 9 * (44 + 22)  # nine rows
+    assert height >= 9 * (flow_graph.BOX_H + 22)  # nine rows
+
+
+def boxes(svg: str) -> dict[str, tuple[str, list[str]]]:
+    """node id -> (its title, the lines of its label) in a drawn graph."""
+    found = {}
+    for node, title, body in re.findall(
+        r'<g class="node[^"]*" data-node="([^"]+)"><title>([^<]*)</title>(.*?)</g>', svg
+    ):
+        lines = re.findall(r'font-weight="600" fill="#1d2530">([^<]*)</text>', body)
+        found[node] = (title, lines)
+    return found
+
+
+def test_graph_boxes_show_the_first_words_of_their_text_in_the_viewers_language(
+    app: Flask, editor: Any
+) -> None:
+    """Issue 14: a box is named by what it says, in the viewer's language; its id is only in
+    its title (shown on hover)."""
+    flow = parse_flow(MAIN)
+    menu = flow.nodes[flow.start]
+    english = boxes(editor.get("/admin/flows/main/graph").get_data(as_text=True))
+    app.config["RUTA_ADMIN_LANGUAGE"] = "es"
+    try:
+        spanish = boxes(editor.get("/admin/flows/main/graph").get_data(as_text=True))
+    finally:
+        app.config["RUTA_ADMIN_LANGUAGE"] = "en"
+    title, lines = english[flow.start]
+    first = menu.spec["text"]["en"].split()
+    assert lines[0].split()[:2] == first[:2]  # the first words, not the id
+    assert flow.start not in lines[0].split()
+    assert title.startswith(f"{flow.start} (menu)") and menu.spec["text"]["en"] in title
+    title, lines = spanish[flow.start]
+    assert lines[0].split()[:2] == menu.spec["text"]["es"].split()[:2]
+    assert title.startswith(f"{flow.start} (menú)")
+    # Every box of the flow has a label of at most two lines that fit the box.
+    assert set(english) >= set(flow.nodes)
+    assert all(1 <= len(lines) <= 2 for _title, lines in english.values())
+    assert all(len(line) <= flow_graph.LINE_CHARS for _t, ls in english.values() for line in ls)
+
+
+def test_first_words_keep_whole_words_and_say_when_text_is_left_out() -> None:
+    assert flow_graph.first_words("Hola") == ["Hola"]
+    assert flow_graph.first_words("uno dos tres cuatro cinco seis siete ocho nueve diez") == [
+        "uno dos tres cuatro cinco",
+        "seis siete ocho nueve …",
+    ]
+    assert flow_graph.first_words("x" * 40) == ["x" * 24 + "…"]
+
+
+def test_the_ask_help_page_lists_its_own_warnings_not_the_rights_flows(editor: Any) -> None:
+    """Issue 14: the ask_help page listed the rights flow's warnings ("marked for review")."""
+    rights = editor.get("/admin/flows/rights/edit").get_data(as_text=True)
+    assert "flow[rights] node[asylum]" in rights  # the warning is there, on its own flow's page
+    for url in ("/admin/flows/ask_help/edit", "/admin/flows/ask_help/graph"):
+        page = editor.get(url).get_data(as_text=True)
+        assert "flow[rights]" not in page, url
+    source = editor.get("/admin/flows/ask_help/edit").get_data(as_text=True)
+    listed = post_json(
+        editor,
+        "/admin/flows/ask_help/validate",
+        {"source": parse_source(source)},
+    ).get_json()
+    assert not [i for i in listed if i["path"].startswith("flow[rights]")]
+
+
+def test_another_flows_error_is_listed_because_it_stops_publishing(editor: Any) -> None:
+    broken = main_with("    goto: alerts\n", "    goto: nowhere\n")
+    editor.post("/admin/flows/main/draft", data={"source": broken, "csrf_token": token(editor)})
+    # The main flow's draft is not the published one the other flows are checked with, so an
+    # error in main shows on main's page; on another flow's page only errors elsewhere show.
+    listed = post_json(editor, "/admin/flows/main/validate", {"source": broken}).get_json()
+    assert any(i["error"] and "nowhere" in i["message"] for i in listed)
+    assert all(i["error"] or i["path"].startswith("flow[main]") for i in listed)
+
+
+def parse_source(page: str) -> str:
+    found = re.search(r'<textarea class="code" id="flow-source"[^>]*>(.*?)</textarea>', page, re.S)
+    assert found
+    return html.unescape(found.group(1))
+
+
+def test_the_graph_page_offers_pan_and_zoom(editor: Any) -> None:
+    page = editor.get("/admin/flows/main/graph").get_data(as_text=True)
+    assert 'data-graph-tools="flow-graph"' in page and 'data-zoom="in"' in page
+    assert re.search(r'<svg [^>]*viewBox="0 0 \d+ \d+"', page)
+    assert "flows.js" in page

@@ -7,12 +7,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import select, text
 
 from gateway.fake_provider import FakeProviderServer
-from ruta import retention
+from ruta import contacts, retention
 from ruta.db import db
 from ruta.models import AuditEntry, Question
+from ruta.questions import new_reference
 from tests.admin.conftest import csrf_token, login
 from tests.conftest import PERSON, TwilioPhone
 
@@ -85,7 +87,7 @@ def test_a_question_is_answered_by_sms_from_the_admin(
     [sent] = [m for m in fake_provider.messages() if m["to"] == PERSON]
     assert sent["body"] == f"Ruta: respuesta a su pregunta {reference_of(question_id)}: {ANSWER}"
     again = post(client, f"/admin/questions/{question_id}/answer", answer="otra vez")
-    assert "no longer open" in client.get(again.headers["Location"]).get_data(as_text=True)
+    assert again.status_code == 409 and "no longer open" in again.get_data(as_text=True)
     worker()
     assert len([m for m in fake_provider.messages() if m["to"] == PERSON]) == 1
 
@@ -111,19 +113,26 @@ def test_answers_too_long_or_to_someone_who_stopped_are_refused_with_the_reason(
     question_id = ask(client)
     login(client, accounts["admin"])
     long = post(client, f"/admin/questions/{question_id}/answer", answer="palabra " * 60)
-    page = client.get(long.headers["Location"]).get_data(as_text=True)
+    page = long.get_data(as_text=True)
+    assert long.status_code == 400
     assert "takes 4 SMS" in page and "at most 2" in page
+    assert ">" + "palabra " * 60 + "</textarea>" in page  # the text is kept, as typed
     assert status_of(question_id) == "open"
     # 300 letters fit 2 SMS alone, not with "Ruta: respuesta a su pregunta Q7K2P: " before them
     tight = post(client, f"/admin/questions/{question_id}/answer", answer="a" * 300)
-    page = client.get(tight.headers["Location"]).get_data(as_text=True)
-    assert "takes 3 SMS" in page and "at most 2" in page
+    page = tight.get_data(as_text=True)
+    assert tight.status_code == 400 and "takes 3 SMS" in page and "at most 2" in page
     assert status_of(question_id) == "open"
     TwilioPhone(client).text("BAJA", sid="SM" + "b" * 32)  # a new message, not a redelivery
     stopped = post(client, f"/admin/questions/{question_id}/answer", answer=ANSWER)
-    assert "stopped all messages" in client.get(stopped.headers["Location"]).get_data(as_text=True)
+    assert stopped.status_code == 409
+    assert "stopped all messages" in stopped.get_data(as_text=True)
+    assert f">{ANSWER}</textarea>" in stopped.get_data(as_text=True)
     assert status_of(question_id) == "open"
-    closed = post(client, f"/admin/questions/{question_id}/close")
+    unconfirmed = post(client, f"/admin/questions/{question_id}/close")
+    assert unconfirmed.status_code == 400 and "tick the box" in unconfirmed.get_data(as_text=True)
+    assert status_of(question_id) == "open"
+    closed = post(client, f"/admin/questions/{question_id}/close", confirm="1")
     assert closed.status_code == 302 and status_of(question_id) == "closed"
     assert audited("question.close") == 1
 
@@ -184,3 +193,82 @@ def test_each_question_has_a_reference_the_person_is_told_and_the_answer_names(
     [sent] = [m for m in fake_provider.messages() if m["to"] == "+50688003344"]
     expected = f"Ruta: answer to your question {reference_of(english)}: Yes, with the permit."
     assert sent["body"] == expected
+
+
+HONDURAS = "+50495551234"
+
+
+def add_question(number: str, country: str, words: str, at: datetime) -> tuple[int, str]:
+    with db.transaction() as session:
+        person = contacts.lock_contact(session, number)
+        question = Question(
+            reference=new_reference(session),
+            contact_id=person.id,
+            channel="twilio",
+            language="es",
+            country=country,
+            text=words,
+            created_at=at,
+        )
+        session.add(question)
+        session.flush()
+        return question.id, question.reference
+
+
+def test_the_list_shows_each_question_and_each_view_of_it_is_audited(
+    client: Any, accounts: dict[str, str]
+) -> None:
+    noon = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+    first, _ = add_question(PERSON, "CR", ASKED, noon)
+    second, second_ref = add_question("+50688001122", "CR", "Otra pregunta sobre el permiso", noon)
+    elsewhere, _ = add_question(GUATEMALA, "GT", "Pregunta de Guatemala", noon)
+    login(client, accounts["coordinator"])  # Costa Rica
+    page = client.get("/admin/questions/")
+    html = page.get_data(as_text=True)
+    assert ASKED in html and "Otra pregunta sobre el permiso" in html
+    assert "Pregunta de Guatemala" not in html and PERSON not in html
+    assert page.headers["Cache-Control"] == "no-store"
+    with db.transaction() as session:
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "question.list"))
+        assert sorted(entry.detail["questions"]) == sorted([first, second])
+    assert elsewhere not in entry.detail["questions"]
+    found = client.get(f"/admin/questions/?q={second_ref.lower()}").get_data(as_text=True)
+    assert "Otra pregunta sobre el permiso" in found and ASKED not in found
+    with db.transaction() as session:
+        entries = list(
+            session.scalars(select(AuditEntry).where(AuditEntry.action == "question.list"))
+        )
+        assert len(entries) == 2 and entries[-1].detail["questions"] == [second]
+
+
+def test_a_honduras_question_is_shown_in_honduras_time(
+    client: Any, accounts: dict[str, str]
+) -> None:
+    question_id, _ = add_question(
+        HONDURAS, "HN", "Pregunta desde Honduras", datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+    )
+    login(client, accounts["admin"])
+    page = client.get(f"/admin/questions/{question_id}").get_data(as_text=True)
+    received = re.search(r'<td id="question-received">(.*?)</td>', page, re.S)
+    assert received is not None
+    assert 'datetime="2026-11-24T18:00:00+00:00"' in received.group(1)
+    assert 'title="2026-11-24 18:00 UTC"' in received.group(1)
+    assert "12:00" in received.group(1)  # Tegucigalpa is UTC-6
+    assert "Honduras" in page
+
+
+def test_the_question_pages_in_spanish(app: Flask, client: Any, accounts: dict[str, str]) -> None:
+    question_id, _ = add_question(PERSON, "CR", ASKED, datetime(2026, 11, 24, 18, 0, tzinfo=UTC))
+    app.config["RUTA_ADMIN_LANGUAGE"] = "es"
+    try:
+        login(client, accounts["coordinator"])
+        inbox = client.get("/admin/questions/").get_data(as_text=True)
+        assert "Preguntas" in inbox and "Abierta" in inbox and ">open<" not in inbox
+        page = client.get(f"/admin/questions/{question_id}").get_data(as_text=True)
+        assert "Cerrar sin responder" in page and "Enviar la respuesta" in page
+        refused = post(client, f"/admin/questions/{question_id}/answer", answer="á" * 150)
+        assert refused.status_code == 400
+        assert "No se envió" in refused.get_data(as_text=True)
+        assert "á" * 150 in refused.get_data(as_text=True)
+    finally:
+        app.config["RUTA_ADMIN_LANGUAGE"] = "en"

@@ -38,7 +38,7 @@ def test_a_coordinator_answers_a_question(page: Any, accounts: dict[str, str]) -
     page.fill("#answer", ANSWER)
     page.click("#send-answer")
     page.wait_for_load_state()
-    assert "answer done" in page.content()
+    assert "on its way" in page.content()
     shot(page, "questions-after-answer")
     with db.transaction() as session:
         answered = session.get(Question, question_id)

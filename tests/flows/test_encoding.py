@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.encoding import is_gsm7, sms_cost
+from flows.encoding import is_gsm7, sms_cost, to_gsm7
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,18 @@ def test_spanish_vowels_with_acute_force_ucs2() -> None:
         assert not is_gsm7(ch), ch
     for ch in "éÉñÑüÜ¿¡":
         assert is_gsm7(ch), ch
+
+
+def test_the_version_without_accents_fits_gsm7_and_keeps_the_spanish_letter_n() -> None:
+    accented = "¿Dónde está la oficina? Atención — “Año nuevo”, pingüino, ÁÉÍÓÚ…"
+    plain = to_gsm7(accented)
+    assert plain == '¿Donde esta la oficina? Atencion - "Año nuevo", pinguino, AEIOU...'
+    assert sms_cost(accented).encoding == "UCS-2" and sms_cost(plain).encoding == "GSM-7"
+    assert to_gsm7("ya sin tildes: 160 por SMS") == "ya sin tildes: 160 por SMS"
+    # combining accents (as some keyboards type them) go too
+    assert to_gsm7("cafe\u0301 Jose\u0301") == "cafe Jose"
+
+
+def test_what_has_no_plain_form_is_left_and_still_costs_ucs2() -> None:
+    assert to_gsm7("Hola 😀") == "Hola 😀"
+    assert sms_cost(to_gsm7("Hola 😀")).encoding == "UCS-2"
