@@ -17,7 +17,14 @@ from sqlalchemy import select
 from ruta.db import db
 
 #: GET endpoints that do not answer an HTML page (files, JSON for scripts).
-NOT_PAGES = frozenset({"static_admin", "admin_directory.export", "admin_broadcasts.progress"})
+NOT_PAGES = frozenset(
+    {
+        "static_admin",
+        "admin_directory.export",
+        "admin_broadcasts.progress",
+        "admin_figures.download",
+    }
+)
 
 
 @dataclass(frozen=True)
