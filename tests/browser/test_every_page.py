@@ -4,7 +4,7 @@ The crawl is the language test's (tests/admin/pages.py): every GET page of the a
 ids, opened by an admin in a real browser, the login page first. A page fails with a serious or
 critical violation; the failure lists each page with its rules and the elements found.
 
-Pages of the sections another branch of issue 14 is reworking are in ``PENDING``: their
+A section whose violations are left to its owner may be put in ``PENDING`` (none is now): its
 violations are printed and written to test-artifacts/axe/, not failed; a pending section that
 passes fails the test until it is taken off the list, so the list only shrinks.
 """
@@ -22,11 +22,7 @@ from tests.browser.conftest import axe_violations, log_in, shot
 
 REPORT = Path(__file__).parents[2] / "test-artifacts" / "axe"
 #: Endpoint prefixes of sections still being reworked in another branch (see the docstring).
-PENDING: tuple[str, ...] = (
-    "admin_directory.",  # the categories' name fields have no label
-    "admin_questions.",  # the answer's textarea has no label
-    "admin_flows.",  # the flow graph scrolls but cannot be reached by keyboard
-)
+PENDING: tuple[str, ...] = ()
 
 
 @pytest.mark.parametrize("language", ["es", "en"])
