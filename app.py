@@ -90,6 +90,11 @@ def _answer_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
+        from admin.i18n import error_page
+
+        page = error_page(exc)
+        if page is not None:
+            return page
         return Response(f"{exc.code} {exc.name}\n", status=exc.code, mimetype="text/plain")
 
     @app.errorhandler(BadField)

@@ -1,9 +1,13 @@
-"""Admin section: the audit log, newest first, filtered by action and object (admins only)."""
+"""Admin section: the audit log, newest first, filtered by action and object (admins only).
+
+Actions and objects are named in the user's language (``audit_actions`` and ``audit_objects`` in
+ruta/taxonomy.yaml; one missing there is shown as its code), times in the user's zone."""
 
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from admin.permissions import requires
@@ -11,7 +15,7 @@ from ruta.db import db
 from ruta.models import AuditEntry
 
 bp = Blueprint("admin_audit", __name__, url_prefix="/admin/audit")
-NAV = [("audit.view", "admin_audit.index", "Audit log")]
+NAV = [("audit.view", "admin_audit.index", _l("Audit log"))]
 PAGE_SIZE = 50
 
 
@@ -51,6 +55,8 @@ def index() -> ResponseReturnValue:
         "admin/audit_index.html",
         entries=entries,
         actions=actions,
+        # "case" filters case.view, case.accept...: one choice for all of an object's actions.
+        prefixes=sorted({a.split(".")[0] for a in actions if "." in a}),
         object_types=object_types,
         filters={"action": action, "object_type": object_type, "object_id": object_id},
         page=page,

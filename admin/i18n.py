@@ -13,15 +13,27 @@ their country's, else the policy's default). The UTC time is in the ``title`` (s
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_datetime
-from flask import Flask, current_app, g, has_request_context, request, session
+from babel.dates import format_date, format_datetime
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    render_template,
+    request,
+    session,
+)
 from flask_babel import Babel, get_locale
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
 
 from ruta import policy as policies
 from ruta import taxonomy
@@ -83,12 +95,53 @@ def when(value: datetime | None, country: str | None = None, *, fmt: str = "medi
     )
 
 
+def day(value: date | None) -> str:
+    """A calendar day (an agreement's expiry) in the user's language, e.g. "31 ene 2027": a
+    date has no time zone, so none is applied."""
+    if value is None:
+        return "-"
+    return format_date(value, "d MMM y", locale=language())
+
+
 def word(group: str, code: str | None) -> str:
     """A code of the vocabulary in the user's language (``ruta.taxonomy.word``)."""
     return taxonomy.word(group, code, language())
 
 
+def words(codes: Iterable[str], group: str) -> str:
+    """Codes of one group as a list in words (the Jinja filter ``words``): "Salud, Vivienda"."""
+    return ", ".join(word(group, code) for code in codes)
+
+
+#: What a person reads on an admin error page, by status code.
+ERRORS = {
+    400: _l(
+        "The request could not be read. If you were sending a form, reload the page and try again."
+    ),
+    403: _l("Your role does not give access to this page."),
+    404: _l("This page does not exist, or it is not yours to see."),
+    405: _l("This address does not take that kind of request."),
+    413: _l("What you sent is too large."),
+    429: _l("Too many requests. Wait a few minutes and try again."),
+}
+
+
+def error_page(exc: HTTPException) -> Response | None:
+    """An admin page's error as a page in the user's language, with the menu to go on from;
+    None (the caller answers in plain text) outside the admin's pages, for scripts asking JSON,
+    or when the page itself cannot be drawn (the database is down)."""
+    if not request.path.startswith("/admin") or request.is_json or exc.code is None:
+        return None
+    try:
+        message = ERRORS.get(exc.code, _l("Something went wrong with this request."))
+        html = render_template("admin/error.html", code=exc.code, message=message)
+    except Exception:  # the plain-text answer still goes out
+        return None
+    return Response(html, status=exc.code, mimetype="text/html")
+
+
 def init_app(app: Flask) -> None:
+    app.jinja_env.filters["words"] = words
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     babel.init_app(app, locale_selector=language)
@@ -98,6 +151,7 @@ def init_app(app: Flask) -> None:
         return {
             "when": when,
             "word": word,
+            "day": day,
             "page_language": lambda: str(get_locale() or language()),
             "languages": LANGUAGE_NAMES,
         }

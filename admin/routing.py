@@ -16,11 +16,14 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin.audit import audit
+from admin.i18n import word
 from admin.permissions import requires
 from ruta import clock, contacts, focal_points, routing, taxonomy
 from ruta.db import db
@@ -34,7 +37,7 @@ from ruta.models import (
 )
 
 bp = Blueprint("admin_routing", __name__, url_prefix="/admin/routing")
-NAV = [("routing.view", "admin_routing.index", "Focal points")]
+NAV = [("routing.view", "admin_routing.index", _l("Focal points"))]
 
 #: The kinds of help a person can ask for: the values of the ask_help flow's ``kind`` menu
 #: (flows/definitions/ask_help.yaml), the taxonomy's kinds of help (ruta/taxonomy.yaml).
@@ -98,7 +101,13 @@ def _changeable_agreement(session: Session, found: DataSharingAgreement | None) 
 class Warnings:
     missing: list[tuple[Municipality, list[str]]]  # municipality, kinds of help without a chain
     expiring: list[tuple[DataSharingAgreement, str, int]]  # agreement, organisation, days left
-    gaps: list[str]  # what reaches nobody, as `ruta routing check` says it
+    #: What reaches nobody, as `ruta routing check` finds it (the page words it per language).
+    unrouted: list[tuple[Municipality, list[str]]]
+    no_coordinator: list[str]  # countries
+
+    @property
+    def gaps(self) -> bool:
+        return bool(self.unrouted or self.no_coordinator)
 
 
 def warnings(session: Session, country: str | None, today: date) -> Warnings:
@@ -113,7 +122,7 @@ def warnings(session: Session, country: str | None, today: date) -> Warnings:
             missing.append((place, kinds))
     kinds = routing.published_kinds(session) or list(HELP_CATEGORIES)
     found = routing.gaps(session, kinds, today, country)
-    return Warnings(missing, found.expiring, routing.describe(found))
+    return Warnings(missing, found.expiring, found.unrouted, found.no_coordinator)
 
 
 def _focal_points(session: Session, country: str | None) -> list[FocalPoint]:
@@ -210,25 +219,27 @@ def _read_focal_point_form(session: Session, *, new: bool) -> tuple[dict[str, An
         "phone": None,
     }
     if not values["name"]:
-        errors.append("a name is required")
+        errors.append(_("A name is required."))
     if not values["organization"]:
-        errors.append("an organisation is required")
+        errors.append(_("An organisation is required."))
     if len(values["country"]) != 2 or not values["country"].isalpha():
-        errors.append("the country is a two-letter code (CR, HN...)")
+        errors.append(_("The country is a two-letter code (CR, HN...)."))
     if values["municipality"]:
         place = session.scalar(
             select(Municipality).where(Municipality.code == values["municipality"])
         )
         if place is None or place.country != values["country"]:
-            errors.append("the municipality is not one of the country's")
+            errors.append(_("The municipality is not one of the country's."))
     raw_phone = form.get("phone", "").strip()
     if raw_phone:
         try:
             values["phone"] = contacts.normalise_number(raw_phone)
         except contacts.InvalidNumber:
-            errors.append("the number is not a valid phone number (use +country code)")
+            errors.append(
+                _("The number is not a valid phone number (begin with + and the country code).")
+            )
     elif new:
-        errors.append("a number is required")
+        errors.append(_("A number is required."))
     return values, errors
 
 
@@ -272,7 +283,7 @@ def new_focal_point() -> ResponseReturnValue:
             return _render_focal_point(session, None, values, [])
         values, errors = _read_focal_point_form(session, new=True)
         if not errors and _number_taken(session, values["phone"], None):
-            errors.append("a focal point already has this number: edit that one")
+            errors.append(_("A focal point already has this number: edit that one."))
         if errors:
             return _render_focal_point(session, None, values, errors), 400
         fp = focal_points.add_focal_point(
@@ -296,7 +307,7 @@ def new_focal_point() -> ResponseReturnValue:
             organization=values["organization"],
         )
         fp_id = fp.id
-    flash(f"Focal point {fp_id} added.")
+    flash(_("Focal point %(name)s added.", name=values["name"]))
     return redirect(url_for("admin_routing.focal_point", focal_point_id=fp_id))
 
 
@@ -320,7 +331,7 @@ def focal_point(focal_point_id: int) -> ResponseReturnValue:
             return _render_focal_point(session, fp, values, [])
         values, errors = _read_focal_point_form(session, new=False)
         if values["phone"] and _number_taken(session, values["phone"], fp.id):
-            errors.append("another focal point has this number")
+            errors.append(_("Another focal point has this number."))
         if errors:
             return _render_focal_point(session, fp, values, errors), 400
         before = {"name": fp.name, "country": fp.country, "coordinator": fp.is_coordinator}
@@ -348,7 +359,7 @@ def focal_point(focal_point_id: int) -> ResponseReturnValue:
             coordinator=fp.is_coordinator,
             number_changed=bool(values["phone"]),
         )
-    flash("Focal point saved.")
+    flash(_("Focal point saved."))
     return redirect(url_for("admin_routing.focal_point", focal_point_id=focal_point_id))
 
 
@@ -361,7 +372,12 @@ def set_active(focal_point_id: int) -> ResponseReturnValue:
         focal_points.set_active(session, fp.id, active)
         action = "focal_point.activate" if active else "focal_point.deactivate"
         audit(session, action, "focal_point", fp.id)
-    flash(f"Focal point {focal_point_id} {'activated' if active else 'deactivated'}.")
+        name = fp.name
+    flash(
+        _("%(name)s is active again.", name=name)
+        if active
+        else _("%(name)s is inactive: no more alerts go to it.", name=name)
+    )
     return redirect(url_for("admin_routing.index"))
 
 
@@ -391,14 +407,14 @@ def _read_positions(session: Session, country: str) -> tuple[list[list[int]], li
         for fp_id in ids:
             fp = session.get(FocalPoint, fp_id)
             if fp is None or fp.country != country:
-                errors.append(f"focal point {fp_id} is not one of the country's")
+                errors.append(_("Focal point %(id)s is not one of the country's.", id=fp_id))
             if fp_id in seen:
-                errors.append(f"focal point {fp_id} appears in two positions")
+                errors.append(_("Focal point %(id)s appears in two positions.", id=fp_id))
             seen.add(fp_id)
         if ids:
             positions.append(ids)
     if not positions:
-        errors.append("choose at least one focal point")
+        errors.append(_("Choose at least one focal point."))
     return positions, errors
 
 
@@ -437,20 +453,22 @@ def new_chain() -> ResponseReturnValue:
         if place is not None and not _in_scope(place.country):
             place = None
         if request.method == "GET" or place is None:
-            errors = [] if request.method == "GET" else ["choose a municipality"]
+            errors = [] if request.method == "GET" else [_("Choose a municipality.")]
             return _render_chain(session, None, place, category, [], errors), (
                 200 if request.method == "GET" else 400
             )
         positions, errors = _read_positions(session, place.country)
         if category not in HELP_CATEGORIES:
-            errors.append("choose a kind of help")
+            errors.append(_("Choose a kind of help."))
         exists = session.scalar(
             select(RoutingChain.id).where(
                 RoutingChain.municipality_id == place.id, RoutingChain.category_code == category
             )
         )
         if exists:
-            errors.append("this pair has a chain already: edit it")
+            errors.append(
+                _("This municipality already has a chain for this kind of help: edit it.")
+            )
         if errors:
             return _render_chain(session, None, place, category, positions, errors), 400
         chain = focal_points.set_chain(session, place.code, category, positions)
@@ -464,7 +482,7 @@ def new_chain() -> ResponseReturnValue:
             positions=positions,
         )
         chain_id = chain.id
-    flash(f"Chain for {code} / {category} saved.")
+    flash(_("Chain for %(place)s, %(kind)s saved.", place=place.name, kind=word("kinds", category)))
     return redirect(url_for("admin_routing.chain", chain_id=chain_id))
 
 
@@ -490,7 +508,7 @@ def chain(chain_id: int) -> ResponseReturnValue:
             before=current,
             positions=positions,
         )
-    flash("Chain saved.")
+    flash(_("Chain saved."))
     return redirect(url_for("admin_routing.chain", chain_id=chain_id))
 
 
@@ -510,7 +528,7 @@ def delete_chain(chain_id: int) -> ResponseReturnValue:
             before=before,
         )
         session.delete(found)
-    flash("Chain deleted: these cases now go to the country's coordinator.")
+    flash(_("Chain deleted: these cases now go to the country's coordinator."))
     return redirect(url_for("admin_routing.index"))
 
 
@@ -519,12 +537,12 @@ def delete_chain(chain_id: int) -> ResponseReturnValue:
 
 def _read_agreement_form() -> tuple[str, date | None, list[str]]:
     reference = request.form.get("reference", "").strip()
-    errors = [] if reference else ["a reference is required"]
+    errors = [] if reference else [_("A reference is required.")]
     try:
         expires: date | None = date.fromisoformat(request.form.get("expires_on", ""))
     except ValueError:
         expires = None
-        errors.append("the expiry date is YYYY-MM-DD")
+        errors.append(_("Write the expiry date as YYYY-MM-DD."))
     return reference, expires, errors
 
 
@@ -534,9 +552,9 @@ def add_agreement() -> ResponseReturnValue:
     organization = request.form.get("organization", "").strip()
     reference, expires, errors = _read_agreement_form()
     if not organization:
-        errors.append("an organisation is required")
+        errors.append(_("An organisation is required."))
     if errors or expires is None:
-        flash("Agreement not added: " + "; ".join(errors) + ".")
+        flash(_("Agreement not added: %(problems)s", problems=" ".join(errors)))
         return redirect(url_for("admin_routing.index"))
     with db.transaction() as session:
         if _own_country() is not None:
@@ -557,7 +575,7 @@ def add_agreement() -> ResponseReturnValue:
             reference=reference,
             expires_on=expires.isoformat(),
         )
-    flash(f"Agreement {reference} added.")
+    flash(_("Agreement %(reference)s added.", reference=reference))
     return redirect(url_for("admin_routing.index"))
 
 
@@ -588,7 +606,7 @@ def agreement(agreement_id: int) -> ResponseReturnValue:
                         reference=reference,
                         expires_on=expires.isoformat(),
                     )
-                    flash(f"Agreement renewed as {reference}.")
+                    flash(_("Agreement renewed as %(reference)s.", reference=reference))
                     target = renewed.id
                 else:
                     audit(
@@ -604,7 +622,7 @@ def agreement(agreement_id: int) -> ResponseReturnValue:
                         expires_on=expires.isoformat(),
                     )
                     found.reference, found.expires_on = reference, expires
-                    flash("Agreement saved.")
+                    flash(_("Agreement saved."))
                     target = found.id
                 return redirect(url_for("admin_routing.agreement", agreement_id=target))
         return render_template(

@@ -76,7 +76,7 @@ def test_the_page_lists_masked_numbers_and_warns(
             "</ul>", html.index('id="expiring-agreements"')
         )
     ]
-    assert "ACUERDO-POR-VENCER" in expiring and "(10 days)" in expiring
+    assert "ACUERDO-POR-VENCER" in expiring and "(in 10 days)" in expiring
     assert "ACUERDO-LEJANO" not in expiring
     assert 'data-missing="cr-escazu/health"' in html  # Escazú has no chains
     assert 'data-missing="cr-upala/health"' not in html  # Upala has all of them
@@ -221,7 +221,7 @@ def test_agreements_are_added_corrected_and_renewed(
         undo(DataSharingAgreement, agreement.id)
         agreement_id = agreement.id
     html = client.get("/admin/routing/").get_data(as_text=True)
-    assert "expired on 2020-01-31" in html
+    assert "expired on 31 Jan 2020" in html
 
     page = f"/admin/routing/agreements/{agreement_id}"
     post(client, page, page, {"reference": "ACUERDO-WEB", "expires_on": "2020-02-29"})
@@ -266,5 +266,5 @@ def test_the_page_lists_requests_that_would_reach_nobody(
     gaps = html[
         html.index('id="routing-gaps"') : html.index("</ul>", html.index('id="routing-gaps"'))
     ]
-    assert "Esquipulas (GT, gt-esquipulas): nobody receives health" in gaps
-    assert "GT: no active coordinator" in gaps and "Upala" not in gaps
+    assert "Esquipulas (Guatemala): nobody receives requests for Health" in gaps
+    assert "Guatemala: no active coordinator" in gaps and "Upala" not in gaps
