@@ -8,22 +8,21 @@ with ``translate="no"`` (codes, YAML, references) or a ``lang`` other than the p
 own words, language names in a language picker).
 
 Names from the demo data (focal points, organisations, places, services) are taken out of the
-text first: they are data whatever the page's language. Checks, using the catalogue's own list of
+text first: they are data whatever the page's language; so are flow keys and node ids on the
+flows pages. Checks, using the catalogue's own list of
 messages:
 - es: no msgid whose Spanish differs shows (a string wrapped but not translated, or shown raw),
   and no common English word (a string never wrapped in ``_()``); the demo data is Spanish, so an
   English word outside data is the interface's.
 - en: no Spanish msgstr shows (a translation leaking into English).
 
-Sections with offenders left to their owners are listed in ``PENDING``: their offenders are
-printed and written to test-artifacts/language/, not failed; once a pending section is clean this
-test fails until it is taken off the list, so the list only ever shrinks.
+Offenders are listed by page in the failure and in test-artifacts/language/.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -40,19 +39,6 @@ REPORT = Path(__file__).parents[2] / "test-artifacts" / "language"
 
 #: Sections with words of the other language left after the merge of issue 14's branches
 #: (endpoint prefixes, per language), for their owners to mark as data or translate.
-PENDING = {
-    "es": (
-        # The preview's hint quotes the English stop line people get ("To receive no more").
-        "admin_broadcasts.",
-        "admin_directory.",  # the import form's column names (active, municipality...)
-        "admin_flows.",  # the flows' descriptions and source are English in part
-    ),
-    "en": (
-        "admin_flows.",  # the flow's source shows its Spanish texts unmarked
-        # The answer hint quotes the Spanish SMS start ("respuesta a su pregunta").
-        "admin_questions.",
-    ),
-}
 
 #: English words that are not Spanish words too ("no", "a", "general" are both).
 ENGLISH = frozenset(
@@ -197,9 +183,28 @@ def data_names() -> list[str]:
     return sorted(names, key=len, reverse=True)
 
 
-def without_data(text: str, names: list[str]) -> str:
+def flow_identifiers() -> list[str]:
+    """Flow keys and node ids, identifiers written in the flows' YAML: data on the flows pages
+    (the graph's boxes name their node on hover), as a directory name is on any page."""
+    import yaml
+    from sqlalchemy import select
+
+    from ruta.db import db
+    from ruta.models import FlowVersion
+
+    found: set[str] = set()
+    with db.transaction() as session:
+        for key, source in session.execute(select(FlowVersion.flow_key, FlowVersion.source)):
+            found.add(key)
+            found.update((yaml.safe_load(source) or {}).get("nodes") or {})
+    return sorted(found, key=len, reverse=True)
+
+
+def without_data(text: str, names: list[str], identifiers: Sequence[str] = ()) -> str:
     for name in names:
         text = text.replace(name, " ")
+    for identifier in identifiers:
+        text = re.sub(rf"(?<![\w-]){re.escape(identifier)}(?![\w-])", " ", text)
     return text
 
 
@@ -223,41 +228,36 @@ def _crawl(app: Flask, email: str, language: str, pages: list[Page]) -> Iterator
         yield page, visible_text(html)
 
 
-def _pending(endpoint: str, language: str) -> bool:
-    return endpoint.startswith(PENDING[language])
-
-
 @pytest.mark.parametrize("language", ["es", "en"])
 def test_no_word_of_the_other_language_on_any_admin_page(
     app: Flask, accounts: dict[str, str], sample_case: dict[str, Any], language: str
 ) -> None:
     pages = admin_pages(app, sample_ids(sample_case))
-    checks, names = _checks(language), data_names()
+    checks, names, identifiers = _checks(language), data_names(), flow_identifiers()
     app.config["RUTA_ADMIN_LANGUAGE"] = language
     try:
         found = {
-            page: offenders(without_data(text, names), language, checks)
+            page: offenders(
+                without_data(
+                    text, names, identifiers if page.endpoint.startswith("admin_flows.") else []
+                ),
+                language,
+                checks,
+            )
             for page, text in _crawl(app, accounts["admin"], language, pages)
         }
     finally:
         app.config["RUTA_ADMIN_LANGUAGE"] = "en"
     report = "\n".join(
-        ("(pending) " if _pending(page.endpoint, language) else "")
-        + f"{page.url} [{page.endpoint}]:\n    "
-        + "\n    ".join(problems)
+        f"{page.url} [{page.endpoint}]:\n    " + "\n    ".join(problems)
         for page, problems in found.items()
         if problems
     )
     REPORT.mkdir(parents=True, exist_ok=True)
     (REPORT / f"offenders-{language}.txt").write_text(report + "\n", encoding="utf-8")
     print(f"\nPages in {language} with words of the other language:\n{report or 'none'}")
-    failing = [
-        p.url for p, problems in found.items() if problems and not _pending(p.endpoint, language)
-    ]
-    dirty = {p.endpoint.split(".")[0] + "." for p, problems in found.items() if problems}
-    clean = sorted(set(PENDING[language]) - dirty)
+    failing = [p.url for p, problems in found.items() if problems]
     assert not failing, f"words of the other language on {failing}:\n{report}"
-    assert not clean, f"{clean} are clean now in {language}: take them off PENDING"
 
 
 def test_the_check_finds_an_unwrapped_string_and_an_untranslated_message() -> None:
