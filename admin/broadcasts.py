@@ -26,10 +26,9 @@ from ruta import broadcasts, clock, referrals, taxonomy
 from ruta import policy as policies
 from ruta.db import db
 from ruta.directory import DatabaseServices
+from ruta.jobqueue import LOW, enqueue, enqueue_at, hand_over
 from ruta.models import Broadcast, BroadcastStatus, Municipality, Role, User
 from workers.broadcast_jobs import start_broadcast
-from workers.jobs import hand_over
-from workers.queues import LOW, enqueue, enqueue_at
 
 bp = Blueprint("admin_broadcasts", __name__, url_prefix="/admin/broadcasts")
 NAV = [("broadcasts.view", "admin_broadcasts.index", _l("Broadcasts"))]

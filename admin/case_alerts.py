@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from gateway.senders import describe_error
+from providers.senders import describe_error
 from ruta.models import Case, FocalPoint, Message, MessageStatus, Organization, Referral
 from workers.jobs import MAX_SEND_ATTEMPTS
 

@@ -30,6 +30,7 @@ from admin.routing import HELP_CATEGORIES
 from ruta import case_actions, clock, referrals
 from ruta import policy as policies
 from ruta.db import db
+from ruta.jobqueue import hand_over
 from ruta.models import (
     OPEN_CASE_STATUSES,
     Case,
@@ -43,7 +44,6 @@ from ruta.models import (
     Tier,
 )
 from workers import readiness
-from workers.jobs import hand_over
 
 bp = Blueprint("admin_cases", __name__, url_prefix="/admin/cases")
 NAV = [("cases.view", "admin_cases.index", _l("Cases"))]

@@ -50,8 +50,8 @@ from flows.loader import DEFINITIONS_DIR, checksum, parse_flow
 from flows.model import DefinitionError, Flow, Issue
 from flows.testing import ExampleResult
 from flows.validate import validate_library
-from gateway.channels import sms_budget, ussd_budget
 from ruta import clock
+from ruta.budgets import sms_budget, ussd_budget
 from ruta.db import db
 from ruta.directory import DatabaseServices
 from ruta.flowstore import (

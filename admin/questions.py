@@ -28,8 +28,8 @@ from flows.encoding import (
 )
 from ruta import clock, questions, referrals
 from ruta.db import db
+from ruta.jobqueue import hand_over
 from ruta.models import Question, QuestionStatus, Role
-from workers.jobs import hand_over
 
 bp = Blueprint("admin_questions", __name__, url_prefix="/admin/questions")
 NAV = [("questions.view", "admin_questions.index", _l("Questions"))]

@@ -221,7 +221,7 @@ class CpuSnapshot:
 
 def provider_command(port: int) -> list[str]:
     # `ruta fake-provider` logs a line per request; this is the same server, quiet.
-    code = f"from gateway.fake_provider import serve; serve({HOST!r}, {port}, quiet=True)"
+    code = f"from providers.fake_provider import serve; serve({HOST!r}, {port}, quiet=True)"
     return [sys.executable, "-c", code]
 
 
@@ -347,7 +347,7 @@ def commit_burst(app: Any, cases: int) -> Burst:
 
 
 class CountingHandler(logging.Handler):
-    """Counts the warnings of ``workers.queues`` (an enqueue Redis refused)."""
+    """Counts the warnings of ``ruta.jobqueue`` (an enqueue Redis refused)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -450,8 +450,8 @@ def server_side_state(app: Any) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from ruta.db import db
+    from ruta.jobqueue import PRIORITIES, queue_name
     from ruta.models import Message, MessagePurpose, OutboxEvent
-    from workers.queues import PRIORITIES, queue_name
 
     with app.app_context(), db.transaction() as session:
         statuses = dict(
@@ -736,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
             with app.app_context(), db.transaction() as session:
                 session.execute(text("SELECT 1"))  # connect before timing
             counter = CountingHandler()
-            logging.getLogger("workers.queues").addHandler(counter)
+            logging.getLogger("ruta.jobqueue").addHandler(counter)
 
             def start_workers() -> None:
                 for i in range(args.workers):

@@ -9,39 +9,14 @@ from contextlib import contextmanager
 
 from flask import current_app
 
-from flows.context import PAGE_CHARS, Budget
 from ruta import clock, metrics, referrals, spool
 from ruta import policy as policies
+from ruta.budgets import sms_budget
 from ruta.conversation import Handled, InboundMessage, Route, handle_inbound
 from ruta.db import UNAVAILABLE, db, deadline
-from workers.jobs import hand_over
-from workers.spool_jobs import schedule_drain
+from ruta.jobqueue import hand_over, schedule_drain
 
 log = logging.getLogger(__name__)
-
-
-def page_chars() -> int:
-    """Menu pages are laid out alike on SMS and USSD, to the smallest USSD screen configured,
-    so an option has the same number on both channels."""
-    config = current_app.config
-    return min(PAGE_CHARS, int(config["AT_USSD_MAX_CHARS"]), int(config["USSD_JSON_MAX_CHARS"]))
-
-
-def sms_budget() -> Budget:
-    config = current_app.config
-    return Budget(
-        "sms",
-        int(config["RUTA_SMS_MAX_SEGMENTS"]),
-        page_chars=page_chars(),
-        plain_labels=bool(config["RUTA_SMS_TRANSLITERATE"]),
-    )
-
-
-def ussd_budget(max_chars: int, service_code: str = "") -> Budget:
-    """A USSD screen; end screens name the code to dial again (the one the person dialled
-    when ``RUTA_USSD_CODE`` is not set)."""
-    code = current_app.config.get("RUTA_USSD_CODE") or service_code
-    return Budget.ussd(max_chars, dial_code=code, page_chars=page_chars())
 
 
 def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:

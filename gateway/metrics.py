@@ -29,8 +29,8 @@ from sqlalchemy import func, select
 
 from ruta import clock, metrics, spool
 from ruta.db import db, deadline
+from ruta.jobqueue import queues
 from ruta.models import Direction, Message, MessageStatus, OutboxEvent
-from workers.queues import queues
 
 bp = Blueprint("metrics", __name__)
 #: Prometheus text exposition format 0.0.4.

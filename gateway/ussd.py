@@ -14,12 +14,12 @@ from typing import Any
 from flask import current_app
 
 from gateway import fields
-from gateway.channels import ussd_budget
 from ruta import clock, metrics, referrals, ussd
 from ruta import policy as policies
+from ruta.budgets import ussd_budget
 from ruta.conversation import Route
 from ruta.db import UNAVAILABLE, db, deadline
-from workers.jobs import hand_over
+from ruta.jobqueue import hand_over
 
 log = logging.getLogger(__name__)
 #: The screen while the database is away (neutral, no keyword to text: the person dials again).

@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from gateway.fake_provider import FakeProviderServer
-from gateway.senders import REQUIRED_SETTINGS
+from providers.fake_provider import FakeProviderServer
+from providers.senders import REQUIRED_SETTINGS
 
 OUTBOX_FILE = "outbox.jsonl"
 #: Settings that mean a real provider is meant: then `ruta dev` leaves sending to it.

@@ -27,7 +27,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import delete, select, text, update
 from twilio.request_validator import RequestValidator
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import crypto
 from ruta.models import (
     AuditEntry,
@@ -271,7 +271,7 @@ def phone(client: Any) -> TwilioPhone:
 
 def run_worker(app: Flask) -> None:
     """Run a real RQ worker over the project's queues until they are empty."""
-    from workers.queues import queues
+    from ruta.jobqueue import queues
 
     connection = app.extensions["ruta.redis"]
     worker = SimpleWorker(

@@ -18,7 +18,7 @@ from rq.registry import FinishedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import broadcasts, contacts, rate_limit
 from ruta import policy as policies
 from ruta.db import db

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import delete, func, select
 
+from cli import main
 from ruta import demo_data
-from ruta.cli import main
 from ruta.db import db
 from ruta.flowstore import publish_directory
 from ruta.models import FlowVersion, FocalPoint, RoutingChain, Service

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import spool
 from ruta.db import db
 from ruta.models import Message

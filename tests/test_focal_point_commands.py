@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from flows.encoding import sms_cost
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import contacts
 from ruta.db import db
 from ruta.models import AuditEntry, Contact, FocalPoint, Message

@@ -18,13 +18,14 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
 from flows.services import CaseRequest
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import cases, contacts, handover, referrals
 from ruta import policy as policies
 from ruta.db import db
+from ruta.jobqueue import hand_over
 from ruta.models import Case, Message, MessagePurpose, OutboxEvent, Referral
 from tests.conftest import Clock, case_events, kill, spawn_worker, wait_for
-from workers.jobs import hand_over, sweep
+from workers.jobs import sweep
 
 PLACES = ("cr-upala", "cr-los-chiles", "hn-san-pedro-sula", "pa-panama")
 KINDS = ("health", "documents", "shelter", "safety", "family")

@@ -24,11 +24,12 @@ from sqlalchemy.engine import make_url
 
 from admin.accounts import create_user
 from app import create_app
-from gateway.fake_provider import FakeProviderServer
+from cli import main
+from providers.fake_provider import FakeProviderServer
 from ruta import clock, contacts, crypto, demo_data, keyrotation, migrate, questions
-from ruta.cli import main
 from ruta.db import db, make_engine
 from ruta.flowstore import publish_directory
+from ruta.jobqueue import hand_over
 from ruta.models import (
     Base,
     Case,
@@ -42,7 +43,7 @@ from ruta.models import (
 from tests.conftest import PERSON, TwilioPhone, run_worker
 from tests.gateway.test_ussd import AtHandset
 from tests.test_referrals import DESCRIPTION, UPALA_1, ask_for_help
-from workers.jobs import hand_over, sweep
+from workers.jobs import sweep
 
 #: Where the PostgreSQL runs keep this file's tables, next to the run's own schema.
 SCHEMA = "key_rotation"

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select, update
 
-from gateway.fake_provider import FakeProviderServer
+from cli import main
+from providers.fake_provider import FakeProviderServer
 from ruta import clock, figures
-from ruta.cli import main
 from ruta.db import db
 from ruta.models import (
     Case,

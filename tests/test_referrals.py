@@ -12,7 +12,7 @@ from flask import Flask
 from redis import Redis
 from sqlalchemy import func, select
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta.db import db
 from ruta.models import Case, Message, OutboxEvent
 from tests.conftest import (
@@ -174,7 +174,7 @@ def test_the_deadline_is_also_scheduled_with_rq(
     from rq.registry import ScheduledJobRegistry
     from rq.serializers import JSONSerializer
 
-    from workers.jobs import DEADLINE_SLOT
+    from ruta.jobqueue import DEADLINE_SLOT
 
     reference = ask_for_help(phone)
     worker()

@@ -17,7 +17,7 @@ from flows.engine import Engine
 from flows.loader import load_directory
 from flows.text import fold
 from flows.validators import CHECKS
-from gateway.channels import sms_budget, ussd_budget
+from ruta.budgets import sms_budget, ussd_budget
 from ruta.db import db
 from ruta.directory import DatabaseServices
 from ruta.models import ConversationSession

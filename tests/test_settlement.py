@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import handover
 from ruta import policy as policies
 from ruta.db import db

@@ -14,8 +14,9 @@ from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta.db import db
+from ruta.jobqueue import hand_over
 from ruta.models import Message, MessagePurpose, OutboxEvent
 from ruta.referrals import Work
 from tests.admin.conftest import open_forwarded_case
@@ -28,7 +29,7 @@ from tests.conftest import (
     worker_env,
 )
 from tests.test_referrals import UPALA_1, Clock, ask_for_help, sent_to
-from workers.jobs import hand_over, sweep
+from workers.jobs import sweep
 
 #: What a deployment that forgot its provider has: no Twilio, no Africa's Talking credentials.
 PROVIDER_SETTINGS = (

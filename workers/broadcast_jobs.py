@@ -30,8 +30,8 @@ from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import update
 
-from gateway.bulk import AfricasTalkingBulkSender, Outcome, build_bulk_sender
-from gateway.senders import (
+from providers.bulk import AfricasTalkingBulkSender, Outcome, build_bulk_sender
+from providers.senders import (
     SendError,
     SendResult,
     TwilioSender,
@@ -41,6 +41,7 @@ from gateway.senders import (
 from ruta import broadcasts, clock, metrics, rate_limit, referrals
 from ruta import policy as policies
 from ruta.db import db
+from ruta.jobqueue import LOW, SEND_RETRY, enqueue, enqueue_at, queue_name, queues
 from ruta.models import (
     Broadcast,
     BroadcastRecipient,
@@ -49,7 +50,6 @@ from ruta.models import (
     RecipientStatus,
 )
 from workers import settlement
-from workers.queues import LOW, SEND_RETRY, enqueue, enqueue_at, queue_name, queues
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
 from ruta.db import db
+from ruta.jobqueue import queues
 from workers import lifeline, readiness
 from workers.jobs import sweep
-from workers.queues import queues
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,16 @@ registry work. Each job commits before it hands follow-up work to RQ.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import CursorResult, func, select, update
 
-from gateway.senders import (
+from providers.senders import (
     OutcomeUnknown,
     Sender,
     SendError,
@@ -36,6 +35,21 @@ from gateway.senders import (
 from ruta import clock, erasure, handover, metrics, referrals, retention
 from ruta import policy as policies
 from ruta.db import db
+from ruta.jobqueue import (
+    BATCH_JOB_TIMEOUT,
+    DEADLINES,
+    DRAIN,
+    HIGH,
+    SEND_RETRY,
+    enqueue,
+    enqueue_at,
+    enqueue_coalesced,
+    hand_over,
+    hold,
+    kick_referrals,
+    release,
+    schedule_deadlines,
+)
 from ruta.models import (
     Case,
     CaseStatus,
@@ -48,15 +62,6 @@ from ruta.models import (
 )
 from ruta.referrals import Work
 from workers.broadcast_jobs import resume_broadcasts
-from workers.queues import (
-    HIGH,
-    SEND_RETRY,
-    enqueue,
-    enqueue_at,
-    enqueue_coalesced,
-    hold,
-    release,
-)
 from workers.settlement import resume_messages
 from workers.spool_jobs import StillUnavailable, drain_spool
 
@@ -73,7 +78,6 @@ MAX_SEND_ATTEMPTS = (SEND_RETRY.max or 0) + 1
 #: Messages a person or focal point may receive although they opted out.
 ALWAYS_SENT = (MessagePurpose.OPT_OUT_CONFIRMATION.value,)
 #: Names of the coalesced jobs (their "queued" flags in Redis).
-DRAIN, DEADLINES = "referrals-drain", "deadlines-scan"
 #: Alerts sent between two writes of their outcomes (one statement each): a worker killed
 #: mid-batch leaves at most this many sends whose outcome the sweeper asks the provider about,
 #: and a delivery report soon finds its message's provider id recorded.
@@ -90,61 +94,12 @@ LINGER = 0.25
 #: are the sweeper's to settle, so a send must have had its answer (RUTA_PROVIDER_TIMEOUT)
 #: well before. What is left is put back to queued and sent by its own job.
 SEND_WINDOW = 30.0
-#: RQ timeout of the drain and deadline jobs: DRAIN_SECONDS, SEND_WINDOW and one provider
-#: timeout fit in it.
-BATCH_JOB_TIMEOUT = 120
-#: Scheduled deadline scans are rounded up to this many seconds: a batch of cases with one
-#: tier schedules one scan, and batches a moment apart share it.
-DEADLINE_SLOT = 10
 #: Cases one transaction of the deadline scan escalates.
 DEADLINE_BATCH = 100
 
 
 def _policy() -> policies.Policy:
     return policies.load(current_app.config.get("RUTA_POLICY_FILE"))
-
-
-def hand_over(work: Work) -> None:
-    """Give committed work to RQ. Whatever Redis refuses stays in the database for the sweeper."""
-    redis = current_app.extensions["ruta.redis"]
-    prefix = current_app.config["RUTA_QUEUE_PREFIX"]
-    for message_id in work.message_ids:
-        enqueue(redis, prefix, send_message, message_id, priority=HIGH, retry=SEND_RETRY)
-    if work.outbox_ids:
-        kick_referrals()
-    schedule_deadlines([when for _case_id, when in work.deadlines])
-
-
-def kick_referrals(*, force: bool = False) -> bool:
-    """A ``drain_referrals`` job queued or at work (on the high queue: before broadcasts);
-    ``force``: queue one whatever the flag says (the sweeper, for events left for minutes)."""
-    return enqueue_coalesced(
-        current_app.extensions["ruta.redis"],
-        current_app.config["RUTA_QUEUE_PREFIX"],
-        DRAIN,
-        drain_referrals,
-        priority=HIGH,
-        timeout=BATCH_JOB_TIMEOUT,
-        force=force,
-    )
-
-
-def schedule_deadlines(moments: list[datetime]) -> None:
-    """One deadline scan at each distinct moment (rounded up to DEADLINE_SLOT), scheduled once
-    whoever asks; the sweeper's scan covers a schedule Redis lost."""
-    redis = current_app.extensions["ruta.redis"]
-    prefix = current_app.config["RUTA_QUEUE_PREFIX"]
-    slots = {math.ceil(when.timestamp() / DEADLINE_SLOT) * DEADLINE_SLOT for when in moments}
-    for slot in sorted(slots):
-        enqueue_at(
-            redis,
-            prefix,
-            datetime.fromtimestamp(slot, UTC),
-            check_deadlines,
-            priority=HIGH,
-            job_id=f"{prefix}-deadlines-{slot}",
-            timeout=BATCH_JOB_TIMEOUT,
-        )
 
 
 def send_message(message_id: int) -> str:

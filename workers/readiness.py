@@ -12,7 +12,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from gateway.senders import configuration_problem
+from providers.senders import configuration_problem
 from ruta.referrals import outbound_channel
 
 #: A record outlives its worker by at most this (the sweeper loop renews it every minute).

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, func, select, update
 
-from gateway.senders import SendError, TwilioSender
+from providers.senders import SendError, TwilioSender
 from ruta.db import db
 from ruta.models import Contact, Message, MessageStatus
 

@@ -8,7 +8,6 @@ import logging
 
 from flask import current_app
 from redis.exceptions import RedisError
-from rq import Retry
 from sqlalchemy import select, update
 
 from ruta import policy as policies
@@ -17,7 +16,6 @@ from ruta.conversation import InboundMessage, Route, handle_inbound
 from ruta.db import UNAVAILABLE, db
 from ruta.models import Message, MessageStatus
 from ruta.referrals import Work
-from workers.queues import HIGH, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -25,24 +23,10 @@ log = logging.getLogger(__name__)
 BATCH = 100
 #: One drainer at a time keeps the order; the lock outlives a crashed drainer by this much.
 LOCK_SECONDS = 300
-#: While the database is still away, the job tries again at these intervals (seconds); the
-#: sweeper drains every minute in any case.
-DRAIN_RETRY = Retry(max=12, interval=[5, 10, 20, 30, 60])
 
 
 class StillUnavailable(RuntimeError):
     """The database is still away: entries wait in the spool, in order."""
-
-
-def schedule_drain() -> None:
-    """Ask a worker to drain soon (after a webhook kept something in the spool)."""
-    enqueue(
-        current_app.extensions["ruta.redis"],
-        current_app.config["RUTA_QUEUE_PREFIX"],
-        drain_spool,
-        priority=HIGH,
-        retry=DRAIN_RETRY,
-    )
 
 
 def drain_spool() -> int:
@@ -75,9 +59,9 @@ def drain_spool() -> int:
 
 
 def _process(entry: spool.Entry) -> None:
-    from gateway.channels import sms_budget
-    from gateway.delivery import apply_report
-    from workers.jobs import hand_over
+    from ruta.budgets import sms_budget
+    from ruta.delivery_reports import apply_report
+    from ruta.jobqueue import hand_over
 
     if entry.kind == "report":
         assert entry.provider_message_id and entry.status

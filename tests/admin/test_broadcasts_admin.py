@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from flows.encoding import to_gsm7
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import broadcasts, contacts
 from ruta.db import db
 from ruta.directory import DatabaseServices

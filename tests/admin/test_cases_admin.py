@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from admin.accounts import create_user
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta.db import db
 from ruta.models import AuditEntry, Case, FocalPoint, Message, MessagePurpose
 from tests.admin.conftest import PASSWORD, csrf_token, login, open_forwarded_case

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select, text
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import contacts, retention
 from ruta.db import db
 from ruta.models import AuditEntry, Question

@@ -114,7 +114,7 @@ def test_the_command_line_changes_end_sessions_too(
 ) -> None:
     from click.testing import CliRunner
 
-    from ruta.cli import main
+    from cli import main
 
     for name in ("RUTA_SECRET_KEY", "RUTA_DATA_KEY", "DATABASE_URL", "REDIS_URL"):
         monkeypatch.setenv(name, app.config[name])

@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from flows.encoding import sms_cost, to_gsm7
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import broadcasts
 from ruta.db import db
 from ruta.models import Broadcast, Message, User

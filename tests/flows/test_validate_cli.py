@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import delete
 
-from ruta.cli import main
+from cli import main
 from ruta.db import db
 from ruta.models import Municipality
 

@@ -21,9 +21,9 @@ from sqlalchemy import create_engine, delete, event, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from cli import main
 from flows.loader import DEFINITIONS_DIR
 from ruta import crypto, metrics, spool
-from ruta.cli import main
 from ruta.db import db
 from ruta.directory import CACHED_TABLES
 from ruta.models import (

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta import metrics
 from ruta.config import ConfigError, from_environment
 from tests.conftest import PERSON, TwilioPhone, kill, spawn_worker, wait_for

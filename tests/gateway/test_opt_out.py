@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta.contacts import find_contact
 from ruta.db import db
 from ruta.models import Contact, Message
@@ -76,7 +76,7 @@ def test_a_queued_reply_is_not_sent_after_opt_out(
 
 
 def _queues(app: Any) -> list[Any]:
-    from workers.queues import queues
+    from ruta.jobqueue import queues
 
     return queues(app.extensions["ruta.redis"], app.config["RUTA_QUEUE_PREFIX"])
 

@@ -7,8 +7,8 @@ import pytest
 import requests
 from africastalking.SMS import SMSService
 
-from gateway.fake_provider import FakeProviderServer
-from gateway.senders import (
+from providers.fake_provider import FakeProviderServer
+from providers.senders import (
     AfricasTalkingSender,
     OutcomeUnknown,
     SendError,

@@ -16,7 +16,7 @@ from flows.engine import Engine
 from flows.loader import load_directory
 from flows.testing import run_all
 from flows.validate import validate_library
-from gateway.fake_provider import FakeProviderServer
+from providers.fake_provider import FakeProviderServer
 from ruta.db import db
 from ruta.directory import DatabaseServices
 from tests.conftest import AT_TOKEN, PERSON, USSD_JSON_TOKEN, Clock

@@ -638,7 +638,7 @@ def worker(burst: bool, fork: bool, check: bool, exit_with_parent: bool) -> None
 @click.option("--port", default=8099, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 def fake_provider(port: int, host: str) -> None:
-    from gateway.fake_provider import serve
+    from providers.fake_provider import serve
 
     serve(host, port)
 

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 from africastalking.Service import AfricasTalkingException
 
-from gateway.senders import (
+from providers.senders import (
     AT_PERMANENT_CODES,
     AT_SUCCESS_CODES,
     AfricasTalkingSender,

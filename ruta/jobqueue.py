@@ -1,18 +1,27 @@
-"""The project's RQ queues, by priority, and enqueueing that never loses a message."""
+"""The project's RQ queues, by priority, enqueueing that never loses a message, and the hand-over
+of committed work to the workers.
+
+Below the gateway, the admin and the workers, which all hand work over through here: jobs are
+named by their dotted path ("workers.jobs.send_message"), so nothing here imports the workers
+(RQ imports the function in the worker process)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
+from flask import current_app
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
+
+from ruta.referrals import Work
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +48,7 @@ def enqueue_at(
     connection: Redis,
     prefix: str,
     when: datetime,
-    func: Callable[..., Any],
+    func: Callable[..., Any] | str,
     *args: Any,
     priority: str = DEFAULT,
     retry: Retry | None = None,
@@ -71,7 +80,7 @@ def enqueue_at(
 def enqueue(
     connection: Redis,
     prefix: str,
-    func: Callable[..., Any],
+    func: Callable[..., Any] | str,
     *args: Any,
     priority: str = DEFAULT,
     retry: Retry | None = None,
@@ -81,7 +90,10 @@ def enqueue(
     database and the outbox sweeper hands it over later, so nothing is lost."""
     queue = Queue(queue_name(prefix, priority), connection=connection, serializer=JSONSerializer)
     try:
-        queue.enqueue(func, *args, retry=retry, job_timeout=timeout, failure_ttl=7 * 86400)
+        # A dotted path is what RQ stores either way; the stubs only admit callables.
+        queue.enqueue(
+            cast(Any, func), *args, retry=retry, job_timeout=timeout, failure_ttl=7 * 86400
+        )
     except RedisError as exc:
         log.warning("enqueue failed, left for the sweeper: %s", type(exc).__name__)
         return False
@@ -102,7 +114,7 @@ def enqueue_coalesced(
     connection: Redis,
     prefix: str,
     name: str,
-    func: Callable[..., Any],
+    func: Callable[..., Any] | str,
     *,
     priority: str = DEFAULT,
     timeout: int = SEND_TIMEOUT,
@@ -142,3 +154,75 @@ def release(connection: Redis, prefix: str, name: str) -> None:
         connection.delete(_flag(prefix, name))
     except RedisError as exc:
         log.warning("coalescing flag not cleared (it expires): %s", type(exc).__name__)
+
+
+# --- handing committed work over -------------------------------------------------------------
+
+#: Coalescing flags of the jobs that look for their own work.
+DRAIN, DEADLINES = "referrals-drain", "deadlines-scan"
+#: RQ timeout of the drain and deadline jobs: the drain's time at work, its send window and
+#: one provider timeout fit in it (workers/jobs.py).
+BATCH_JOB_TIMEOUT = 120
+#: Scheduled deadline scans are rounded up to this many seconds: a batch of cases with one
+#: tier schedules one scan, and batches a moment apart share it.
+DEADLINE_SLOT = 10
+#: While the database is still away, a spool drain tries again at these intervals (seconds);
+#: the sweeper drains every minute in any case.
+DRAIN_RETRY = Retry(max=12, interval=[5, 10, 20, 30, 60])
+
+SEND_MESSAGE = "workers.jobs.send_message"
+DRAIN_REFERRALS = "workers.jobs.drain_referrals"
+CHECK_DEADLINES = "workers.jobs.check_deadlines"
+DRAIN_SPOOL = "workers.spool_jobs.drain_spool"
+
+
+def _connection() -> tuple[Redis, str]:
+    return current_app.extensions["ruta.redis"], current_app.config["RUTA_QUEUE_PREFIX"]
+
+
+def hand_over(work: Work) -> None:
+    """Give committed work to RQ. Whatever Redis refuses stays in the database for the sweeper."""
+    redis, prefix = _connection()
+    for message_id in work.message_ids:
+        enqueue(redis, prefix, SEND_MESSAGE, message_id, priority=HIGH, retry=SEND_RETRY)
+    if work.outbox_ids:
+        kick_referrals()
+    schedule_deadlines([when for _case_id, when in work.deadlines])
+
+
+def kick_referrals(*, force: bool = False) -> bool:
+    """A ``drain_referrals`` job queued or at work (on the high queue: before broadcasts);
+    ``force``: queue one whatever the flag says (the sweeper, for events left for minutes)."""
+    redis, prefix = _connection()
+    return enqueue_coalesced(
+        redis,
+        prefix,
+        DRAIN,
+        DRAIN_REFERRALS,
+        priority=HIGH,
+        timeout=BATCH_JOB_TIMEOUT,
+        force=force,
+    )
+
+
+def schedule_deadlines(moments: list[datetime]) -> None:
+    """One deadline scan at each distinct moment (rounded up to DEADLINE_SLOT), scheduled once
+    whoever asks; the sweeper's scan covers a schedule Redis lost."""
+    redis, prefix = _connection()
+    slots = {math.ceil(when.timestamp() / DEADLINE_SLOT) * DEADLINE_SLOT for when in moments}
+    for slot in sorted(slots):
+        enqueue_at(
+            redis,
+            prefix,
+            datetime.fromtimestamp(slot, UTC),
+            CHECK_DEADLINES,
+            priority=HIGH,
+            job_id=f"{prefix}-deadlines-{slot}",
+            timeout=BATCH_JOB_TIMEOUT,
+        )
+
+
+def schedule_drain() -> None:
+    """Ask a worker to drain the spool soon (after a webhook kept something in it)."""
+    redis, prefix = _connection()
+    enqueue(redis, prefix, DRAIN_SPOOL, priority=HIGH, retry=DRAIN_RETRY)

@@ -1,3 +1,0 @@
-from ruta.cli import main
-
-main()

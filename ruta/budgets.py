@@ -1,0 +1,32 @@
+"""How much a reply may hold on each channel (the flows' ``Budget``), from the configuration:
+the webhooks, the spool's drain and the admin's simulator lay screens out alike."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from flows.context import PAGE_CHARS, Budget
+
+
+def page_chars() -> int:
+    """Menu pages are laid out alike on SMS and USSD, to the smallest USSD screen configured,
+    so an option has the same number on both channels."""
+    config = current_app.config
+    return min(PAGE_CHARS, int(config["AT_USSD_MAX_CHARS"]), int(config["USSD_JSON_MAX_CHARS"]))
+
+
+def sms_budget() -> Budget:
+    config = current_app.config
+    return Budget(
+        "sms",
+        int(config["RUTA_SMS_MAX_SEGMENTS"]),
+        page_chars=page_chars(),
+        plain_labels=bool(config["RUTA_SMS_TRANSLITERATE"]),
+    )
+
+
+def ussd_budget(max_chars: int, service_code: str = "") -> Budget:
+    """A USSD screen; end screens name the code to dial again (the one the person dialled
+    when ``RUTA_USSD_CODE`` is not set)."""
+    code = current_app.config.get("RUTA_USSD_CODE") or service_code
+    return Budget.ussd(max_chars, dial_code=code, page_chars=page_chars())
