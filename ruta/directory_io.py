@@ -344,16 +344,20 @@ def check_service(raw: dict[str, Any], lookup: Lookup) -> tuple[dict[str, Any], 
         (
             "organization",
             Text("missing organisation"),
-            "organisation is longer than %(n)s characters",
+            Text("organisation is longer than %(n)s characters", n=MAX_NAME),
         ),
-        ("service", Text("missing service name"), "service name is longer than %(n)s characters"),
+        (
+            "service",
+            Text("missing service name"),
+            Text("service name is longer than %(n)s characters", n=MAX_NAME),
+        ),
     )
     for name, missing, too_long in names:
         text = _text(raw.get(name))
         if text is None:
             errors[name] = missing
         elif len(text) > MAX_NAME:
-            errors[name] = Text(too_long, n=MAX_NAME)
+            errors[name] = too_long
         else:
             values[name] = text
     code = (_text(raw.get("category")) or "").lower()
