@@ -690,7 +690,10 @@ def dry_run(session: Session, content: bytes | str, fmt: str) -> Plan:
                     changes={"name": ("", organization)},
                     values={"name": organization},
                 )
-            row.changes["organization"] = ("", f"{organization} (new organisation)")
+            row.changes["organization"] = (
+                "",
+                Text("%(name)s (new organisation)", name=organization),
+            )
     # New organisations come first, so applying adds them before their services.
     plan.rows[len(organizations) : len(organizations)] = new_organizations.values()
     return plan

@@ -154,6 +154,8 @@ def test_the_import_dry_run_gives_its_reasons_in_the_users_language(
         "row 5": 'fila 5 | horario "8 08:00-16:00": los días van de 1 (lunes) a 7 (domingo)',
     }
     assert "columna(s) desconocida(s) name, colour; las columnas son" in html.unescape(bad_file)
+    assert "Org Idioma (organización nueva)" in page and "new organisation" not in page
+    assert "Org Idioma (new organisation)" in english
     assert reasons(english) == {
         "row 3": "row 3 | same organisation and service as row 2",
         "row 4": "row 4 | phone 'llame al centro': use digits, spaces and + - ( ) . / only",
