@@ -43,8 +43,9 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from admin.audit import audit
-from admin.i18n import LANGUAGE_NAMES, language
+from admin.i18n import LANGUAGE_NAMES, language, said
 from admin.permissions import requires
+from flows.translatable import reason_of
 from ruta import directory_io as io
 from ruta.db import db
 from ruta.directory import budget_warnings, format_hours, full_service_loading
@@ -126,7 +127,7 @@ def _warn_over_budget() -> None:
             _(
                 "Warning: a screen is now too long for people's phones: %(where)s: %(what)s",
                 where=issue.path,
-                what=issue.message,
+                what=said(issue.message),
             )
         )
     if len(found) > MAX_WARNINGS:
@@ -308,7 +309,8 @@ def _check_form(
         k: v for k, v in form.items() if k not in ("organization_id", "hours_days", "hours_wrong")
     }
     raw["organization"] = organization.name if organization is not None else ""
-    values, errors = io.check_service(raw, lookup)
+    values, found = io.check_service(raw, lookup)
+    errors = {field: said(reason) for field, reason in found.items()}
     if form.get("hours_wrong"):
         errors["hours"] = ngettext(
             "the hours of %(num)s day are wrong",
@@ -447,7 +449,8 @@ def _organization_form() -> dict[str, str]:
 def _check_organization(
     session: Session, form: dict[str, str], organization: Organization | None
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    values, errors = io.check_organization(form)
+    values, found = io.check_organization(form)
+    errors = {field: said(reason) for field, reason in found.items()}
     same_name = session.scalar(select(Organization).where(Organization.name == values.get("name")))
     if same_name is not None and same_name is not organization:
         errors["name"] = _("another organisation has this name")
@@ -988,12 +991,12 @@ def import_dry_run() -> ResponseReturnValue:
     try:
         content = io.decode(upload.read())
     except io.ImportFileError as exc:
-        return _render_import(str(exc), fmt, 400)
+        return _render_import(said(reason_of(exc)), fmt, 400)
     session = db.session()
     try:
         plan = io.dry_run(session, content, fmt)
     except io.ImportFileError as exc:
-        return _render_import(f"{filename}: {exc}", fmt, 400)
+        return _render_import(f"{filename}: {said(reason_of(exc))}", fmt, 400)
     finally:
         session.rollback()  # a dry run writes nothing
         session.close()
@@ -1022,7 +1025,7 @@ def import_apply() -> ResponseReturnValue:
         try:
             plan = io.dry_run(session, stored["content"], stored["format"])
         except io.ImportFileError as exc:  # cannot happen with what the dry run accepted
-            return _render_import(str(exc), stored["format"], 400)
+            return _render_import(said(reason_of(exc)), stored["format"], 400)
         if plan.fingerprint != fingerprint:
             session.rollback()
             return _render_dry_run(

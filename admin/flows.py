@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from admin import flow_graph
 from admin.audit import audit
-from admin.i18n import language
+from admin.i18n import language, said
 from admin.permissions import can, requires
 from flows.context import Budget
 from flows.encoding import sms_cost
@@ -142,7 +142,7 @@ def _examine(session: Session, key: str, source: str) -> tuple[list[Issue], Flow
 
 
 def _issue_json(issue: Issue) -> dict[str, Any]:
-    return {"path": issue.path, "message": issue.message, "error": issue.error}
+    return {"path": issue.path, "message": said(issue.message), "error": issue.error}
 
 
 def _ordered(issues: list[Issue], key: str) -> list[Issue]:

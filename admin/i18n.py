@@ -29,12 +29,13 @@ from flask import (
     request,
     session,
 )
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
+from flows import translatable
 from ruta import policy as policies
 from ruta import taxonomy
 
@@ -140,8 +141,15 @@ def error_page(exc: HTTPException) -> Response | None:
     return Response(html, status=exc.code, mimetype="text/html")
 
 
+def said(message: str) -> str:
+    """A message the domain wrote (a validator issue, an import's reason) in the user's
+    language: the English ``Text`` template looked up in the catalogue, its parameters kept."""
+    return translatable.said(message, gettext)
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.filters["words"] = words
+    app.jinja_env.filters["said"] = said
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     babel.init_app(app, locale_selector=language)

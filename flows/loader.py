@@ -14,6 +14,7 @@ import yaml
 
 from flows.model import DefinitionError, Example, ExampleStep, Flow, Issue, Library, Node, Settings
 from flows.text import fold
+from flows.translatable import Text
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 SETTINGS_FILE = "settings.yaml"
@@ -46,7 +47,7 @@ def checksum(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
-ALIASES_REFUSED = "YAML anchors and aliases (&name, *name) are not allowed"
+ALIASES_REFUSED = Text("YAML anchors and aliases (&name, *name) are not allowed")
 
 
 class _AliasFound(yaml.YAMLError):
@@ -72,20 +73,24 @@ def _parse_yaml(source: str, where: str) -> Any:
         return yaml.load(source, Loader=_NoAliasLoader)  # noqa: S506  (a SafeLoader)
     except _AliasFound as exc:
         line = exc.mark.line + 1
-        raise DefinitionError([Issue(where, f"{ALIASES_REFUSED} (line {line})")]) from exc
+        raise DefinitionError(
+            [Issue(where, Text("%(refused)s (line %(line)s)", refused=ALIASES_REFUSED, line=line))]
+        ) from exc
     except yaml.YAMLError as exc:
-        raise DefinitionError([Issue(where, f"not valid YAML: {exc}")]) from exc
+        raise DefinitionError(
+            [Issue(where, Text("not valid YAML: %(error)s", error=str(exc)))]
+        ) from exc
 
 
 def parse_flow(source: str, *, version: int = 0, where: str = "flow") -> Flow:
     """Read one flow document."""
     doc = _parse_yaml(source, where)
     if not isinstance(doc, dict):
-        raise DefinitionError([Issue(where, "a flow document is a mapping")])
+        raise DefinitionError([Issue(where, Text("a flow document is a mapping"))])
     key = doc.get("flow")
     path = f"flow[{key}]" if isinstance(key, str) else where
     issues = [
-        Issue(path, f"'{name}' is required")
+        Issue(path, Text("'%(name)s' is required", name=name))
         for name in ("flow", "languages", "start", "nodes")
         if name not in doc
     ]
@@ -93,14 +98,16 @@ def parse_flow(source: str, *, version: int = 0, where: str = "flow") -> Flow:
     if "languages" in doc and (
         not isinstance(languages, list) or not all(isinstance(x, str) for x in languages)
     ):
-        issues.append(Issue(path, "'languages' is a list of ISO 639 codes"))
+        issues.append(Issue(path, Text("'languages' is a list of ISO 639 codes")))
     raw_nodes = doc.get("nodes")
     if "nodes" in doc and not isinstance(raw_nodes, dict):
-        issues.append(Issue(path, "'nodes' maps node ids to nodes"))
+        issues.append(Issue(path, Text("'nodes' maps node ids to nodes")))
     nodes: dict[str, Node] = {}
     for node_id, spec in (raw_nodes or {}).items() if isinstance(raw_nodes, dict) else []:
         if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-            issues.append(Issue(f"{path} node[{node_id}]", "a node is a mapping with a 'type'"))
+            issues.append(
+                Issue(f"{path} node[{node_id}]", Text("a node is a mapping with a 'type'"))
+            )
             continue
         nodes[str(node_id)] = Node(str(node_id), spec["type"], spec)
     examples = _examples(doc.get("examples") or [], path, issues)
@@ -124,18 +131,18 @@ def parse_flow(source: str, *, version: int = 0, where: str = "flow") -> Flow:
 def _examples(raw: Any, path: str, issues: list[Issue]) -> list[Example]:
     examples = []
     if not isinstance(raw, list):
-        issues.append(Issue(path, "'examples' is a list"))
+        issues.append(Issue(path, Text("'examples' is a list")))
         return []
     for i, example in enumerate(raw, 1):
         where = f"{path} example[{i}]"
         steps_raw = example.get("steps") if isinstance(example, dict) else None
         if not isinstance(steps_raw, list):
-            issues.append(Issue(where, "an example needs 'steps'"))
+            issues.append(Issue(where, Text("an example needs 'steps'")))
             continue
         steps = []
         for step in steps_raw:
             if not isinstance(step, dict) or "send" not in step:
-                issues.append(Issue(where, "each step needs 'send'"))
+                issues.append(Issue(where, Text("each step needs 'send'")))
                 continue
             expect = step.get("expect", [])
             expect_not = step.get("expect_not", [])
@@ -156,27 +163,34 @@ def parse_settings(source: str) -> Settings:
     doc = _parse_yaml(source, "settings")
     issues: list[Issue] = []
     if not isinstance(doc, dict):
-        raise DefinitionError([Issue("settings", "the settings file is a mapping")])
+        raise DefinitionError([Issue("settings", Text("the settings file is a mapping"))])
     languages = doc.get("languages") or {}
     default = doc.get("default_language", "es")
     keywords = doc.get("keywords") or {}
     messages = doc.get("messages") or {}
     for role in KEYWORD_ROLES:
         if not isinstance(keywords.get(role), list):
-            issues.append(Issue(f"settings keywords[{role}]", "a list of words is required"))
+            issues.append(Issue(f"settings keywords[{role}]", Text("a list of words is required")))
     for name in SYSTEM_MESSAGES:
         texts = messages.get(name)
         if not isinstance(texts, dict) or default not in texts:
-            issues.append(Issue(f"settings message[{name}]", f"a text in '{default}' is required"))
+            issues.append(
+                Issue(
+                    f"settings message[{name}]",
+                    Text("a text in '%(language)s' is required", language=default),
+                )
+            )
         else:
             for language in languages:
                 if language not in texts:
-                    issues.append(Issue(f"settings message[{name}] lang[{language}]", "missing"))
+                    issues.append(
+                        Issue(f"settings message[{name}] lang[{language}]", Text("missing"))
+                    )
     flow_keywords = doc.get("flow_keywords") or {}
     if not isinstance(flow_keywords, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in flow_keywords.items()
     ):
-        issues.append(Issue("settings flow_keywords", "maps words to flow keys"))
+        issues.append(Issue("settings flow_keywords", Text("maps words to flow keys")))
         flow_keywords = {}
     if issues:
         raise DefinitionError(issues)

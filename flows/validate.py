@@ -19,6 +19,7 @@ from flows.nodes import KINDS
 from flows.nodes.base import texts_of
 from flows.services import Services
 from flows.text import fold, variables_in
+from flows.translatable import Text
 
 #: Variables every flow may use without setting them.
 BUILTIN_VARIABLES = frozenset({"contact.language", *CHANNEL_WORDS})
@@ -50,17 +51,34 @@ def validate_flow(
     path = f"flow[{flow.key}]"
     issues: list[Issue] = []
     if len(flow.nodes) > MAX_NODES_PER_FLOW:
-        issues.append(Issue(path, f"more than {MAX_NODES_PER_FLOW} nodes"))
+        issues.append(Issue(path, Text("more than %(n)s nodes", n=MAX_NODES_PER_FLOW)))
     if flow.default_language not in flow.languages:
-        issues.append(Issue(path, f"default language '{flow.default_language}' is not declared"))
+        issues.append(
+            Issue(
+                path,
+                Text(
+                    "default language '%(language)s' is not declared",
+                    language=flow.default_language,
+                ),
+            )
+        )
     if flow.start not in flow.nodes:
-        issues.append(Issue(path, f"start node '{flow.start}' does not exist"))
+        issues.append(Issue(path, Text("start node '%(node)s' does not exist", node=flow.start)))
     malformed = set()
     for node in flow.nodes.values():
         where = f"{path} node[{node.id}]"
         kind = KINDS.get(node.kind)
         if kind is None:
-            issues.append(Issue(where, f"unknown type '{node.kind}' (known: {', '.join(KINDS)})"))
+            issues.append(
+                Issue(
+                    where,
+                    Text(
+                        "unknown type '%(kind)s' (known: %(known)s)",
+                        kind=node.kind,
+                        known=", ".join(KINDS),
+                    ),
+                )
+            )
             malformed.add(node.id)
             continue
         shape = kind.check(flow, node, where)
@@ -70,21 +88,28 @@ def validate_flow(
             continue
         for target in kind.targets(node):
             if target not in flow.nodes:
-                issues.append(Issue(where, f"target '{target}' does not exist"))
+                issues.append(
+                    Issue(where, Text("target '%(target)s' does not exist", target=target))
+                )
         for key in kind.flow_targets(node):
             if key not in library.flows:
-                issues.append(Issue(where, f"flow '{key}' does not exist"))
+                issues.append(Issue(where, Text("flow '%(flow)s' does not exist", flow=key)))
         for field, texts in kind.texts(node):
             if "*" in texts:
                 continue
             for language in flow.languages:
                 if not texts.get(language, "").strip():
                     issues.append(
-                        Issue(f"{where} lang[{language}]", f"missing translation of '{field}'")
+                        Issue(
+                            f"{where} lang[{language}]",
+                            Text("missing translation of '%(field)s'", field=field),
+                        )
                     )
         issues += _shadowed_keywords(node, library, where)
         if node.spec.get("review"):
-            issues.append(Issue(where, "text marked for review by this deployment", error=False))
+            issues.append(
+                Issue(where, Text("text marked for review by this deployment"), error=False)
+            )
     issues += _unreachable(flow, path)
     issues += _budgets(flow, path, budgets, malformed, library, directories)
     return issues
@@ -106,7 +131,7 @@ def _unreachable(flow: Flow, path: str) -> list[Issue]:
                 seen.add(target)
                 queue.append(target)
     return [
-        Issue(f"{path} node[{node_id}]", "unreachable from the start node")
+        Issue(f"{path} node[{node_id}]", Text("unreachable from the start node"))
         for node_id in flow.nodes
         if node_id not in seen
     ]
@@ -129,7 +154,12 @@ def _shadowed_keywords(node: Node, library: Library, where: str) -> list[Issue]:
                 issues.append(
                     Issue(
                         f"{where} option[{i}]",
-                        f"keyword '{word}' is the global '{role}' keyword and never reaches here",
+                        Text(
+                            "keyword '%(word)s' is the global '%(role)s' keyword and never"
+                            " reaches here",
+                            word=word,
+                            role=role,
+                        ),
                         error=False,
                     )
                 )
@@ -256,19 +286,28 @@ def _chain(
     return "\n".join(ctx.replies) if len(ctx.replies) > 1 else None
 
 
-def _over_budget(text: str, budget: Budget) -> str:
+def _over_budget(text: str, budget: Budget) -> Text:
     from flows.encoding import sms_cost
 
     longest = max(text.splitlines() or [""], key=len)
     if budget.max_chars is not None:
-        return (
-            f"{budget.channel} screen is {len(text)} characters; the limit is"
-            f" {budget.max_chars} (longest line: {longest!r})"
+        return Text(
+            "%(channel)s screen is %(n)s characters; the limit is %(limit)s"
+            " (longest line: %(line)s)",
+            channel=budget.channel,
+            n=len(text),
+            limit=budget.max_chars,
+            line=repr(longest),
         )
     cost = sms_cost(text)
-    return (
-        f"reply is {cost.segments} SMS segments ({cost.encoding}, {cost.units} units);"
-        f" the limit is {budget.max_segments} (longest line: {longest!r})"
+    return Text(
+        "reply is %(segments)s SMS segments (%(encoding)s, %(units)s units); the limit is"
+        " %(limit)s (longest line: %(line)s)",
+        segments=cost.segments,
+        encoding=cost.encoding,
+        units=cost.units,
+        limit=budget.max_segments,
+        line=repr(longest),
     )
 
 
@@ -309,7 +348,7 @@ def _check_variables(library: Library) -> list[Issue]:
             issues.append(
                 Issue(
                     f"flow[{key}] node[{node_id}]",
-                    f"variable '{name}' is used before any path sets it",
+                    Text("variable '%(name)s' is used before any path sets it", name=name),
                 )
             )
     return issues

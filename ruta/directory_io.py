@@ -78,6 +78,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from flows.translatable import Text, reason_of
 from ruta import taxonomy
 from ruta.demo_data import parse_hours
 from ruta.directory import full_service_loading
@@ -141,12 +142,19 @@ def _check_rows(rows: Iterable[tuple[int, str, str]], where: str) -> list[tuple[
     checked = []
     for weekday, opens, closes in rows:
         if not 1 <= weekday <= 7:
-            raise HoursError(f"{where}: days are 1 (Monday) to 7 (Sunday)")
+            raise HoursError(Text("%(where)s: days are 1 (Monday) to 7 (Sunday)", where=where))
         opens_at, closes_at = _clock(opens), _clock(closes)
         if opens_at is None or closes_at is None:
-            raise HoursError(f"{where}: times are HH:MM from 00:00 to 23:59")
+            raise HoursError(Text("%(where)s: times are HH:MM from 00:00 to 23:59", where=where))
         if opens_at >= closes_at:
-            raise HoursError(f"{where}: opens at {opens_at}, not before it closes at {closes_at}")
+            raise HoursError(
+                Text(
+                    "%(where)s: opens at %(opens)s, not before it closes at %(closes)s",
+                    where=where,
+                    opens=opens_at,
+                    closes=closes_at,
+                )
+            )
         checked.append((weekday, opens_at, closes_at))
     return checked
 
@@ -156,15 +164,23 @@ def check_hours(spec: str) -> Hours:
     ``HoursError`` saying what is wrong. An empty text means no hours."""
     rows: list[tuple[int, str, str]] = []
     for part in filter(None, (p.strip() for p in spec.split(";"))):
-        where = f'hours "{part}"'
+        where = Text('hours "%(hours)s"', hours=part)
         try:
             parsed = parse_hours(part)
         except ValueError:
             raise HoursError(
-                f'{where}: write days then times, e.g. "1-5 08:00-16:00; 6 09:00-12:00"'
+                Text(
+                    '%(where)s: write days then times, e.g. "1-5 08:00-16:00; 6 09:00-12:00"',
+                    where=where,
+                )
             ) from None
         if not parsed:
-            raise HoursError(f"{where}: a range of days runs from the first to the last, e.g. 1-5")
+            raise HoursError(
+                Text(
+                    "%(where)s: a range of days runs from the first to the last, e.g. 1-5",
+                    where=where,
+                )
+            )
         rows.extend(_check_rows(parsed, where))
     return tuple(sorted(set(rows)))
 
@@ -205,9 +221,17 @@ def _check_phones(value: Any) -> tuple[str, ...]:
     for number in _split(value, ";\n"):
         digits = sum(ch.isdigit() for ch in number)
         if not re.fullmatch(r"\+?[0-9][0-9 ()./-]*", number) or digits < 3:
-            raise ValueError(f"phone {number!r}: use digits, spaces and + - ( ) . / only")
+            raise ValueError(
+                Text("phone %(phone)s: use digits, spaces and + - ( ) . / only", phone=repr(number))
+            )
         if len(number) > MAX_PHONE:
-            raise ValueError(f"phone {number!r} is longer than {MAX_PHONE} characters")
+            raise ValueError(
+                Text(
+                    "phone %(phone)s is longer than %(n)s characters",
+                    phone=repr(number),
+                    n=MAX_PHONE,
+                )
+            )
         phones.append(number)
     return tuple(dict.fromkeys(phones))
 
@@ -216,7 +240,9 @@ def _check_languages(value: Any) -> tuple[str, ...]:
     codes = []
     for code in _split(value, ";,"):
         if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?", code):
-            raise ValueError(f"language {code!r}: use codes such as es or en, e.g. es;en")
+            raise ValueError(
+                Text("language %(code)s: use codes such as es or en, e.g. es;en", code=repr(code))
+            )
         codes.append(code.lower())
     return tuple(dict.fromkeys(codes))
 
@@ -314,12 +340,24 @@ def check_service(raw: dict[str, Any], lookup: Lookup) -> tuple[dict[str, Any], 
     holds several values) and check them: (values, errors by field)."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for name, label in (("organization", "organisation"), ("service", "service name")):
+    names = (
+        (
+            "organization",
+            Text("missing organisation"),
+            Text("organisation is longer than %(n)s characters", n=MAX_NAME),
+        ),
+        (
+            "service",
+            Text("missing service name"),
+            Text("service name is longer than %(n)s characters", n=MAX_NAME),
+        ),
+    )
+    for name, missing, too_long in names:
         text = _text(raw.get(name))
         if text is None:
-            errors[name] = f"missing {label}"
+            errors[name] = missing
         elif len(text) > MAX_NAME:
-            errors[name] = f"{label} is longer than {MAX_NAME} characters"
+            errors[name] = too_long
         else:
             values[name] = text
     code = (_text(raw.get("category")) or "").lower()
@@ -327,25 +365,28 @@ def check_service(raw: dict[str, Any], lookup: Lookup) -> tuple[dict[str, Any], 
         found = lookup.category_for([code])  # an old code or another directory's term
         code = found.code if found is not None else code
     if not code:
-        errors["category"] = "missing category"
+        errors["category"] = Text("missing category")
     elif code not in lookup.categories:
         known = ", ".join(sorted(lookup.categories))
-        errors["category"] = f"unknown category {code!r} (known: {known})"
+        errors["category"] = Text(
+            "unknown category %(code)s (known: %(known)s)", code=repr(code), known=known
+        )
     else:
         values["category"] = code
     codes = [c.lower() for c in _split(raw.get("municipality"), ";,")]
     unknown = [c for c in codes if c not in lookup.municipalities]
     if not codes:
-        errors["municipality"] = "missing municipality"
+        errors["municipality"] = Text("missing municipality")
     elif unknown:
-        errors["municipality"] = f"unknown municipality code {unknown[0]!r}"
+        errors["municipality"] = Text("unknown municipality code %(code)s", code=repr(unknown[0]))
     else:
         values["municipality"] = tuple(sorted(set(codes)))
     if "status" in raw:
         status = (_text(raw["status"]) or ServiceStatus.ACTIVE.value).lower().replace("_", " ")
         if status not in STATUSES:
-            errors["status"] = (
-                f"bad status {raw['status']!r}: use active, inactive or temporarily closed"
+            errors["status"] = Text(
+                "bad status %(status)s: use active, inactive or temporarily closed",
+                status=repr(raw["status"]),
             )
         else:
             values["status"] = status
@@ -353,7 +394,7 @@ def check_service(raw: dict[str, Any], lookup: Lookup) -> tuple[dict[str, Any], 
         try:
             values["phone"] = _check_phones(raw["phone"])
         except ValueError as exc:
-            errors["phone"] = str(exc)
+            errors["phone"] = reason_of(exc)
     if "hours" in raw:
         hours = raw["hours"]
         try:
@@ -362,19 +403,21 @@ def check_service(raw: dict[str, Any], lookup: Lookup) -> tuple[dict[str, Any], 
             else:
                 values["hours"] = tuple(sorted(set(_check_rows(hours, "hours"))))
         except HoursError as exc:
-            errors["hours"] = str(exc)
+            errors["hours"] = reason_of(exc)
     if "alert_text" in raw:
         alert = _text(raw["alert_text"])
         if alert is not None and len(alert) > MAX_ALERT:
-            errors["alert_text"] = (
-                f"alert text has {len(alert)} characters; at most {MAX_ALERT} fit"
+            errors["alert_text"] = Text(
+                "alert text has %(n)s characters; at most %(limit)s fit",
+                n=len(alert),
+                limit=MAX_ALERT,
             )
         values["alert_text"] = alert
     if "languages" in raw:
         try:
             values["languages"] = _check_languages(raw["languages"])
         except ValueError as exc:
-            errors["languages"] = str(exc)
+            errors["languages"] = reason_of(exc)
     if "description" in raw:
         values["description"] = _text(raw["description"])
     return values, errors
@@ -385,18 +428,18 @@ def check_organization(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, s
     errors: dict[str, str] = {}
     name = _text(raw.get("name"))
     if name is None:
-        errors["name"] = "missing organisation name"
+        errors["name"] = Text("missing organisation name")
     elif len(name) > MAX_NAME:
-        errors["name"] = f"organisation name is longer than {MAX_NAME} characters"
+        errors["name"] = Text("organisation name is longer than %(n)s characters", n=MAX_NAME)
     else:
         values["name"] = name
     for key, limit in (("description", None), ("url", MAX_URL), ("email", MAX_EMAIL)):
         if key in raw:
             text = _text(raw[key])
             if text is not None and limit is not None and len(text) > limit:
-                errors[key] = f"{key} is longer than {limit} characters"
+                errors[key] = Text("%(field)s is longer than %(n)s characters", field=key, n=limit)
             elif key == "email" and text is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+", text):
-                errors[key] = f"email {text!r} is not an address"
+                errors[key] = Text("email %(email)s is not an address", email=repr(text))
             values[key] = text
     return values, errors
 
@@ -563,10 +606,10 @@ def decode(content: bytes | str) -> str:
             content = content.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ImportFileError(
-                'the file is not UTF-8 text: save it as UTF-8 ("CSV UTF-8" in a spreadsheet)'
+                Text('the file is not UTF-8 text: save it as UTF-8 ("CSV UTF-8" in a spreadsheet)')
             ) from None
     if "\x00" in content:  # PostgreSQL stores no NUL: refused here, not when applying
-        raise ImportFileError("the file contains NUL characters (\\0); it is not a text file")
+        raise ImportFileError(Text("the file contains NUL characters (\\0); it is not a text file"))
     return content.removeprefix("\ufeff")
 
 
@@ -583,7 +626,7 @@ def dry_run(session: Session, content: bytes | str, fmt: str) -> Plan:
     elif fmt == "hsds":
         organizations, services = read_hsds(text, lookup)
     else:
-        raise ImportFileError(f"unknown format {fmt!r}: use csv or hsds")
+        raise ImportFileError(Text("unknown format %(format)s: use csv or hsds", format=repr(fmt)))
     plan = Plan(fmt)
     organization_rows: dict[str, PlanRow] = {}
     for raw in organizations:
@@ -594,7 +637,7 @@ def dry_run(session: Session, content: bytes | str, fmt: str) -> Plan:
         if errors:
             row.reasons = list(errors.values())
         elif name in organization_rows:
-            row.reasons = [f"same organisation as {organization_rows[name].row}"]
+            row.reasons = [Text("same organisation as %(row)s", row=organization_rows[name].row)]
         elif name in lookup.organizations:
             row.changes = changes_between(organization_values(lookup.organizations[name]), values)
             row.outcome = CHANGED if row.changes else UNCHANGED
@@ -624,9 +667,9 @@ def dry_run(session: Session, content: bytes | str, fmt: str) -> Plan:
         if errors:
             row.reasons = list(errors.values())
         elif key in seen:
-            row.reasons = [f"same organisation and service as {seen[key]}"]
+            row.reasons = [Text("same organisation and service as %(row)s", row=seen[key])]
         elif listed is not None and listed.outcome == REFUSED:
-            row.reasons = [f"its organisation ({listed.row}) is refused"]
+            row.reasons = [Text("its organisation (%(row)s) is refused", row=listed.row)]
         if row.reasons:
             continue
         seen[key] = raw.row
@@ -647,7 +690,10 @@ def dry_run(session: Session, content: bytes | str, fmt: str) -> Plan:
                     changes={"name": ("", organization)},
                     values={"name": organization},
                 )
-            row.changes["organization"] = ("", f"{organization} (new organisation)")
+            row.changes["organization"] = (
+                "",
+                Text("%(name)s (new organisation)", name=organization),
+            )
     # New organisations come first, so applying adds them before their services.
     plan.rows[len(organizations) : len(organizations)] = new_organizations.values()
     return plan
@@ -709,20 +755,24 @@ def read_csv(text: str) -> list[Raw]:
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
-        raise ImportFileError("the file is empty") from None
+        raise ImportFileError(Text("the file is empty")) from None
     except csv.Error as exc:
-        raise ImportFileError(f"not a CSV file: {exc}") from None
+        raise ImportFileError(Text("not a CSV file: %(error)s", error=str(exc))) from None
     unknown = [h for h in header if h and h not in CSV_COLUMNS]
     if unknown:
         raise ImportFileError(
-            f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(CSV_COLUMNS)}"
+            Text(
+                "unknown column(s) %(unknown)s; the columns are %(columns)s",
+                unknown=", ".join(unknown),
+                columns=", ".join(CSV_COLUMNS),
+            )
         )
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ImportFileError(f"missing column(s) {', '.join(missing)}")
+        raise ImportFileError(Text("missing column(s) %(columns)s", columns=", ".join(missing)))
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:
-        raise ImportFileError(f"column(s) given twice: {', '.join(twice)}")
+        raise ImportFileError(Text("column(s) given twice: %(columns)s", columns=", ".join(twice)))
     rows = []
     try:
         for number, cells in enumerate(reader, start=2):
@@ -733,19 +783,21 @@ def read_csv(text: str) -> list[Raw]:
                 for i, column in enumerate(header)
                 if column
             }
-            errors = {}
+            errors: dict[str, str] = {}
             if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
-                errors["row"] = f"{len(cells)} cells but {len(header)} columns"
-            rows.append(Raw(f"row {number}", values, errors))
+                errors["row"] = Text(
+                    "%(cells)s cells but %(columns)s columns", cells=len(cells), columns=len(header)
+                )
+            rows.append(Raw(Text("row %(n)s", n=number), values, errors))
     except csv.Error as exc:
-        raise ImportFileError(f"not a CSV file: {exc}") from None
+        raise ImportFileError(Text("not a CSV file: %(error)s", error=str(exc))) from None
     return rows
 
 
 def _objects(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
     items = doc.get(name) or []
     if not isinstance(items, list):
-        raise ImportFileError(f"{name} must be an array")
+        raise ImportFileError(Text("%(name)s must be an array", name=name))
     return [item if isinstance(item, dict) else {} for item in items]
 
 
@@ -760,36 +812,56 @@ def _id(value: Any) -> str:
 
 def _schedule_rows(schedule: dict[str, Any]) -> list[tuple[int, str, str]]:
     """HSDS weekly schedule -> rows, or ValueError with the reason."""
-    label = f"schedule {_id(schedule.get('id')) or '(no id)'}"
+    label = Text("schedule %(id)s", id=_id(schedule.get("id")) or Text("(no id)"))
     freq = (_text(schedule.get("freq")) or "WEEKLY").upper()
     if freq != "WEEKLY":
-        raise ValueError(f"{label}: only weekly schedules (freq WEEKLY) can be imported")
+        raise ValueError(
+            Text("%(where)s: only weekly schedules (freq WEEKLY) can be imported", where=label)
+        )
     days = [d.upper() for d in _split(schedule.get("byday"), ",")]
     if not days or any(d not in WEEKDAY_CODES for d in days):
-        raise ValueError(f"{label}: byday {schedule.get('byday')!r} must be days like MO,TU")
+        raise ValueError(
+            Text(
+                "%(where)s: byday %(byday)s must be days like MO,TU",
+                where=label,
+                byday=repr(schedule.get("byday")),
+            )
+        )
     opens = _clock(str(schedule.get("opens_at") or ""))
     closes = _clock(str(schedule.get("closes_at") or ""))
     if opens is None or closes is None:
-        raise ValueError(f"{label}: opens_at and closes_at must be times like 08:00")
+        raise ValueError(
+            Text("%(where)s: opens_at and closes_at must be times like 08:00", where=label)
+        )
     return [(WEEKDAY_CODES.index(d) + 1, opens, closes) for d in days]
 
 
 def _location_place(location: dict[str, Any], lookup: Lookup) -> tuple[str | None, str | None]:
     """(municipality code, None) or (None, reason)."""
-    label = f"location {_text(location.get('name')) or _id(location.get('id')) or '(no id)'}"
+    label = Text(
+        "location %(name)s",
+        name=_text(location.get("name")) or _id(location.get("id")) or Text("(no id)"),
+    )
     code = _text(location.get("x_municipality_code"))
     if code is not None:
         if code.lower() in lookup.municipalities:
             return code.lower(), None
-        return None, f"{label}: unknown municipality code {code!r}"
+        return None, Text(
+            "%(where)s: unknown municipality code %(code)s", where=label, code=repr(code)
+        )
     addresses = _nested(location, "addresses") or _nested(location, "physical_addresses")
     address = addresses[0] if addresses else {}
     city = _text(address.get("city")) or _text(address.get("locality"))
     if city is None:
-        return None, f"{label}: no x_municipality_code and no address city to find its municipality"
+        return None, Text(
+            "%(where)s: no x_municipality_code and no address city to find its municipality",
+            where=label,
+        )
     place = lookup.municipality_named(city, _text(address.get("country")))
     if place is None:
-        return None, f"{label}: city {city!r} is not a known municipality"
+        return None, Text(
+            "%(where)s: city %(city)s is not a known municipality", where=label, city=repr(city)
+        )
     return place.code, None
 
 
@@ -808,17 +880,21 @@ _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
 def read_hsds(text: str, lookup: Lookup) -> tuple[list[Raw], list[Raw]]:
     """HSDS 3 JSON as (organisation records, service records) in the CSV fields."""
     if _JSON_NUL.search(text):
-        raise ImportFileError("the file contains NUL characters (\\u0000)")
+        raise ImportFileError(Text("the file contains NUL characters (\\u0000)"))
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ImportFileError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+        raise ImportFileError(
+            Text("not JSON: %(error)s at line %(line)s", error=exc.msg, line=exc.lineno)
+        ) from None
     except RecursionError:
-        raise ImportFileError("not HSDS: arrays or objects nested too deep") from None
+        raise ImportFileError(Text("not HSDS: arrays or objects nested too deep")) from None
     if not isinstance(doc, dict) or not any(k in doc for k in ("services", "organizations")):
         raise ImportFileError(
-            "expected a JSON object with arrays organizations, services, locations, "
-            "service_at_locations, phones, schedules"
+            Text(
+                "expected a JSON object with arrays organizations, services, locations,"
+                " service_at_locations, phones, schedules"
+            )
         )
     services = _objects(doc, "services")
     organizations: list[Raw] = []
@@ -833,7 +909,7 @@ def read_hsds(text: str, lookup: Lookup) -> tuple[list[Raw], list[Raw]]:
         }
         raw = Raw(row, values)
         if not _id(item.get("id")):
-            raw.errors["id"] = "missing id"
+            raw.errors["id"] = Text("missing id")
         else:
             organization_names[_id(item["id"])] = (_text(item.get("name")) or "?", row)
         organizations.append(raw)
@@ -887,13 +963,13 @@ def read_hsds(text: str, lookup: Lookup) -> tuple[list[Raw], list[Raw]]:
         sid = _id(service.get("id"))
         raw = Raw(f"services[{i}]", {"service": service.get("name")})
         if not sid:
-            raw.errors["id"] = "missing id"
+            raw.errors["id"] = Text("missing id")
         organization_id = _id(service.get("organization_id"))
         if not organization_id:
-            raw.errors["organization"] = "missing organization_id"
+            raw.errors["organization"] = Text("missing organization_id")
         elif organization_id not in organization_names:
-            raw.errors["organization"] = (
-                f"organization_id {organization_id!r} is not in organizations"
+            raw.errors["organization"] = Text(
+                "organization_id %(id)s is not in organizations", id=repr(organization_id)
             )
         else:
             raw.values["organization"] = organization_names[organization_id][0]
@@ -907,25 +983,25 @@ def read_hsds(text: str, lookup: Lookup) -> tuple[list[Raw], list[Raw]]:
         if category is not None:
             raw.values["category"] = category.code
         elif candidates:
-            raw.errors["category"] = f"unknown category {candidates[0]!r}"
+            raw.errors["category"] = Text("unknown category %(code)s", code=repr(candidates[0]))
         else:
-            raw.errors["category"] = "no category: set x_category or a taxonomy term"
+            raw.errors["category"] = Text("no category: set x_category or a taxonomy term")
         codes = []
         for link in links.get(sid, []) if sid else []:
             location = locations.get(_id(link.get("location_id")))
             if location is None:
-                raw.errors["municipality"] = (
-                    f"location_id {_id(link.get('location_id'))!r} is not in locations"
+                raw.errors["municipality"] = Text(
+                    "location_id %(id)s is not in locations", id=repr(_id(link.get("location_id")))
                 )
                 continue
             code, reason = _location_place(location, lookup)
             if code is None:
-                raw.errors["municipality"] = str(reason)
+                raw.errors["municipality"] = reason or Text("no municipality")
                 continue
             codes.append(code)
             raw.hints.setdefault(code, (_text(location.get("name")), _address_text(location)))
         if not codes and "municipality" not in raw.errors:
-            raw.errors["municipality"] = "not at any location (service_at_locations)"
+            raw.errors["municipality"] = Text("not at any location (service_at_locations)")
         raw.values["municipality"] = codes
         status = _text(service.get("status")) or ServiceStatus.ACTIVE.value
         raw.values["status"] = ServiceStatus.INACTIVE.value if status == "defunct" else status
@@ -937,7 +1013,7 @@ def read_hsds(text: str, lookup: Lookup) -> tuple[list[Raw], list[Raw]]:
             try:
                 rows += _schedule_rows(schedule)
             except ValueError as exc:
-                raw.errors["hours"] = str(exc)
+                raw.errors["hours"] = reason_of(exc)
         raw.values["hours"] = rows
         raw.values["languages"] = [
             language.get("code") if isinstance(language, dict) else language

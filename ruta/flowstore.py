@@ -27,6 +27,7 @@ from flows.loader import (
 )
 from flows.model import DefinitionError, Issue, Library
 from flows.testing import ExampleResult
+from flows.translatable import Text
 from flows.validate import validate_library
 from ruta.models import CacheVersion, FlowVersion
 
@@ -146,7 +147,7 @@ class FlowCache:
             library.add(parse_flow(row.source, version=row.version, where=row.flow_key))
         if settings.main_flow not in library.flows:
             raise DefinitionError(
-                [Issue("library", "no flows are published: run `ruta flows publish`")]
+                [Issue("library", Text("no flows are published: run `ruta flows publish`"))]
             )
         return Engine(library, session_timeout=timedelta(minutes=self.session_timeout_minutes))
 
@@ -209,7 +210,14 @@ def draft_library(
         return library, exc.issues
     if flow.key != key:
         return library, [
-            Issue(f"flow[{key}]", f"'flow: {flow.key}' must stay '{key}' (the flow being edited)")
+            Issue(
+                f"flow[{key}]",
+                Text(
+                    "'flow: %(changed)s' must stay '%(key)s' (the flow being edited)",
+                    changed=flow.key,
+                    key=key,
+                ),
+            )
         ]
     library.add(flow)
     return library, []
@@ -284,7 +292,9 @@ def publish_source(
     errors = [i for i in issues if i.error]
     latest = latest_versions(session).get(key)
     if latest is not None and latest.checksum == checksum(source):
-        errors.append(Issue(f"flow[{key}]", f"no change since version {latest.version}"))
+        errors.append(
+            Issue(f"flow[{key}]", Text("no change since version %(n)s", n=latest.version))
+        )
     if errors:
         raise PublishRefused(errors)
     results = run_examples(session, library, key)

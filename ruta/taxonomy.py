@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flows.model import Issue, Library
+from flows.translatable import Text
 from ruta.models import Category
 
 FILE = Path(__file__).parent / "taxonomy.yaml"
@@ -208,7 +209,7 @@ def check_flows(library: Library) -> list[Issue]:
                 category = str((node.spec.get("args") or {}).get("category", ""))
                 values = [category] if category and "{" not in category else []
             issues += [
-                Issue(where, f"'{v}' is not a kind of help of ruta/taxonomy.yaml")
+                Issue(where, Text("'%(kind)s' is not a kind of help of ruta/taxonomy.yaml", kind=v))
                 for v in values
                 if v not in kinds
             ]

@@ -7,6 +7,7 @@ from flows.context import Context, Next, Outcome
 from flows.model import Flow, Issue, Node
 from flows.nodes.base import NodeKind, register
 from flows.text import fill, variables_in
+from flows.translatable import Text
 
 
 @register
@@ -28,14 +29,37 @@ search:
         issues = super().check(flow, node, path)
         known = ACTIONS.get(str(node.spec.get("action")))
         if known is None:
-            return [*issues, Issue(path, f"unknown action {node.spec.get('action')!r}")]
+            return [
+                *issues,
+                Issue(
+                    path, Text("unknown action %(action)s", action=repr(node.spec.get("action")))
+                ),
+            ]
         args = node.spec.get("args") or {}
         for name in known.args:
             if name not in args:
-                issues.append(Issue(path, f"action {known.name} needs the argument '{name}'"))
+                issues.append(
+                    Issue(
+                        path,
+                        Text(
+                            "action %(action)s needs the argument '%(name)s'",
+                            action=known.name,
+                            name=name,
+                        ),
+                    )
+                )
         for outcome in node.spec.get("routes") or {}:
             if outcome not in known.outcomes:
-                issues.append(Issue(path, f"action {known.name} has no outcome '{outcome}'"))
+                issues.append(
+                    Issue(
+                        path,
+                        Text(
+                            "action %(action)s has no outcome '%(outcome)s'",
+                            action=known.name,
+                            outcome=outcome,
+                        ),
+                    )
+                )
         return issues
 
     def targets(self, node: Node) -> list[str]:

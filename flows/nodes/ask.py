@@ -5,6 +5,7 @@ from __future__ import annotations
 from flows.context import Budget, Context, End, Next, Outcome, Wait
 from flows.model import Flow, Issue, Node, Texts
 from flows.nodes.base import NodeKind, help_text, register, texts_of
+from flows.translatable import Text
 from flows.validators import CHECKS, YES_NO
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -36,13 +37,18 @@ ask_age:
         rule = node.spec.get("validate", {"type": "text"})
         kind = rule.get("type") if isinstance(rule, dict) else None
         if kind not in CHECKS:
-            issues.append(Issue(path, f"'validate.type' must be one of {', '.join(CHECKS)}"))
+            issues.append(
+                Issue(
+                    path,
+                    Text("'validate.type' must be one of %(types)s", types=", ".join(CHECKS)),
+                )
+            )
         if kind == "yes_no":
             for language in flow.languages:
                 if language not in YES_NO:
-                    issues.append(Issue(f"{path} lang[{language}]", "no yes/no words known"))
+                    issues.append(Issue(f"{path} lang[{language}]", Text("no yes/no words known")))
         if kind == "choice" and not isinstance(rule.get("choices"), dict):
-            issues.append(Issue(path, "a choice needs 'choices': value -> words"))
+            issues.append(Issue(path, Text("a choice needs 'choices': value -> words")))
         return issues
 
     def texts(self, node: Node) -> list[tuple[str, Texts]]:

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from flows.context import Budget, Context, Outcome
 from flows.model import Flow, Issue, Node, Texts
+from flows.translatable import Text
 
 KINDS: dict[str, NodeKind] = {}
 
@@ -53,13 +54,18 @@ class NodeKind:
     def check(self, flow: Flow, node: Node, path: str) -> list[Issue]:
         """Kind-specific shape checks (the common checks live in ``flows.validate``)."""
         issues = [
-            Issue(path, f"'{field}' is required for a {self.name} node")
+            Issue(
+                path,
+                Text("'%(field)s' is required for a %(kind)s node", field=field, kind=self.name),
+            )
             for field in self.required
             if field not in node.spec
         ]
         for field in self.text_fields:
             if field in node.spec and texts_of(node.spec[field]) is None:
-                issues.append(Issue(path, f"'{field}' must map language codes to texts"))
+                issues.append(
+                    Issue(path, Text("'%(field)s' must map language codes to texts", field=field))
+                )
         return issues
 
     def targets(self, node: Node) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Any
 from flows.context import Context, Next, Outcome
 from flows.model import Flow, Issue, Node
 from flows.nodes.base import NodeKind, register
+from flows.translatable import Text
 
 OPERATORS = ("eq", "ne", "in", "empty", "not_empty", "gt", "lt")
 
@@ -52,15 +53,20 @@ route_by_danger:
         issues = super().check(flow, node, path)
         cases = node.spec.get("cases", [])
         if not isinstance(cases, list):
-            return [*issues, Issue(path, "'cases' must be a list")]
+            return [*issues, Issue(path, Text("'cases' must be a list"))]
         for i, case in enumerate(cases, 1):
             cond = case.get("if") if isinstance(case, dict) else None
             if not isinstance(cond, dict) or "var" not in cond or "goto" not in case:
                 issues.append(
-                    Issue(f"{path} case[{i}]", "a case needs 'if: {var: ...}' and 'goto'")
+                    Issue(f"{path} case[{i}]", Text("a case needs 'if: {var: ...}' and 'goto'"))
                 )
             elif not any(op in cond for op in OPERATORS):
-                issues.append(Issue(f"{path} case[{i}]", f"use one of {', '.join(OPERATORS)}"))
+                issues.append(
+                    Issue(
+                        f"{path} case[{i}]",
+                        Text("use one of %(operators)s", operators=", ".join(OPERATORS)),
+                    )
+                )
         return issues
 
     def _cases(self, node: Node) -> list[dict[str, Any]]:

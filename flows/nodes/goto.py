@@ -5,6 +5,7 @@ from __future__ import annotations
 from flows.context import Context, EnterFlow, Outcome
 from flows.model import Flow, Issue, Node
 from flows.nodes.base import NodeKind, register
+from flows.translatable import Text
 
 
 @register
@@ -22,7 +23,7 @@ to_help:
     def check(self, flow: Flow, node: Node, path: str) -> list[Issue]:
         issues = super().check(flow, node, path)
         if "flow" in node.spec and not isinstance(node.spec["flow"], str):
-            issues.append(Issue(path, "'flow' must be a flow key"))
+            issues.append(Issue(path, Text("'flow' must be a flow key")))
         return issues
 
     def flow_targets(self, node: Node) -> list[str]:

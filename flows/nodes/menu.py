@@ -16,6 +16,7 @@ from flows.context import Budget, Context, Next, Outcome, Wait
 from flows.model import MAX_MENU_OPTIONS, Flow, Issue, Node, Texts
 from flows.nodes.base import NodeKind, help_text, layout_help, register, texts_of
 from flows.text import fold, to_gsm7
+from flows.translatable import Text
 
 
 def layout(
@@ -80,23 +81,32 @@ main_menu:
         sources = [k for k in ("options", "options_from", "options_action") if k in spec]
         if len(sources) != 1:
             issues.append(
-                Issue(path, "a menu needs one of 'options', 'options_from', 'options_action'")
+                Issue(
+                    path,
+                    Text("a menu needs one of 'options', 'options_from', 'options_action'"),
+                )
             )
         if "options_action" in spec and spec["options_action"] not in ACTIONS:
-            issues.append(Issue(path, f"unknown action {spec['options_action']!r}"))
+            issues.append(
+                Issue(path, Text("unknown action %(action)s", action=repr(spec["options_action"])))
+            )
         options = spec.get("options")
         if options is not None:
             if not isinstance(options, list) or not 1 <= len(options) <= MAX_MENU_OPTIONS:
-                issues.append(Issue(path, f"a menu has 1 to {MAX_MENU_OPTIONS} options a page"))
+                issues.append(
+                    Issue(path, Text("a menu has 1 to %(n)s options a page", n=MAX_MENU_OPTIONS))
+                )
                 options = options if isinstance(options, list) else []
             for i, option in enumerate(options, 1):
                 where = f"{path} option[{i}]"
                 if not isinstance(option, dict) or texts_of(option.get("label")) is None:
-                    issues.append(Issue(where, "an option needs a 'label' per language"))
+                    issues.append(Issue(where, Text("an option needs a 'label' per language")))
                 elif "goto" not in option and "next" not in spec:
-                    issues.append(Issue(where, "an option needs 'goto' (or the menu a 'next')"))
+                    issues.append(
+                        Issue(where, Text("an option needs 'goto' (or the menu a 'next')"))
+                    )
         elif "next" not in spec:
-            issues.append(Issue(path, "a menu with dynamic options needs 'next'"))
+            issues.append(Issue(path, Text("a menu with dynamic options needs 'next'")))
         return issues
 
     def _static(self, node: Node) -> list[dict[str, Any]]:
