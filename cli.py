@@ -740,7 +740,7 @@ def dev(port: int, host: str) -> None:
     env, redis = prepare_dev()
     # The worker reads EOF on its stdin when this process ends, however it ends.
     worker_process = subprocess.Popen(
-        [sys.executable, "-m", "ruta", "worker", "--exit-with-parent"],
+        [sys.executable, "-m", "cli", "worker", "--exit-with-parent"],
         env=env,
         stdin=subprocess.PIPE,
     )
@@ -782,3 +782,7 @@ def dev(port: int, host: str) -> None:
             # client is connected, and the web's own pool still is.
             with contextlib.suppress(RedisError):  # already gone
                 redis.shutdown(save=True)
+
+
+if __name__ == "__main__":  # `python -m cli`: the tests and `ruta dev` start children this way
+    main(prog_name="ruta")

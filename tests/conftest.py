@@ -355,7 +355,7 @@ def spawn_worker(
     sink = output.open("ab") if output is not None else subprocess.DEVNULL
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "ruta", "worker"],
+            [sys.executable, "-m", "cli", "worker"],
             env=worker_env(app, unset),
             start_new_session=True,
             stdout=sink,

@@ -52,7 +52,7 @@ def test_fake_provider_command_serves_on_loopback() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "ruta", "fake-provider", "--port", str(port)],
+        [sys.executable, "-m", "cli", "fake-provider", "--port", str(port)],
         env={**os.environ},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

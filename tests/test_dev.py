@@ -35,7 +35,7 @@ def ready(port: int) -> bool:
 
 def chat(env: dict[str, str], number: str, lines: list[str]) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "ruta", "chat", "--number", number],
+        [sys.executable, "-m", "cli", "chat", "--number", number],
         env=env,
         input="\n".join(lines) + "\n",
         capture_output=True,
@@ -95,7 +95,7 @@ def test_ruta_dev_shows_a_referral_reaching_a_focal_point_and_the_ok_coming_back
     terminal = tmp_path / "terminal.log"
     with terminal.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ruta", "dev", "--port", str(port)],
+            [sys.executable, "-m", "cli", "dev", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -139,7 +139,7 @@ def test_ruta_dev_killed_takes_its_worker_with_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     env["RUTA_INSTANCE_DIR"] = str(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "ruta", "dev", "--port", str(port)],
+        [sys.executable, "-m", "cli", "dev", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

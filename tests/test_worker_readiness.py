@@ -43,7 +43,7 @@ PROVIDER_SETTINGS = (
 
 def check(app: Flask, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ruta", "worker", "--check"],
+        [sys.executable, "-m", "cli", "worker", "--check"],
         env=worker_env(app, unset),
         capture_output=True,
         text=True,
