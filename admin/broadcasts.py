@@ -18,7 +18,7 @@ from flask_login import current_user
 from sqlalchemy import Select, func, select
 
 from admin.audit import audit
-from admin.i18n import language
+from admin.i18n import language, zone
 from admin.permissions import requires
 from admin.questions import place_names
 from flows.encoding import sms_cost, to_gsm7
@@ -125,6 +125,7 @@ def _form_choices(session: Any) -> dict[str, Any]:
         "municipalities": list(session.scalars(places)),
         "topics": topics(session),
         "languages": language_names(),
+        "own_zone": zone().key,
         **place_names(),
     }
 
@@ -170,11 +171,18 @@ def _parse(form: Any, topic_codes: set[str]) -> tuple[dict[str, Any], dict[str, 
     values["urgent"] = form.get("urgent") == "1"
     when = form.get("scheduled_at", "").strip()
     values["scheduled_at"] = None
+    values["scheduled_text"] = when
     if when:
         try:
-            values["scheduled_at"] = datetime.fromisoformat(when).replace(tzinfo=UTC)
+            typed = datetime.fromisoformat(when)
         except ValueError:
-            errors["scheduled_at"] = _("A date and time like 2026-12-03T09:00 (UTC).")
+            errors["scheduled_at"] = _(
+                "A date and time like 2026-12-03T09:00 (%(zone)s).", zone=zone().key
+            )
+        else:
+            # The sender's own clock (their account's zone), unless they typed an offset.
+            local_time = typed if typed.tzinfo else typed.replace(tzinfo=zone())
+            values["scheduled_at"] = local_time.astimezone(UTC)
     return values, errors
 
 

@@ -86,6 +86,9 @@ def _case_lines(session: Session) -> list[Line]:
             ),
         ),
     ]
+    if Role(current_user.role) is Role.FOCAL_POINT:
+        # Their list holds only what reached them, so "reached nobody" would always read 0.
+        cases = [line for line in cases if line[0] != "unrouted"]
     for key, args, plural in cases:
         count = _count(session, filtered(current_user, args, now))
         lines.append(Line(key, count, plural(count), url_for("admin_cases.index", **args)))

@@ -359,3 +359,30 @@ def test_a_coordinator_cannot_test_or_change_another_scopes_broadcast(
     worker()
     assert fake_provider.messages() == []
     assert latest().texts["es"] == "Atención: aviso para todos los municipios."
+
+
+def test_a_schedule_is_written_and_shown_in_the_senders_own_time(
+    client: Any, accounts: dict[str, str]
+) -> None:
+    """Coordinators think in their own clock: 09:00 typed in Costa Rica is 15:00 UTC, and a
+    user who chose Panama's zone (UTC-5) gets 14:00 UTC for the same words."""
+    login(client, accounts["coordinator"])
+    form = client.get("/admin/broadcasts/new").get_data(as_text=True)
+    assert "America/Costa_Rica" in form and "(UTC, optional)" not in form
+    assert create(client, scheduled_at="2026-11-26T09:00").status_code == 302
+    stored = latest().scheduled_at
+    assert stored is not None and (stored.day, stored.hour, stored.minute) == (26, 15, 0)
+    shown = client.get(f"/admin/broadcasts/{latest().id}").get_data(as_text=True)
+    assert 'datetime="2026-11-26T15:00:00+00:00"' in shown and "09:00" in shown
+
+    token = csrf_token(client.get("/admin/account").get_data(as_text=True))
+    saved = client.post(
+        "/admin/account",
+        data={"language": "es", "time_zone": "America/Panama", "csrf_token": token},
+    )
+    assert saved.status_code == 302
+    refused = create(client, scheduled_at="jueves", title="Otra")
+    assert refused.status_code == 400 and 'value="jueves"' in refused.get_data(as_text=True)
+    assert create(client, scheduled_at="2026-11-26T09:00", title="Otra").status_code == 302
+    stored = latest().scheduled_at
+    assert stored is not None and (stored.day, stored.hour, stored.minute) == (26, 14, 0)

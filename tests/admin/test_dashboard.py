@@ -175,8 +175,10 @@ def expected(
     visible = [c for c in cases if mine(c)]
     open_ = [c for c in visible if c.status != "closed"]
     counts: dict[str, int] = {}
-    if role in ("admin", "coordinator", "focal_point"):
+    if role in ("admin", "coordinator"):
+        # A focal point sees only what reached them: "reached nobody" is never theirs to see.
         counts["unrouted"] = sum(c.status == "new" for c in visible)
+    if role in ("admin", "coordinator", "focal_point"):
         counts["unaccepted"] = sum(c.status == "forwarded" for c in visible)
         counts["overdue"] = sum(
             c.overdue or (c.deadline_at is not None and c.deadline_at <= now) for c in open_
