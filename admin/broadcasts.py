@@ -20,7 +20,7 @@ from sqlalchemy import Select, func, select
 from admin.audit import audit
 from admin.i18n import language, zone
 from admin.permissions import requires
-from admin.questions import place_names
+from admin.questions import place_names, sms_rules
 from flows.encoding import sms_cost, to_gsm7
 from ruta import broadcasts, clock, referrals, taxonomy
 from ruta import policy as policies
@@ -126,6 +126,9 @@ def _form_choices(session: Any) -> dict[str, Any]:
         "topics": topics(session),
         "languages": language_names(),
         "own_zone": zone().key,
+        "rules": sms_rules(),
+        # What the server adds after each text (broadcasts.with_stop_line), for the counter.
+        "stop_suffix": {code: broadcasts.with_stop_line("", code) for code in LANGUAGES},
         **place_names(),
     }
 

@@ -1,7 +1,9 @@
-// The live SMS counter under a textarea (a question's answer): characters, encoding and
-// segments counted as flows/encoding.py's sms_cost does, with the text the server puts before
-// the answer. The rules come from the page's data attributes; the server checks again on
-// sending, so this only helps while typing.
+// The live SMS counter under a textarea (a question's answer, a broadcast's text): characters,
+// encoding and segments counted as flows/encoding.py's sms_cost does, with what the server puts
+// before (an answer's opening) or after (a broadcast's stop line) the text. The rules come from
+// the page's data attributes; the server checks again on sending, so this only helps while
+// typing. Each textarea names its own counter and warning (data-sms-counter, data-sms-warning);
+// without data-sms-max there is no limit, only the count.
 (function () {
   "use strict";
 
@@ -47,12 +49,14 @@
   function watch(area) {
     var rules = JSON.parse(area.dataset.smsRules);
     var prefix = area.dataset.smsPrefix || "";
+    var suffix = area.dataset.smsSuffix || "";
     var max = parseInt(area.dataset.smsMax, 10);
-    var counter = document.getElementById("sms-counter");
-    var warning = document.getElementById("sms-warning");
+    var counter = document.getElementById(area.dataset.smsCounter || "sms-counter");
+    var warning = document.getElementById(area.dataset.smsWarning || "sms-warning");
     function update() {
-      // As the server sends it: trimmed, after the prefix (a textarea's value has LF breaks).
-      var body = prefix + area.value.trim();
+      // As the server sends it: trimmed, between prefix and suffix (a textarea's value has LF
+      // breaks).
+      var body = prefix + area.value.trim() + suffix;
       var result = cost(body, rules);
       var values = {
         chars: Array.from(body).length, encoding: result.encoding, segments: result.segments,
@@ -61,7 +65,7 @@
       counter.textContent = fill(counter.dataset.labelCount, values);
       counter.dataset.segments = String(result.segments);
       counter.dataset.encoding = result.encoding;
-      var over = result.segments > max;
+      var over = !isNaN(max) && result.segments > max;
       counter.classList.toggle("over", over);
       if (over) { area.setAttribute("aria-invalid", "true"); } else { area.removeAttribute("aria-invalid"); }
       if (over) {

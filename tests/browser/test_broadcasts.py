@@ -65,6 +65,20 @@ def test_a_broadcast_previewed_made_plain_and_test_sent(
     page.fill("#title", "Unidad movil")
     page.select_option("#municipality", "cr-upala")
     page.fill(f"#text-{language}", TEXT[language])
+    # The live counter, while typing, counts what will be sent (the stop line too) as the
+    # server's preview will.
+    typed = sms_cost(broadcasts.with_stop_line(TEXT[language], language))
+    counter = page.locator(f"#sms-counter-{language}")
+    assert counter.get_attribute("data-segments") == str(typed.segments)
+    assert counter.get_attribute("data-encoding") == "UCS-2"
+    assert str(len(broadcasts.with_stop_line(TEXT[language], language))) in counter.inner_text()
+    assert page.locator(f"#sms-warning-{language}").is_visible()  # the accents' cost, said
+    page.fill(f"#text-{language}", to_gsm7(TEXT[language]))
+    plain_typed = sms_cost(broadcasts.with_stop_line(to_gsm7(TEXT[language]), language))
+    assert counter.get_attribute("data-segments") == str(plain_typed.segments)
+    assert counter.get_attribute("data-encoding") == "GSM-7"
+    assert not page.locator(f"#sms-warning-{language}").is_visible()
+    page.fill(f"#text-{language}", TEXT[language])
     shot(page, f"broadcast-new-{language}")
     page.click("#save-broadcast")
     page.wait_for_selector("#preview")
