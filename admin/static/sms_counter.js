@@ -63,6 +63,8 @@
         max: max, part: rules.ucs2_part, gsm: rules.gsm7_part
       };
       counter.textContent = fill(counter.dataset.labelCount, values);
+      // An empty broadcast text is not sent (its readers get the default one): nothing to count.
+      counter.hidden = Boolean(suffix) && !area.value.trim();
       counter.dataset.segments = String(result.segments);
       counter.dataset.encoding = result.encoding;
       var over = !isNaN(max) && result.segments > max;
@@ -78,7 +80,6 @@
       warning.hidden = !warning.textContent;
       warning.classList.toggle("over", over);
     }
-    counter.hidden = false;
     area.addEventListener("input", update);
     update();
   }

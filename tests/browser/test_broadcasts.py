@@ -64,6 +64,8 @@ def test_a_broadcast_previewed_made_plain_and_test_sent(
     assert_accessible(page)
     page.fill("#title", "Unidad movil")
     page.select_option("#municipality", "cr-upala")
+    other = "en" if language == "es" else "es"
+    assert not page.locator(f"#sms-counter-{other}").is_visible()  # empty: not sent, not counted
     page.fill(f"#text-{language}", TEXT[language])
     # The live counter, while typing, counts what will be sent (the stop line too) as the
     # server's preview will.
