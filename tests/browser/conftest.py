@@ -30,6 +30,17 @@ FLAGS = [
 ]
 
 
+@pytest.fixture(params=["es", "en"])
+def language(request: Any, app: Flask) -> Iterator[str]:
+    """Each journey once in Spanish and once in English (the admin's default language; the
+    suite's own default, English, comes back after)."""
+    app.config["RUTA_ADMIN_LANGUAGE"] = request.param
+    try:
+        yield request.param
+    finally:
+        app.config["RUTA_ADMIN_LANGUAGE"] = "en"
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):

@@ -4,11 +4,7 @@ page's language."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-from flask import Flask
 
 from ruta import directory_io
 from tests.browser.conftest import assert_accessible, log_in, shot
@@ -37,15 +33,6 @@ CSV = (
         "Org Idioma Web,Servicio dos,health,cr-upala,active,llame al centro,1-5 08:00-16:00,,es,\n"
     )
 )
-
-
-@pytest.fixture(params=["es", "en"])
-def language(request: Any, app: Flask) -> Iterator[str]:
-    app.config["RUTA_ADMIN_LANGUAGE"] = request.param
-    try:
-        yield request.param
-    finally:
-        app.config["RUTA_ADMIN_LANGUAGE"] = "en"
 
 
 def test_the_editors_live_validation_speaks_the_page_language(

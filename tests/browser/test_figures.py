@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-from flask import Flask
 
 from tests.admin.test_figures_admin import add_cases, kind_names
 from tests.browser.conftest import assert_accessible, log_in, shot
@@ -19,15 +15,6 @@ WORDS = {
     "es": {"heading": "Cifras", "download": "Descargar esta tabla (CSV)", "week": "Semana"},
     "en": {"heading": "Figures", "download": "Download this table (CSV)", "week": "Week"},
 }
-
-
-@pytest.fixture(params=["es", "en"])
-def language(request: Any, app: Flask) -> Iterator[str]:
-    app.config["RUTA_ADMIN_LANGUAGE"] = request.param
-    try:
-        yield request.param
-    finally:
-        app.config["RUTA_ADMIN_LANGUAGE"] = "en"
 
 
 def test_the_figures_with_a_chart_and_a_download(

@@ -3,11 +3,7 @@ words, zoomed and moved with the keyboard (buttons), the mouse wheel and a drag.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-from flask import Flask
 
 from tests.browser.conftest import assert_accessible, log_in, shot
 
@@ -15,15 +11,6 @@ WORDS = {
     "es": {"zoom_in": "Ampliar", "right": "Mover a la derecha", "whole": "Flujo completo"},
     "en": {"zoom_in": "Zoom in", "right": "Move right", "whole": "Whole flow"},
 }
-
-
-@pytest.fixture(params=["es", "en"])
-def language(request: Any, app: Flask) -> Iterator[str]:
-    app.config["RUTA_ADMIN_LANGUAGE"] = request.param
-    try:
-        yield request.param
-    finally:
-        app.config["RUTA_ADMIN_LANGUAGE"] = "en"
 
 
 def view(page: Any) -> list[float]:

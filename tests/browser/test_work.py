@@ -4,11 +4,9 @@ axe-core checks every page visited; screenshots are kept as artefacts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from tests.admin.conftest import open_forwarded_case
 from tests.browser.conftest import assert_accessible, log_in, shot
@@ -27,15 +25,6 @@ WORDS = {
         "sentence": "Accepted by Punto focal Upala",
     },
 }
-
-
-@pytest.fixture(params=["es", "en"])
-def language(request: Any, app: Flask) -> Iterator[str]:
-    app.config["RUTA_ADMIN_LANGUAGE"] = request.param
-    try:
-        yield request.param
-    finally:
-        app.config["RUTA_ADMIN_LANGUAGE"] = "en"
 
 
 def test_dashboard_search_and_accept(
