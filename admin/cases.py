@@ -106,13 +106,18 @@ def _is_overdue(case: Case, now: datetime) -> bool:
     return case.overdue or (case.deadline_at is not None and case.deadline_at <= now)
 
 
-def age(delta: timedelta) -> str:
+def ago(delta: timedelta) -> str:
+    """How long ago, as a phrase ("hace 5 min", "5 min ago"; under a minute, "just now")."""
     minutes = int(delta.total_seconds() // 60)
+    if minutes < 1:
+        return _("just now")
     if minutes < 60:
-        return _("%(n)s min", n=minutes)
-    if minutes < 48 * 60:
-        return _("%(n)s h", n=minutes // 60)
-    return ngettext("%(num)s day", "%(num)s days", minutes // (24 * 60))
+        span = _("%(n)s min", n=minutes)
+    elif minutes < 48 * 60:
+        span = _("%(n)s h", n=minutes // 60)
+    else:
+        span = ngettext("%(num)s day", "%(num)s days", minutes // (24 * 60))
+    return _("%(age)s ago", age=span)
 
 
 def normalise_reference(text: str) -> str:
@@ -219,7 +224,7 @@ def index() -> ResponseReturnValue:
             "municipality": places[c.municipality_id].name if c.municipality_id else "-",
             "created_at": c.created_at,
             "country": c.country,
-            "age": age(now - c.created_at),
+            "age": ago(now - c.created_at),
             "overdue": _is_overdue(c, now),
             "failed": c.id in failed and c.status in OPEN_CASE_STATUSES,
         }
@@ -295,7 +300,7 @@ def _render_case(
         names=names,
         targets=targets,
         overdue=_is_overdue(case, now),
-        age=age(now - case.created_at),
+        age=ago(now - case.created_at),
         outcomes=[(o, word("outcomes", o)) for o in case_actions.OUTCOMES],
         notes=notes,
         note=note,

@@ -128,3 +128,28 @@ def test_admin_errors_are_pages_in_the_users_language(
     # Outside the admin (webhooks, scripts) an error stays a line of plain text.
     outside = client.get("/no-such-page")
     assert outside.status_code == 404 and outside.mimetype == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("language", "seconds", "said"),
+    [
+        ("es", 20, "ahora mismo"),
+        ("es", 5 * 60, "hace 5 min"),
+        ("es", 3 * 3600, "hace 3 h"),
+        ("es", 3 * 86400, "hace 3 días"),
+        ("en", 20, "just now"),
+        ("en", 5 * 60, "5 min ago"),
+        ("en", 86400 * 2, "2 days ago"),
+    ],
+)
+def test_a_cases_age_reads_as_a_phrase(app: Flask, language: str, seconds: int, said: str) -> None:
+    """ "hace 0 min" said nothing: under a minute is "just now"; the rest a whole phrase, so
+    that Spanish can put "hace" first."""
+    from admin.cases import ago
+
+    app.config["RUTA_ADMIN_LANGUAGE"] = language
+    try:
+        with app.test_request_context("/admin/cases/"):
+            assert ago(timedelta(seconds=seconds)) == said
+    finally:
+        app.config["RUTA_ADMIN_LANGUAGE"] = "en"
