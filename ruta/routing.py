@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from flows.loader import parse_flow
@@ -109,10 +109,49 @@ class Route:
 def resolve(
     session: Session, municipality_id: int | None, category: str, country: str | None, today: date
 ) -> Route:
-    in_force = organizations_in_force(session, today)
-    positions = chain(session, municipality_id, category)
-    stages = [eligible(position, in_force) for position in positions]
-    stages.append(eligible(coordinators(session, country), in_force))
+    """One query: every focal point of the chain (with its position) and every coordinator of
+    the country, each with whether its organisation has an agreement in force. It runs for each
+    request a person makes (before consent and again when the case is opened), so it is one
+    round trip rather than the five of ``chain``, ``coordinators`` and
+    ``organizations_in_force``; the stages are the same."""
+    chain_id = (
+        select(RoutingChain.id)
+        .where(
+            RoutingChain.municipality_id == municipality_id,
+            RoutingChain.category_code == category,
+        )
+        .scalar_subquery()
+    )
+    agreed = (
+        exists()
+        .where(
+            DataSharingAgreement.organization_id == FocalPoint.organization_id,
+            DataSharingAgreement.expires_on >= today,
+        )
+        .label("agreed")
+    )
+    in_chain = RoutingStep.id.is_not(None)
+    coordinating = and_(FocalPoint.is_coordinator.is_(True), FocalPoint.country == country)
+    rows = session.execute(
+        select(FocalPoint, RoutingStep.position, agreed)
+        .outerjoin(
+            RoutingStep,
+            and_(RoutingStep.focal_point_id == FocalPoint.id, RoutingStep.chain_id == chain_id),
+        )
+        .where(or_(in_chain, coordinating) if country else in_chain)
+        .order_by(RoutingStep.position, RoutingStep.id, FocalPoint.id)
+    ).all()
+    positions: dict[int, list[FocalPoint]] = {}
+    intake: dict[int, FocalPoint] = {}
+    for fp, position, in_force in rows:
+        if position is not None:
+            positions.setdefault(position, [])
+            if fp.active and in_force:
+                positions[position].append(fp)
+        if country and fp.is_coordinator and fp.country == country and fp.active and in_force:
+            intake[fp.id] = fp
+    stages = [positions[p] for p in sorted(positions)]
+    stages.append([intake[key] for key in sorted(intake)])
     return Route(stages)
 
 
