@@ -4,8 +4,9 @@ Not a test. One command sets up a private PostgreSQL database (``ruta_bench_refe
 default, its schema dropped and rebuilt each run), migrates it, publishes the flows and loads the
 demo directory (focal points and routing chains for four municipalities), starts the fake Twilio
 provider and N ``ruta worker`` processes, then commits a burst of cases as fast as one process
-can, each through the code path of the webhook (lock the contact, ``referrals.open_case`` writes
-the case and its outbox event, commit, ``workers.jobs.hand_over``). A case is handed over when the
+can, each through the code path of the webhook (lock the contact, which the person's earlier
+messages created before the burst unless ``--new-contacts``; ``referrals.open_case`` writes the
+case and its outbox event, commit, ``workers.jobs.hand_over``). A case is handed over when the
 fake provider has recorded its alert to every focal point of position 0 of its chain; the
 benchmark measures cases per second from the first commit to the last hand-over, and the latency
 from each commit to its hand-over.
@@ -292,6 +293,22 @@ class Burst:
     expected: dict[str, int] = field(default_factory=dict)  # reference -> alerts expected
     first_commit: float = math.nan
     last_commit: float = math.nan
+
+
+def create_contacts(app: Any, cases: int) -> None:
+    """The people of the burst, as they are when they ask: a person's first message created
+    their contact, and several menus came before the consent that opens the case. Created
+    before the measured window (``--new-contacts`` creates each in the case's own transaction
+    instead, as the benchmark did before 2026-12-01)."""
+    from ruta import clock, contacts
+    from ruta.db import db
+
+    with app.app_context():
+        for start in range(0, cases, 200):
+            check_stop()
+            with db.transaction() as session:
+                for index in range(start, min(cases, start + 200)):
+                    contacts.lock_contact(session, person_number(index), seen_at=clock.now())
 
 
 def commit_burst(app: Any, cases: int) -> Burst:
@@ -668,6 +685,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="before",
         help="before the burst (steady flow) or after it is committed (draining a backlog)",
     )
+    parser.add_argument(
+        "--new-contacts",
+        action="store_true",
+        help="create each person's contact in their case's transaction (by default the contacts"
+        " exist before the burst, as a person's earlier messages made them)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds from the burst")
     parser.add_argument("--provider-port", type=int, default=0, help="default: a free port")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -747,6 +770,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.start_workers == "before":
                 start_workers()
                 log(f"{args.workers} workers ({args.worker_kind}) listening; committing ...")
+            if not args.new_contacts:
+                create_contacts(app, args.cases)
+                log(f"{args.cases} people's contacts created (their earlier messages)")
             cpu_start = CpuSnapshot.take(workers, provider, backends, counts)
             burst_started = time.time()
             deadline = time.monotonic() + args.timeout
