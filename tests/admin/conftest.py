@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from admin.accounts import create_user
 from ruta.db import db
-from ruta.models import AuditEntry, FocalPoint, Role, User
+from ruta.models import AuditEntry, FlowDraft, FlowVersion, FocalPoint, Role, User
 
 PASSWORD = "correct horse battery staple"
 
@@ -136,3 +136,14 @@ def sample_case(app: Flask) -> dict[str, Any]:
     """A consented case in Upala, forwarded to Upala's demo focal point (alert not sent)."""
     case_id, reference = open_forwarded_case("cr-upala", "+50688004455")
     return {"id": case_id, "reference": reference}
+
+
+@pytest.fixture()
+def flows_restored(app: Flask) -> Iterator[None]:
+    """Tests share the database: drop the flow versions and drafts a test made."""
+    with db.transaction() as session:
+        marker = session.scalar(select(func.max(FlowVersion.id))) or 0
+    yield
+    with db.transaction() as session:
+        session.execute(delete(FlowVersion).where(FlowVersion.id > marker))
+        session.execute(delete(FlowDraft))

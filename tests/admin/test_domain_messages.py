@@ -11,17 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 from flask import Flask
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
 
 from flows.model import Issue
 from flows.translatable import Text, reason_of, said
 from ruta import directory_io
 from ruta.db import db
-from ruta.models import FlowDraft, FlowVersion, Municipality
+from ruta.models import Municipality
 from tests.admin.conftest import csrf_token, login
 from tests.admin.test_directory_admin import token_of, upload
 from tests.admin.test_flows_admin import main_with, post_json, token
@@ -38,16 +37,6 @@ def speaking(app: Flask, language: str) -> Iterator[None]:
         yield
     finally:
         app.config["RUTA_ADMIN_LANGUAGE"] = "en"
-
-
-@pytest.fixture()
-def flows_restored(app: Flask) -> Iterator[None]:
-    with db.transaction() as session:
-        marker = session.scalar(select(func.max(FlowVersion.id))) or 0
-    yield
-    with db.transaction() as session:
-        session.execute(delete(FlowVersion).where(FlowVersion.id > marker))
-        session.execute(delete(FlowDraft))
 
 
 def test_a_text_is_its_english_and_keeps_its_template_and_parameters() -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from admin import flow_graph
 from flows.loader import DEFINITIONS_DIR, parse_flow
@@ -32,14 +31,8 @@ def main_with(old: str, new: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def restore_flows(app: Flask) -> Iterator[None]:
-    """Tests share the database: drop the versions and drafts a test made."""
-    with db.transaction() as session:
-        marker = session.scalar(select(func.max(FlowVersion.id))) or 0
-    yield
-    with db.transaction() as session:
-        session.execute(delete(FlowVersion).where(FlowVersion.id > marker))
-        session.execute(delete(FlowDraft))
+def restore_flows(flows_restored: None) -> None:
+    """Every test here may publish or draft."""
 
 
 @pytest.fixture()
