@@ -206,7 +206,8 @@ _UPDATE_STATE = Prepared(
 _DELETE_STATE = Prepared(
     delete(ConversationSession).where(ConversationSession.id == bindparam("session_id"))
 )
-_REPLY = Prepared(
+#: An outbound message of a conversation: the reply, or an SMS a USSD session asked for.
+OUTBOUND_MESSAGE = Prepared(
     insert(Message)
     .values(
         direction=Direction.OUTBOUND.value,
@@ -345,7 +346,7 @@ def _handle(
     if reply:
         cost = sms_cost(reply)
         writes.append(
-            _REPLY(
+            OUTBOUND_MESSAGE(
                 channel=message.channel,
                 contact_id=contact.id,
                 body=reply,

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from ruta import contacts, sql
 from ruta.conversation import (
+    OUTBOUND_MESSAGE,
     InboundMessage,
     Route,
     Stored,
@@ -27,8 +28,6 @@ from ruta.db import Database
 from ruta.directory import DirectoryCache
 from ruta.flowstore import FlowCache
 from ruta.models import (
-    Direction,
-    Message,
     MessagePurpose,
     MessageStatus,
     UssdSession,
@@ -153,21 +152,6 @@ _INPUT = Prepared(
     .where(UssdSession.id == bindparam("id"))
     .values(last_input=bindparam("last_input"), last_sequence=bindparam("last_sequence"))
 )
-_QUEUED = Prepared(
-    insert(Message)
-    .values(
-        direction=Direction.OUTBOUND.value,
-        channel=bindparam("channel"),
-        contact_id=bindparam("contact_id"),
-        body=bindparam("body"),
-        status=MessageStatus.QUEUED.value,
-        purpose=MessagePurpose.REPLY.value,
-        attempts=0,
-        created_at=bindparam("created_at"),
-        updated_at=bindparam("created_at"),
-    )
-    .returning(Message.id)
-)
 
 
 def _previous_statement(count: int) -> Prepared:
@@ -233,10 +217,16 @@ def _handle(
         for event in result.events:
             if event.kind == "sms_requested":
                 writes.append(
-                    _QUEUED(
+                    OUTBOUND_MESSAGE(
                         channel=route.outbound_channel,
                         contact_id=contact.id,
                         body=event.data["text"],
+                        status=MessageStatus.QUEUED.value,
+                        purpose=MessagePurpose.REPLY.value,
+                        segments=None,
+                        encoding=None,
+                        in_reply_to_id=None,
+                        about_case_id=None,
                         created_at=utcnow(),
                     )
                 )
@@ -301,7 +291,7 @@ def _handle(
         writes.insert(0, (_SAVED_END if reply.end else _SAVED)(id=ussd.id, **saved))
     results = tx.run(*writes, commit=True)
     for call, rows in zip(writes, results, strict=True):
-        if call[0] is _QUEUED:
+        if call[0] is OUTBOUND_MESSAGE:
             work.message_ids.append(rows[0][0])
     return reply, work
 
