@@ -58,6 +58,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_WEB_DB_TIMEOUT": ("4", "seconds a web request's database call may take"),
     "RUTA_WORKER_DB_TIMEOUT": ("60", "seconds a worker's database call may take"),
     "RUTA_DB_ROLE": ("web", "web or worker: which database timeout applies (ruta worker: worker)"),
+    "RUTA_DB_PREPARE": ("1", "0 behind a PgBouncer in transaction mode: no prepared statements"),
     "RUTA_PROVIDER_TIMEOUT": ("10", "seconds a provider has to answer a send"),
     "RUTA_METRICS_TOKEN": (None, "bearer token a Prometheus scrape of /metrics must send"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
@@ -90,7 +91,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             config[name] = float(config[name])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} must be a number, got {config[name]!r}") from exc
-    for name in ("RUTA_TRUST_PROXY", "RUTA_COOKIE_SECURE"):
+    for name in ("RUTA_TRUST_PROXY", "RUTA_COOKIE_SECURE", "RUTA_DB_PREPARE"):
         config[name] = str(config[name]).lower() in ("1", "true", "yes")
     for name in (
         "AT_USSD_TRANSLITERATE",

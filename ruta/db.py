@@ -41,12 +41,18 @@ UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, Po
 
 
 def make_engine(
-    url: str, *, timeout: float = WEB_TIMEOUT, pre_ping: bool = False, **kwargs: Any
+    url: str,
+    *,
+    timeout: float = WEB_TIMEOUT,
+    pre_ping: bool = False,
+    prepare: bool = True,
+    **kwargs: Any,
 ) -> Engine:
     """An engine whose every wait is bounded by ``timeout``. ``pre_ping`` (workers) checks each
     pooled connection before use; the web does not pay that round trip: a connection found
     dropped fails its first statement, the pool drops every connection as old as it, and the
-    inbound path tries once more (``ruta.conversation.handle_inbound``)."""
+    inbound path tries once more (``ruta.conversation.handle_inbound``). ``prepare``: whether
+    ruta/sql.py's transactions prepare their statements on the server (RUTA_DB_PREPARE)."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
     if url.startswith("postgresql://"):
@@ -74,6 +80,7 @@ def make_engine(
         kwargs.setdefault("pool_pre_ping", pre_ping)
         kwargs.setdefault("pool_timeout", timeout)
     engine = create_engine(url, **kwargs)
+    engine.update_execution_options(ruta_prepare=prepare)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", partial(_sqlite_pragmas, millis=millis))
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -216,13 +223,25 @@ class Database:
         self.timeout = WEB_TIMEOUT
         self._factory: sessionmaker[Session] | None = None
 
-    def init(self, url: str, *, timeout: float = WEB_TIMEOUT, pre_ping: bool = False) -> None:
-        if self.engine is not None and str(self.engine.url) == url and self.timeout == timeout:
+    def init(
+        self,
+        url: str,
+        *,
+        timeout: float = WEB_TIMEOUT,
+        pre_ping: bool = False,
+        prepare: bool = True,
+    ) -> None:
+        if (
+            self.engine is not None
+            and str(self.engine.url) == url
+            and self.timeout == timeout
+            and self.engine.get_execution_options().get("ruta_prepare") == prepare
+        ):
             return
         if self.engine is not None:
             self.engine.dispose()
         self.timeout = timeout
-        self.engine = make_engine(url, timeout=timeout, pre_ping=pre_ping)
+        self.engine = make_engine(url, timeout=timeout, pre_ping=pre_ping, prepare=prepare)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def bound(self) -> Engine:

@@ -23,7 +23,7 @@ from sqlalchemy.pool import NullPool
 
 from cli import main
 from flows.loader import DEFINITIONS_DIR
-from ruta import crypto, metrics, spool
+from ruta import contacts, crypto, metrics, spool
 from ruta.db import db
 from ruta.directory import CACHED_TABLES
 from ruta.models import (
@@ -34,6 +34,7 @@ from ruta.models import (
     Message,
     Municipality,
     UssdSession,
+    utcnow,
 )
 from tests.admin.conftest import Browser, csrf_token, login
 from tests.admin.conftest import accounts as accounts  # a fixture
@@ -84,6 +85,9 @@ def test_a_menu_walk_is_two_round_trips_a_message_without_the_orm(
 ) -> None:
     for body in WALK:  # the contact is created, the caches filled
         phone.text(body)
+    assert db.engine is not None
+    lock = contacts.lock(contacts.hash_values(phone.number), utcnow())[0].form(db.engine.dialect)
+    assert lock.sql.startswith("UPDATE contacts")
     for body in WALK:
         round_trips.clear()
         orm_sessions.clear()
@@ -92,7 +96,8 @@ def test_a_menu_walk_is_two_round_trips_a_message_without_the_orm(
         assert len(round_trips) == 2, (body, round_trips)
         sent = ";\n".join(round_trips[0] + round_trips[1]).split(";\n")
         assert sent[0] == "BEGIN" and sent[-1] == "COMMIT"  # one transaction
-        assert sent[1].startswith("UPDATE contacts")  # the lock comes first
+        assert sent[1].startswith(f"EXECUTE {lock.name}(")  # the lock comes first
+        assert all(s.startswith("EXECUTE ") for s in sent[1:-1])  # each prepared before
         assert orm_sessions == [], body
 
 

@@ -1,0 +1,125 @@
+"""PostgreSQL: the webhooks' statements are prepared once per connection and run by EXECUTE
+(ruta/sql.py), and a connection stays usable whatever happened to what it had prepared."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine, Integer, bindparam, literal_column, select, text
+from sqlalchemy.exc import DBAPIError
+
+from ruta import sql
+from ruta.db import db, make_engine
+
+ONE = sql.Prepared(select(literal_column("1") + bindparam("n", type_=Integer)))
+FAILS = sql.Prepared(select(literal_column("1") / bindparam("zero", type_=Integer)))
+
+
+@pytest.fixture()
+def one_connection(app: Flask) -> Iterator[Engine]:
+    """An engine of one pooled connection, so every transaction finds what the last left."""
+    assert db.engine is not None
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    engine = make_engine(
+        db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0
+    )
+    yield engine
+    engine.dispose()
+
+
+def prepared_names(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(
+            connection.execute(
+                text("SELECT name FROM pg_prepared_statements WHERE name LIKE 'ruta\\_%'")
+            ).scalars()
+        )
+
+
+def run(engine: Engine, *calls: sql.Call) -> list[list[sql.Row]]:
+    with sql.transaction(engine) as tx:
+        return tx.run(*calls, commit=True)
+
+
+def sent(engine: Engine, monkeypatch: pytest.MonkeyPatch, *calls: sql.Call) -> list[str]:
+    """What ``calls`` send, statement by statement (ruta/sql.py sends through a ClientCursor)."""
+    from psycopg import ClientCursor
+
+    queries: list[str] = []
+    original = ClientCursor.execute
+
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        queries.extend(str(query).split(";\n"))
+        return original(self, query, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ClientCursor, "execute", execute)
+        run(engine, *calls)
+    return queries
+
+
+def test_a_statement_is_prepared_once_then_executed(
+    one_connection: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = ONE.form(one_connection.dialect).name
+    first = sent(one_connection, monkeypatch, ONE(n=1))
+    assert first[0].startswith(f"PREPARE {name} AS SELECT")
+    assert first[1:] == ["BEGIN", f"EXECUTE {name}(1)", "COMMIT"]
+    assert sent(one_connection, monkeypatch, ONE(n=2)) == ["BEGIN", f"EXECUTE {name}(2)", "COMMIT"]
+    assert run(one_connection, ONE(n=41)) == [[(42,)]]
+    assert name in prepared_names(one_connection)
+
+
+def test_a_batch_that_fails_after_preparing_leaves_the_connection_usable(
+    one_connection: Engine,
+) -> None:
+    fresh = sql.Prepared(select(literal_column("2") + bindparam("n", type_=Integer)))
+    with pytest.raises(DBAPIError, match="division by zero"):
+        run(one_connection, fresh(n=1), FAILS(zero=0))  # both prepared, then the failure
+    # Both PREPAREs outlived the rollback: preparing again would fail ("already exists").
+    assert run(one_connection, fresh(n=1), ONE(n=1)) == [[(3,)], [(2,)]]
+
+
+def test_statements_deallocated_behind_its_back_fail_once_then_are_prepared_again(
+    one_connection: Engine,
+) -> None:
+    assert run(one_connection, ONE(n=1)) == [[(2,)]]
+    with one_connection.connect() as connection:  # the pool's one connection
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.commit()
+    with pytest.raises(DBAPIError, match="does not exist"):
+        run(one_connection, ONE(n=1))
+    assert run(one_connection, ONE(n=1)) == [[(2,)]]
+
+
+def test_with_prepare_off_the_statements_themselves_are_sent(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert db.engine is not None
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    engine = make_engine(
+        db.engine.url.render_as_string(hide_password=False),
+        pool_size=1,
+        max_overflow=0,
+        prepare=False,
+    )
+    try:
+        queries = sent(engine, monkeypatch, ONE(n=1))
+        assert queries[0] == "BEGIN" and queries[-1] == "COMMIT"
+        assert queries[1].startswith("SELECT") and "EXECUTE" not in queries[1]
+        assert run(engine, ONE(n=1)) == [[(2,)]]
+        assert prepared_names(engine) == set()
+    finally:
+        engine.dispose()
+
+
+def test_the_setting_reaches_the_engine(prepared: dict[str, Any]) -> None:
+    from ruta.config import from_environment
+
+    assert from_environment({"RUTA_DB_PREPARE": "0"})["RUTA_DB_PREPARE"] is False
+    assert from_environment({})["RUTA_DB_PREPARE"] is True
