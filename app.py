@@ -11,6 +11,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from gateway.lanes import UNAVAILABLE_TEXT, Lanes
 from ruta import crypto
 from ruta.config import from_environment, require
 from ruta.db import db
@@ -50,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         settings["DATABASE_URL"],
         timeout=db_timeout(settings),
         pre_ping=settings.get("RUTA_DB_ROLE") == "worker",
+        prepare=settings["RUTA_DB_PREPARE"],
     )
     app.extensions["ruta.redis"] = connect(settings["REDIS_URL"], settings["RUTA_INSTANCE_DIR"])
     app.extensions["ruta.flows"] = FlowCache(
@@ -57,8 +59,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.extensions["ruta.directory"] = DirectoryCache()
 
-    edge = _edge_app(app)
-    app.wsgi_app = _Dispatch(app.wsgi_app, edge.wsgi_app)  # type: ignore[method-assign]
+    edge = app.extensions["ruta.edge"] = _edge_app(app)
+    app.wsgi_app = _Dispatch(app.wsgi_app, _lanes(edge))  # type: ignore[method-assign]
     if settings["RUTA_TRUST_PROXY"]:
         # One trusted hop: the client address our own proxy appended (login throttling keys
         # on it); whatever the client itself put in X-Forwarded-For is ignored.
@@ -106,7 +108,7 @@ def _answer_errors(app: Flask) -> None:
     def unexpected(exc: Exception) -> Response:
         # Logged with the trace here; the client never sees it.
         logging.getLogger("ruta").exception("unhandled error")
-        return Response("Service unavailable, try again later\n", 503, mimetype="text/plain")
+        return Response(UNAVAILABLE_TEXT, 503, mimetype="text/plain")
 
 
 # --- the edge: webhooks and probes, without the admin's machinery ----------------------------
@@ -162,6 +164,21 @@ def _edge_app(app: Flask) -> Flask:
         edge.register_blueprint(blueprint)
     _answer_errors(edge)
     return edge
+
+
+def _lanes(edge: Flask) -> Lanes:
+    """The webhooks people's messages come through, on the lane; the rest of the edge app as
+    it is."""
+    from gateway import africastalking_sms, twilio_sms, ussd_africastalking
+
+    return Lanes(
+        edge,
+        routes={"/webhooks/twilio/sms": twilio_sms.lane},
+        token_routes={
+            "/webhooks/africastalking/*/sms": africastalking_sms.lane,
+            "/webhooks/africastalking/*/ussd": ussd_africastalking.lane,
+        },
+    )
 
 
 class _Dispatch:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, abort, current_app, request
+from werkzeug.datastructures import MultiDict
 
-from gateway import fields
+from gateway import fields, lanes
 from gateway.channels import receive
 from ruta.conversation import InboundMessage
 
@@ -24,14 +25,21 @@ def check_token(token: str) -> None:
         abort(404)
 
 
-@bp.post("/webhooks/africastalking/<token>/sms")
-def inbound(token: str) -> Response:
+def message(token: str, form: MultiDict[str, str]) -> InboundMessage:
+    """The person's message in Africa's Talking's form, once the token is right."""
     check_token(token)
-    form = request.form
     message_id = fields.shaped(form.get("id"), fields.MESSAGE_ID, "id")
     number = fields.phone_number(form.get("from"), "from")
-    receive(
-        InboundMessage(CHANNEL, number, form.get("text", ""), provider_message_id=message_id),
-        reply_inline=False,
-    )
+    return InboundMessage(CHANNEL, number, form.get("text", ""), provider_message_id=message_id)
+
+
+def lane(incoming: lanes.Incoming) -> lanes.Answer:
+    """This webhook on the lane (gateway/lanes.py): the same answers as ``inbound``."""
+    receive(message(incoming.token or "", incoming.form), reply_inline=False)
+    return lanes.Answer(200, "", "text/plain")
+
+
+@bp.post("/webhooks/africastalking/<token>/sms")
+def inbound(token: str) -> Response:
+    receive(message(token, request.form), reply_inline=False)
     return Response("", 200, mimetype="text/plain")

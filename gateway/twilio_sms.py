@@ -9,8 +9,9 @@ from urllib.parse import urlparse
 
 from flask import Blueprint, Response, current_app, request
 from twilio.request_validator import add_port, remove_port
+from werkzeug.datastructures import MultiDict
 
-from gateway import fields
+from gateway import fields, lanes
 from gateway.channels import receive
 from ruta.conversation import InboundMessage
 
@@ -35,27 +36,34 @@ def _signature(token: str, url: str, signed: str) -> str:
 
 
 def signature_valid() -> bool:
+    """Whether this Flask request carries Twilio's signature (see ``signed``)."""
+    return signed(
+        current_app.config.get("TWILIO_AUTH_TOKEN"),
+        request.headers.get("X-Twilio-Signature", ""),
+        public_url(),
+        request.form,
+    )
+
+
+def signed(token: str | None, signature: str, url: str, form: MultiDict[str, str]) -> bool:
     """Twilio's signature (HMAC-SHA1 of the URL, then each parameter's name and value, names in
     order), as the twilio library's RequestValidator checks it, computed once for a genuine
     request: the library computes it twice, over the URL with and without its port, since
-    Twilio signs either. Here the URL as it stands comes first, the other form only if it
+    Twilio signs either. Here the URL as it stands comes first, the other forms only if it
     fails."""
-    token = current_app.config.get("TWILIO_AUTH_TOKEN")
-    signature = request.headers.get("X-Twilio-Signature", "")
     if not token or not signature:
         return False
-    form = request.form
     signed = "".join(
         name + value for name in sorted(form) for value in sorted(set(form.getlist(name)))
     )
-    url = urlparse(public_url())
-    forms = [remove_port(url), add_port(url)]
-    if url.port:  # the URL names its port: that form first
-        forms.reverse()
     given = signature.encode("utf-8", "surrogateescape")
+    if hmac.compare_digest(_signature(token, url, signed).encode("ascii"), given):
+        return True
+    parsed = urlparse(url)
     return any(
         hmac.compare_digest(_signature(token, each, signed).encode("ascii"), given)
-        for each in forms
+        for each in (remove_port(parsed), add_port(parsed))
+        if each != url
     )
 
 
@@ -65,25 +73,41 @@ _TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Message>{}</Message><
 _TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
-def twiml(text: str | None) -> Response:
+def twiml_text(text: str | None) -> str:
     if not text:
-        return Response(_TWIML_EMPTY, mimetype="text/xml")
+        return _TWIML_EMPTY
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return Response(_TWIML.format(escaped), mimetype="text/xml")
+    return _TWIML.format(escaped)
+
+
+def twiml(text: str | None) -> Response:
+    return Response(twiml_text(text), mimetype="text/xml")
+
+
+def message(form: MultiDict[str, str]) -> InboundMessage:
+    """The person's message in Twilio's form; ``BadField`` names a field out of shape."""
+    sid = fields.shaped(form.get("MessageSid"), fields.TWILIO_MESSAGE_SID, "MessageSid")
+    number = fields.phone_number(form.get("From"), "From")
+    fields.optional(form.get("AccountSid"), fields.TWILIO_ACCOUNT_SID, "AccountSid")
+    fields.optional(form.get("NumMedia"), fields.COUNT, "NumMedia")
+    # Body: any text a person typed (stored encrypted); MAX_CONTENT_LENGTH bounds it.
+    return InboundMessage(CHANNEL, number, form.get("Body", ""), provider_message_id=sid)
+
+
+def lane(incoming: lanes.Incoming) -> lanes.Answer:
+    """This webhook on the lane (gateway/lanes.py): the same answers as ``inbound``."""
+    config = current_app.config
+    url = lanes.signed_url(incoming, config.get("PUBLIC_BASE_URL"))
+    signature = incoming.environ.get("HTTP_X_TWILIO_SIGNATURE", "")
+    if not signed(config.get("TWILIO_AUTH_TOKEN"), signature, url, incoming.form):
+        return lanes.Answer(403, "invalid signature\n", "text/plain")
+    parsed = message(incoming.form)
+    return lanes.Answer(200, twiml_text(receive(parsed, reply_inline=True).reply), "text/xml")
 
 
 @bp.post("/webhooks/twilio/sms")
 def inbound() -> Response:
     if not signature_valid():
         return Response("invalid signature\n", 403, mimetype="text/plain")
-    form = request.form
-    sid = fields.shaped(form.get("MessageSid"), fields.TWILIO_MESSAGE_SID, "MessageSid")
-    number = fields.phone_number(form.get("From"), "From")
-    fields.optional(form.get("AccountSid"), fields.TWILIO_ACCOUNT_SID, "AccountSid")
-    fields.optional(form.get("NumMedia"), fields.COUNT, "NumMedia")
-    # Body: any text a person typed (stored encrypted); MAX_CONTENT_LENGTH bounds it.
-    handled = receive(
-        InboundMessage(CHANNEL, number, form.get("Body", ""), provider_message_id=sid),
-        reply_inline=True,
-    )
+    handled = receive(message(request.form), reply_inline=True)
     return twiml(handled.reply)

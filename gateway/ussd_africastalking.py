@@ -6,23 +6,21 @@ serviceCode, phoneNumber, networkCode, text = every input so far joined by ``*``
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.datastructures import MultiDict
 
+from gateway import lanes
 from gateway.africastalking_sms import check_token
 from gateway.ussd import ScreenRules, answer, ended, inputs, number, service_code, session_id
-from ruta.ussd import UssdReply, UssdRequest
+from ruta.ussd import UssdRequest
 
 bp = Blueprint("ussd_africastalking", __name__)
 PROVIDER = "africastalking"
 
 
-def render(reply: UssdReply) -> Response:
-    return Response(("END " if reply.end else "CON ") + reply.text, mimetype="text/plain")
-
-
-@bp.post("/webhooks/africastalking/<token>/ussd")
-def ussd_callback(token: str) -> Response:
+def screen(token: str, form: MultiDict[str, str]) -> str:
+    """The screen for this step: ``CON ...`` or ``END ...``. Refuses (a wrong token, a field
+    out of shape) before anything is read or written."""
     check_token(token)
-    form = request.form
     parsed = UssdRequest(
         provider=PROVIDER,
         session_id=session_id(form.get("sessionId"), "sessionId"),
@@ -33,7 +31,18 @@ def ussd_callback(token: str) -> Response:
     rules = ScreenRules(
         current_app.config["AT_USSD_MAX_CHARS"], current_app.config["AT_USSD_TRANSLITERATE"]
     )
-    return render(answer(parsed, rules))
+    reply = answer(parsed, rules)
+    return ("END " if reply.end else "CON ") + reply.text
+
+
+def lane(incoming: lanes.Incoming) -> lanes.Answer:
+    """This webhook on the lane (gateway/lanes.py): the same answers as ``ussd_callback``."""
+    return lanes.Answer(200, screen(incoming.token or "", incoming.form), "text/plain")
+
+
+@bp.post("/webhooks/africastalking/<token>/ussd")
+def ussd_callback(token: str) -> Response:
+    return Response(screen(token, request.form), mimetype="text/plain")
 
 
 @bp.post("/webhooks/africastalking/<token>/ussd/events")
