@@ -62,10 +62,23 @@ class UssdReply:
     end: bool
 
 
+class _Plain(dict[int, str]):
+    """Each character's plain form (its compatibility decomposition without combining marks),
+    worked out the first time it is met: ``str.translate`` then writes a screen at C speed.
+    Decomposition is per character, so this is the whole text's decomposition, marks dropped."""
+
+    def __missing__(self, codepoint: int) -> str:
+        decomposed = unicodedata.normalize("NFKD", chr(codepoint))
+        plain = self[codepoint] = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+        return plain
+
+
+_PLAIN = _Plain({ord("¿"): "", ord("¡"): ""})
+
+
 def transliterate(text: str) -> str:
     """Plain letters for handsets that cannot show accents: ``á`` to ``a``, ``ñ`` to ``n``."""
-    decomposed = unicodedata.normalize("NFKD", text.replace("¿", "").replace("¡", ""))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return text.translate(_PLAIN)
 
 
 def fit(text: str, max_chars: int) -> str:
