@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from flows.encoding import sms_cost
@@ -92,6 +92,31 @@ class FakeProviderState:
         self._holds: dict[str, deque[float]] = {p: deque() for p in PROVIDERS}
         self._refusals: dict[str, dict[str, Any] | None] = {p: None for p in PROVIDERS}
         self._twilio_resources: list[dict[str, Any]] = []
+        # Send requests being answered, counted per reset: one still held from before the
+        # last reset (a killed client's) does not count after it.
+        self._generation = 0
+        self._in_flight: dict[tuple[str, int], int] = {}
+        self._most_in_flight = dict.fromkeys(PROVIDERS, 0)
+
+    def entered(self, provider: str) -> tuple[str, int]:
+        """A send request to ``provider`` is being answered (until ``left`` with what this
+        returns)."""
+        with self._lock:
+            key = (provider, self._generation)
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            self._most_in_flight[provider] = max(
+                self._most_in_flight[provider], self._in_flight[key]
+            )
+            return key
+
+    def left(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            self._in_flight[key] -= 1
+
+    def most_in_flight(self, provider: str) -> int:
+        """The most send requests to ``provider`` answered at once since the last reset."""
+        with self._lock:
+            return self._most_in_flight[provider]
 
     def record(self, message: dict[str, Any]) -> None:
         with self._lock:
@@ -134,6 +159,8 @@ class FakeProviderState:
                 self._scripts[provider].clear()
                 self._fail_numbers[provider].clear()
                 self._refusals[provider] = None
+                self._most_in_flight[provider] = 0
+            self._generation += 1
 
     def script(self, provider: str, responses: Iterable[int | Mapping[str, Any]]) -> None:
         """Queue responses for the next requests to ``provider``.
@@ -235,6 +262,19 @@ def create_app(state: FakeProviderState | None = None) -> Flask:
     state = state or FakeProviderState()
     app = Flask("ruta_fake_provider")
     app.config["FAKE_STATE"] = state
+    sends = {"twilio_create_message": "twilio", "at_send_messages": "africastalking"}
+
+    @app.before_request
+    def enter_send() -> None:
+        provider = sends.get(request.endpoint or "")
+        if provider is not None:
+            g.sending = state.entered(provider)
+
+    @app.teardown_request
+    def leave_send(_exc: BaseException | None) -> None:
+        sending = g.pop("sending", None)
+        if sending is not None:
+            state.left(sending)
 
     def twilio_unauthorised(account_sid: str) -> Response | None:
         auth = request.authorization
@@ -525,6 +565,9 @@ class FakeProviderServer:
         self, provider: str, http_status: int = 400, code: int | None = None
     ) -> None:
         self.state.refuse_every_send(provider, http_status, code)
+
+    def most_in_flight(self, provider: str) -> int:
+        return self.state.most_in_flight(provider)
 
     def stop(self) -> None:
         if self._server is None:

@@ -175,8 +175,12 @@ class Tx:
         # Kept by the pool with the driver's connection, forgotten with it.
         self._info = connection.connection.info
         self.prepare = connection.get_execution_options().get("ruta_prepare", True)
+        self._threshold = None
         if self.batched:
             raw.autocommit = True
+            # psycopg's own preparing (statements it sees often, for the ORM) would count
+            # every one of these query strings, each new: a hash and an LRU entry apiece.
+            self._threshold, raw.prepare_threshold = raw.prepare_threshold, None
 
     def session(self) -> Session:
         """An ORM session in this transaction, for what the lean path does not cover."""
@@ -302,6 +306,7 @@ class Tx:
     def release(self) -> None:
         """The driver as the pool lent it (once the transaction is over)."""
         if self.batched:
+            self._raw.prepare_threshold = self._threshold
             with suppress(Exception):  # a connection cut by a deadline is dropped anyway
                 self._raw.autocommit = False
 

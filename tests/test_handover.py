@@ -6,6 +6,7 @@ the fake provider, the test database (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -221,29 +222,45 @@ def test_two_claims_at_once_take_different_events(app: Flask, clock: Clock) -> N
     assert all(referrals_of(ref) == 1 for ref in references)
 
 
+@pytest.mark.parametrize(
+    ("concurrency", "holds", "at_provider", "swept_counts"),
+    [
+        # one after another: the first two answered at once, the third held, the fourth never
+        # sent; the sweeper finds three sent and queues the fourth
+        (1, (0, 0, 30), 3, (3, 1, 6)),
+        # all four in flight together, every answer held: the sweeper finds all four sent
+        (4, (30, 30, 30, 30), 4, (4, 0, 6)),
+    ],
+)
 def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
     app: Flask,
     worker: Callable[[], None],
     fake_provider: FakeProviderServer,
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
+    concurrency: int,
+    holds: tuple[int, ...],
+    at_provider: int,
+    swept_counts: tuple[int, int, int],
 ) -> None:
-    """A real `ruta worker` is SIGKILLed while Twilio holds the answer to the third alert of its
-    first batch of four: the provider has three alerts the database knows nothing of, one of
-    the batch was never sent, and six cases were never claimed. The sweeper asks Twilio about
-    the batch's claims and queues the drain again: every focal point gets each alert once."""
+    """A real `ruta worker` is SIGKILLed while Twilio holds answers to alerts of its first
+    batch of four: the provider has alerts the database knows nothing of, and six cases were
+    never claimed. The sweeper asks Twilio about the batch's claims and queues the drain again:
+    every focal point gets each alert once."""
     monkeypatch.setenv("RUTA_REFERRAL_BATCH", "4")  # the worker process's
+    monkeypatch.setenv("RUTA_SEND_CONCURRENCY", str(concurrency))
     app.config["RUTA_REFERRAL_BATCH"] = 4
     references = open_cases(10, clock)
     expected = {ref: expected_numbers(ref, clock) for ref in references}
-    for seconds in (0, 0, 30):  # the first two answered at once, the third held
+    for seconds in holds:
         fake_provider.hold("twilio", seconds)
     process = spawn_worker(app)
     try:
-        wait_for(lambda: len(fake_provider.messages()) >= 3, 60)
+        wait_for(lambda: len(fake_provider.messages()) >= at_provider, 60)
+        time.sleep(0.5)  # time for a send that should not happen to reach the provider
     finally:
         kill(process)
-    assert len(fake_provider.messages()) == 3
+    assert len(fake_provider.messages()) == at_provider
     with db.transaction() as session:
         statuses = session.scalars(
             select(Message.status).where(Message.purpose == MessagePurpose.ALERT.value)
@@ -253,7 +270,7 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
 
     clock.now += timedelta(minutes=3)
     swept = sweep()
-    assert (swept["messages_found_sent"], swept["messages"], swept["events"]) == (3, 1, 6)
+    assert (swept["messages_found_sent"], swept["messages"], swept["events"]) == swept_counts
     worker()
     received = alerts_at_provider(fake_provider)
     assert received == Counter(
@@ -269,3 +286,31 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
     sweep()
     worker()
     assert alerts_at_provider(fake_provider) == received
+
+
+@pytest.mark.parametrize("concurrency", [1, 5])
+def test_a_batchs_alerts_are_in_flight_together_each_sent_once(
+    app: Flask,
+    worker: Callable[[], None],
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+    concurrency: int,
+) -> None:
+    """Each provider call is mostly waiting: up to RUTA_SEND_CONCURRENCY of a batch's alerts
+    are in flight at once (the provider here takes 0.2 s to answer each), every one sent once
+    and its outcome recorded."""
+    app.config["RUTA_SEND_CONCURRENCY"] = concurrency
+    references = open_cases(10, clock)
+    expected = {ref: expected_numbers(ref, clock) for ref in references}
+    alerts = sum(len(numbers) for numbers in expected.values())
+    fake_provider.script("twilio", [{"http_status": 201, "delay": 0.2}] * alerts)
+    worker()
+    assert alerts_at_provider(fake_provider) == Counter(
+        {(ref, number): 1 for ref, numbers in expected.items() for number in numbers}
+    )
+    assert fake_provider.most_in_flight("twilio") == min(concurrency, alerts)
+    with db.transaction() as session:
+        statuses = session.scalars(
+            select(Message.status).where(Message.purpose == MessagePurpose.ALERT.value)
+        ).all()
+    assert statuses == ["sent"] * alerts

@@ -14,9 +14,12 @@ registry work. Each job commits before it hands follow-up work to RQ.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from queue import SimpleQueue
 from typing import Any
 
 from flask import current_app
@@ -27,6 +30,7 @@ from providers.senders import (
     OutcomeUnknown,
     Sender,
     SendError,
+    SendResult,
     TwilioSender,
     build_sender,
     configuration_problem,
@@ -241,6 +245,63 @@ def _sender(channel: str) -> Sender:
     return _SENDERS[key]
 
 
+#: Per process (a forked job has its own): the threads that send a chunk's alerts together, and
+#: a client each, so no two sends share one SDK client's connection.
+_SEND_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_SEND_CLIENTS: dict[tuple[int, int, tuple[str, ...]], SimpleQueue[Sender]] = {}
+
+
+def _senders(channel: str) -> tuple[SimpleQueue[Sender], ThreadPoolExecutor | None]:
+    """Clients for one chunk's sends, and the threads to run them on (none when
+    RUTA_SEND_CONCURRENCY is 1: one send after another, in this thread)."""
+    config = current_app.config
+    count = max(1, int(config.get("RUTA_SEND_CONCURRENCY") or 1))
+    key = (channel, *(str(config.get(name)) for name in _SENDER_SETTINGS))
+    pid = os.getpid()
+    clients = _SEND_CLIENTS.get((pid, count, key))
+    if clients is None:
+        clients = _SEND_CLIENTS[(pid, count, key)] = SimpleQueue()
+        for _ in range(count):
+            clients.put(build_sender(channel, config))
+    if count == 1:
+        return clients, None
+    pool = _SEND_POOLS.get((pid, count))
+    if pool is None:
+        pool = _SEND_POOLS[(pid, count)] = ThreadPoolExecutor(count, "ruta-send")
+    return clients, pool
+
+
+Sent = SendResult | SendError | None
+
+
+def _send_chunk(
+    chunk: list[handover.Send],
+    senders: tuple[SimpleQueue[Sender], ThreadPoolExecutor | None],
+    callback: str | None,
+    claimed_at: float,
+) -> list[Sent]:
+    """Each alert's outcome, in the chunk's order: the provider's answer, its error, or None
+    for one not sent because the send window had closed. The alerts are in flight together (a
+    provider call is mostly waiting); all are claimed already, so a worker killed meanwhile
+    leaves at most this chunk for the sweeper to settle, as one after another did."""
+    clients, pool = senders
+
+    def send(item: handover.Send) -> Sent:
+        if time.monotonic() - claimed_at > SEND_WINDOW:
+            return None
+        client = clients.get()
+        try:
+            return client.send(item.to, item.body, status_callback=callback)
+        except SendError as exc:
+            return exc
+        finally:
+            clients.put(client)
+
+    if pool is None:
+        return [send(item) for item in chunk]
+    return list(pool.map(send, chunk))
+
+
 def _failed_alert(message_id: int, reason: str) -> None:
     with db.transaction() as session:
         work = referrals.alert_failed(session, message_id, now=clock.now(), reason=reason)
@@ -324,29 +385,31 @@ def _send_alerts(batch: handover.Batch, channel: str, claimed_at: float) -> Coun
     released: list[int] = []  # never tried (the send window closed): sent by their own job
     if batch.suppressed:
         metrics.outcomes(channel, suppressed=len(batch.suppressed))
-    sender = _sender(channel) if batch.sends else None
+    senders = _senders(channel) if batch.sends else None
     callback = status_callback_url(current_app.config, channel)
     for start in range(0, len(batch.sends), OUTCOMES_EVERY):
         outcomes: dict[int, dict[str, Any]] = {}
         counts: Counter[str] = Counter()
         handoffs: list[float] = []
-        for item in batch.sends[start : start + OUTCOMES_EVERY]:
-            if time.monotonic() - claimed_at > SEND_WINDOW:
+        chunk = batch.sends[start : start + OUTCOMES_EVERY]
+        assert senders is not None
+        for item, sent in zip(
+            chunk, _send_chunk(chunk, senders, callback, claimed_at), strict=True
+        ):
+            if sent is None:  # the send window closed before its turn
                 outcomes[item.message_id] = {"status": MessageStatus.QUEUED.value, "attempts": 0}
                 released.append(item.message_id)
                 continue
-            assert sender is not None
-            try:
-                result = sender.send(item.to, item.body, status_callback=callback)
-            except OutcomeUnknown as exc:
+            if isinstance(sent, OutcomeUnknown):
                 # It may be out: left claimed for the sweeper to settle, never sent blindly.
-                outcomes[item.message_id] = {"error_code": exc.code}
+                outcomes[item.message_id] = {"error_code": sent.code}
                 log.warning(
                     "send outcome unknown, left for the sweeper: message=%s", item.message_id
                 )
                 counts["unknown"] += 1
                 continue
-            except SendError as exc:
+            if isinstance(sent, SendError):
+                exc = sent
                 final = exc.permanent or MAX_SEND_ATTEMPTS <= 1
                 status = MessageStatus.FAILED if final else MessageStatus.QUEUED
                 outcomes[item.message_id] = {"status": status.value, "error_code": exc.code}
@@ -363,6 +426,7 @@ def _send_alerts(batch: handover.Batch, channel: str, claimed_at: float) -> Coun
                 else:
                     retry_later.append(item.message_id)
                 continue
+            result = sent
             outcomes[item.message_id] = {
                 "status": MessageStatus.SENT.value,
                 "provider_message_id": result.provider_message_id,
