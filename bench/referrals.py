@@ -226,6 +226,22 @@ def provider_command(port: int) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def slow_provider(port: int, seconds: float, sends: int) -> None:
+    """The next ``sends`` sends answered after ``seconds`` each (the fake's script)."""
+    body = json.dumps(
+        {"provider": "twilio", "responses": [{"http_status": 201, "delay": seconds}] * sends}
+    )
+    connection = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        connection.request("POST", "/_fake/script", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"fake provider answered HTTP {response.status}")
+    finally:
+        connection.close()
+
+
 def fetch_messages(port: int) -> list[dict[str, Any]]:
     connection = http.client.HTTPConnection(HOST, port, timeout=30)
     try:
@@ -538,6 +554,7 @@ def summarise(
         "cases": cases,
         "workers": args.workers,
         "worker_kind": args.worker_kind,
+        "provider_latency_s": args.provider_latency,
         "workers_started": args.start_workers,
         "commit_s": round(burst.last_commit - burst_started, 3),
         "commits_per_s": round(cases / (burst.last_commit - burst_started), 1),
@@ -586,7 +603,13 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     wall = cpu["machine_total"] / (r["cpus"] or 1)
     print(
         f"\nReferrals: burst of {cases} committed cases, {r['workers']} workers ({kind}),"
-        f" started {r['workers_started']} the burst; {r['cpus']} CPUs\n"
+        f" started {r['workers_started']} the burst; {r['cpus']} CPUs"
+        + (
+            f"; the provider answers each send after {r['provider_latency_s']:g} s"
+            if r["provider_latency_s"]
+            else ""
+        )
+        + "\n"
     )
     print(
         f"committed       {cases} cases in {r['commit_s']:.2f} s: {r['commits_per_s']:.1f}/s"
@@ -693,6 +716,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds from the burst")
     parser.add_argument("--provider-port", type=int, default=0, help="default: a free port")
+    parser.add_argument(
+        "--provider-latency",
+        type=float,
+        default=0.0,
+        help="seconds the fake provider takes to answer each send (Twilio's API, reached over"
+        " the internet, takes 0.1-0.3 s; on loopback the fake answers at once)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     if not 1 <= args.cases <= 100_000 or not 1 <= args.workers <= 16:
@@ -742,6 +772,8 @@ def main(argv: list[str] | None = None) -> int:
             provider = Process("fake-provider", provider_command(port), env, logs)
             others.append(provider)
             wait_provider(provider, port)
+            if args.provider_latency > 0:
+                slow_provider(port, args.provider_latency, 2 * args.cases + 100)
 
             os.environ.update(env)  # this process commits the burst with the same settings
             sys.path.insert(0, str(REPO))
