@@ -47,7 +47,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_BROADCAST_RATE": ("50", "broadcast messages a second per sender, across all workers"),
     "RUTA_BROADCAST_BATCH": ("100", "recipients a broadcast job handles (and AT sends) at once"),
     "RUTA_REFERRAL_BATCH": ("50", "referral events one worker transaction hands over at once"),
-    "RUTA_SEND_CONCURRENCY": ("10", "alerts of a referral batch a worker has in flight at once"),
+    "RUTA_SEND_CONCURRENCY": ("20", "alerts of a referral batch a worker has in flight at once"),
     "RUTA_BROADCAST_APPROVAL_OVER": ("1000", "broadcasts to more people need a second approver"),
     "RUTA_SMS_PRICE_PER_SEGMENT": ("0.0075", "price of one SMS segment, for cost estimates"),
     "RUTA_SMS_PRICE_CURRENCY": ("USD", "currency of RUTA_SMS_PRICE_PER_SEGMENT"),

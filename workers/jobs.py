@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from queue import SimpleQueue
@@ -83,8 +84,9 @@ MAX_SEND_ATTEMPTS = (SEND_RETRY.max or 0) + 1
 ALWAYS_SENT = (MessagePurpose.OPT_OUT_CONFIRMATION.value,)
 #: Names of the coalesced jobs (their "queued" flags in Redis).
 #: Alerts sent between two writes of their outcomes (one statement each): a worker killed
-#: mid-batch leaves at most this many sends whose outcome the sweeper asks the provider about,
-#: and a delivery report soon finds its message's provider id recorded.
+#: mid-batch leaves at most this many sends whose outcome the sweeper asks the provider about
+#: (besides those in flight, RUTA_SEND_CONCURRENCY), and a delivery report soon finds its
+#: message's provider id recorded.
 OUTCOMES_EVERY = 10
 #: A drain job claims no further batch after this long; it queues its successor, so other jobs
 #: of the queue get their turn and no job nears its timeout.
@@ -274,16 +276,18 @@ def _senders(channel: str) -> tuple[SimpleQueue[Sender], ThreadPoolExecutor | No
 Sent = SendResult | SendError | None
 
 
-def _send_chunk(
-    chunk: list[handover.Send],
+def _send_each(
+    sends: list[handover.Send],
     senders: tuple[SimpleQueue[Sender], ThreadPoolExecutor | None],
     callback: str | None,
     claimed_at: float,
-) -> list[Sent]:
-    """Each alert's outcome, in the chunk's order: the provider's answer, its error, or None
-    for one not sent because the send window had closed. The alerts are in flight together (a
-    provider call is mostly waiting); all are claimed already, so a worker killed meanwhile
-    leaves at most this chunk for the sweeper to settle, as one after another did."""
+) -> Iterator[Sent]:
+    """Each alert's outcome, in the batch's order, as it is known: the provider's answer, its
+    error, or None for one not sent because the send window had closed. Up to
+    RUTA_SEND_CONCURRENCY alerts are in flight at any time (a provider call is mostly
+    waiting), whatever the chunks their outcomes are written in; all are claimed already, so a
+    worker killed meanwhile leaves those in flight and those answered but not yet written for
+    the sweeper to settle. Closing the iterator early starts no further send."""
     clients, pool = senders
 
     def send(item: handover.Send) -> Sent:
@@ -298,8 +302,8 @@ def _send_chunk(
             clients.put(client)
 
     if pool is None:
-        return [send(item) for item in chunk]
-    return list(pool.map(send, chunk))
+        return (send(item) for item in sends)
+    return pool.map(send, sends)
 
 
 def _failed_alert(message_id: int, reason: str) -> None:
@@ -387,15 +391,17 @@ def _send_alerts(batch: handover.Batch, channel: str, claimed_at: float) -> Coun
         metrics.outcomes(channel, suppressed=len(batch.suppressed))
     senders = _senders(channel) if batch.sends else None
     callback = status_callback_url(current_app.config, channel)
+    sent_each = (
+        _send_each(batch.sends, senders, callback, claimed_at) if senders is not None else None
+    )
     for start in range(0, len(batch.sends), OUTCOMES_EVERY):
         outcomes: dict[int, dict[str, Any]] = {}
         counts: Counter[str] = Counter()
         handoffs: list[float] = []
         chunk = batch.sends[start : start + OUTCOMES_EVERY]
-        assert senders is not None
-        for item, sent in zip(
-            chunk, _send_chunk(chunk, senders, callback, claimed_at), strict=True
-        ):
+        assert sent_each is not None
+        for item in chunk:
+            sent = next(sent_each)
             if sent is None:  # the send window closed before its turn
                 outcomes[item.message_id] = {"status": MessageStatus.QUEUED.value, "attempts": 0}
                 released.append(item.message_id)
