@@ -247,14 +247,14 @@ def _sender(channel: str) -> Sender:
     return _SENDERS[key]
 
 
-#: Per process (a forked job has its own): the threads that send a chunk's alerts together, and
+#: Per process (a forked job has its own): the threads that send a batch's alerts together, and
 #: a client each, so no two sends share one SDK client's connection.
 _SEND_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _SEND_CLIENTS: dict[tuple[int, int, tuple[str, ...]], SimpleQueue[Sender]] = {}
 
 
 def _senders(channel: str) -> tuple[SimpleQueue[Sender], ThreadPoolExecutor | None]:
-    """Clients for one chunk's sends, and the threads to run them on (none when
+    """Clients for a batch's sends, and the threads to run them on (none when
     RUTA_SEND_CONCURRENCY is 1: one send after another, in this thread)."""
     config = current_app.config
     count = max(1, int(config.get("RUTA_SEND_CONCURRENCY") or 1))
