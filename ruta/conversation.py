@@ -109,8 +109,12 @@ def handle_inbound(
                 raise
         except DBAPIError as exc:
             # A pooled connection the database dropped (a restart): the pool has let go of it
-            # and every one as old; the second pass connects afresh. Anything else propagates.
-            if attempt or not exc.connection_invalidated or past_deadline():
+            # and every one as old; the second pass connects afresh. Or a prepared statement
+            # gone from under the connection: the second pass prepares it again. Anything else
+            # propagates.
+            if attempt or past_deadline():
+                raise
+            if not (exc.connection_invalidated or sql.statement_gone(exc)):
                 raise
     raise AssertionError("unreachable")
 

@@ -84,8 +84,17 @@ def make_engine(
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", partial(_sqlite_pragmas, millis=millis))
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    elif prepare:
+        event.listen(engine, "connect", _no_driver_prepares)
     event.listen(engine, "checkout", _watch_checkout)
     return engine
+
+
+def _no_driver_prepares(dbapi_connection: Any, _record: Any) -> None:
+    # psycopg prepares a statement it has seen five times and, holding any, answers every
+    # ROLLBACK (the pool's reset included) with DEALLOCATE ALL, which would take ruta/sql.py's
+    # prepared statements with it.
+    dbapi_connection.prepare_threshold = None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, millis: int) -> None:

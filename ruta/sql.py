@@ -311,6 +311,13 @@ class Tx:
                 self._raw.autocommit = False
 
 
+def statement_gone(exc: BaseException) -> bool:
+    """The database no longer has a statement this connection prepared (someone ran
+    DEALLOCATE or DISCARD on it): the failed batch has made the next one ask the server, so the
+    transaction may be tried once more."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "26000"
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Tx]:
     """A ``Tx``: committed by its last ``run(..., commit=True)`` or at the end of the block,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from ruta import contacts, sql
 from ruta.conversation import (
@@ -24,7 +25,7 @@ from ruta.conversation import (
     lock_and_read,
     step_conversation,
 )
-from ruta.db import Database
+from ruta.db import Database, past_deadline
 from ruta.directory import DirectoryCache
 from ruta.flowstore import FlowCache
 from ruta.models import (
@@ -102,8 +103,18 @@ def handle(
     first locks the contact and reads this session, the person's latest other session and the
     conversation; the second writes them back and commits."""
     cache = directory if directory is not None else DirectoryCache()
-    with sql.transaction(database.bound()) as tx:
-        return _handle(tx, flows, cache, request, route, now)
+    for attempt in range(2):
+        try:
+            with sql.transaction(database.bound()) as tx:
+                return _handle(tx, flows, cache, request, route, now)
+        except DBAPIError as exc:
+            # As for an SMS (ruta.conversation.handle_inbound): a dropped connection or a
+            # statement gone from under it is tried once more; nothing was committed.
+            if attempt or past_deadline():
+                raise
+            if not (exc.connection_invalidated or sql.statement_gone(exc)):
+                raise
+    raise AssertionError("unreachable")
 
 
 # --- statements, built once (ruta/sql.py) -----------------------------------------------------

@@ -123,3 +123,45 @@ def test_the_setting_reaches_the_engine(prepared: dict[str, Any]) -> None:
 
     assert from_environment({"RUTA_DB_PREPARE": "0"})["RUTA_DB_PREPARE"] is False
     assert from_environment({})["RUTA_DB_PREPARE"] is True
+
+
+def test_the_orms_rollbacks_leave_the_statements_prepared(one_connection: Engine) -> None:
+    """psycopg prepares a statement it has seen five times and, when it holds any, answers a
+    ROLLBACK with DEALLOCATE ALL, which took Ruta's statements too: the next message failed."""
+    assert run(one_connection, ONE(n=1)) == [[(2,)]]
+    for _ in range(3):
+        with one_connection.connect() as connection:  # the admin's ORM, say
+            for _ in range(6):
+                connection.execute(select(literal_column("1") + bindparam("n", 1, Integer)))
+            connection.rollback()
+        assert run(one_connection, ONE(n=1)) == [[(2,)]]
+    assert ONE.form(one_connection.dialect).name in prepared_names(one_connection)
+
+
+def deallocate_everywhere() -> int:
+    """DEALLOCATE ALL on every connection of the app's pool, as a DBA's script might."""
+    assert db.engine is not None
+    idle = db.engine.pool.checkedin()  # type: ignore[attr-defined]
+    connections = [db.engine.connect() for _ in range(idle)]
+    for connection in connections:
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.commit()
+    for connection in connections:
+        connection.close()
+    return idle
+
+
+def test_a_message_whose_statements_were_deallocated_is_answered(client: Any, phone: Any) -> None:
+    from tests.gateway.test_ussd import AtHandset
+
+    assert db.engine is not None
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    assert "Buscar servicios" in phone.text("HOLA")
+    handset = AtHandset(client, "+50688007201")
+    assert handset.dial()
+    assert deallocate_everywhere() >= 1
+    assert "municipio" in phone.text("1")  # not a 503: tried once more, prepared again
+    assert deallocate_everywhere() >= 1
+    kind, screen = handset.press("1")
+    assert kind == "CON" and screen
