@@ -13,7 +13,9 @@ query string holding the ``BEGIN`` that opens the transaction, every statement o
 and the ``COMMIT`` when the batch ends it (``Tx._batch``). A statement of a batch runs after the
 previous one has finished (its locks taken), and under READ COMMITTED it sees what was committed
 before it started: a read placed after a lock in the same batch sees the state left by whoever
-held the lock. On SQLite (in process) the statements run one after the other.
+held the lock. Each statement is prepared on the server once per connection and the batch
+carries ``EXECUTE``s of it (``PREPARE`` first, in the same string, the first time). On SQLite
+(in process) the statements run one after the other.
 
 Rare paths (asking for help, subscribing, a focal point's command) still use the ORM:
 ``Tx.session()`` is a ``Session`` on the same connection and transaction, flushed before the
@@ -40,7 +42,7 @@ Processor = Callable[[Any], Any]
 _PLACEHOLDER = re.compile(r"%%|%\(([^)]+)\)s")
 _NAMES = itertools.count(1)
 #: In the pool's ``info`` of a PostgreSQL connection: the names prepared on it, and whether an
-#: error has left that set in doubt (see ``Tx._prepare``).
+#: error has left that set in doubt (see ``Tx._prepared``).
 _PREPARED = "ruta.prepared"
 _IN_DOUBT = "ruta.prepared_in_doubt"
 
