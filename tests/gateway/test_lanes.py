@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 from werkzeug.test import Client
 
+from ruta.db import db
+from ruta.models import Message
 from tests.conftest import AT_TOKEN, PUBLIC_BASE_URL, TwilioPhone, sign
 from tests.gateway.test_ussd import AtHandset
 
@@ -160,3 +163,37 @@ def test_a_refused_request_stores_nothing(client: Any, phone: TwilioPhone) -> No
     for request in refusals(phone):
         client.open(**request)
     assert count(Message) == before
+
+
+def test_a_form_stating_its_utf8_charset_takes_the_lane_and_keeps_its_accents(
+    client: Any, dispatched: list[str]
+) -> None:
+    from urllib.parse import urlencode
+
+    phone = TwilioPhone(client, "+50688007121")
+    phone.text("HOLA")
+    params = phone.params("Jiménez")  # a place typed with its accent
+    response = client.post(
+        SMS_PATH,
+        data=urlencode(params).encode(),
+        content_type="application/x-www-form-urlencoded; charset=UTF-8",
+        headers={"X-Twilio-Signature": sign(SMS_URL, params)},
+    )
+    assert response.status_code == 200
+    assert dispatched == []
+    with db.transaction() as session:
+        stored = session.scalar(
+            select(Message.body)
+            .where(Message.provider_message_id == params["MessageSid"])
+            .where(Message.direction == "in")
+        )
+    assert stored == "Jiménez"
+    latin1 = phone.params("1")
+    response = client.post(
+        SMS_PATH,
+        data=urlencode(latin1).encode(),
+        content_type="application/x-www-form-urlencoded; charset=ISO-8859-1",
+        headers={"X-Twilio-Signature": sign(SMS_URL, latin1)},
+    )
+    assert response.status_code == 200
+    assert dispatched == [SMS_PATH]  # another charset: the edge app reads it, as before
