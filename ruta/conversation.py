@@ -32,7 +32,7 @@ from flows.encoding import sms_cost
 from flows.engine import ContactView, Engine, StepResult
 from ruta import contacts, referrals, sql
 from ruta.contacts import ContactRow
-from ruta.db import Database, past_deadline
+from ruta.db import Database
 from ruta.directory import DatabaseServices, DirectoryCache, end_subscriptions
 from ruta.flowstore import FlowCache
 from ruta.models import (
@@ -108,13 +108,7 @@ def handle_inbound(
             if attempt:
                 raise
         except DBAPIError as exc:
-            # A pooled connection the database dropped (a restart): the pool has let go of it
-            # and every one as old; the second pass connects afresh. Or a prepared statement
-            # gone from under the connection: the second pass prepares it again. Anything else
-            # propagates.
-            if attempt or past_deadline():
-                raise
-            if not (exc.connection_invalidated or sql.statement_gone(exc)):
+            if not sql.try_again(exc, attempt):
                 raise
     raise AssertionError("unreachable")
 

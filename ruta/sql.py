@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
@@ -315,9 +316,21 @@ class Tx:
 
 def statement_gone(exc: BaseException) -> bool:
     """The database no longer has a statement this connection prepared (someone ran
-    DEALLOCATE or DISCARD on it): the failed batch has made the next one ask the server, so the
-    transaction may be tried once more."""
+    DEALLOCATE or DISCARD on it): the failed batch has made the next one ask the server."""
     return getattr(getattr(exc, "orig", None), "sqlstate", None) == "26000"
+
+
+def try_again(exc: DBAPIError, attempt: int) -> bool:
+    """Whether a transaction that failed with ``exc`` (nothing of it committed) may run once
+    more: on its first attempt, within the request's deadline, when the failure was the
+    connection's (dropped by a database restart: the pool has let go of it and of every one
+    as old, so the second attempt connects afresh) or a prepared statement gone from under it
+    (the second attempt prepares it again). Anything else propagates."""
+    from ruta.db import past_deadline
+
+    if attempt or past_deadline():
+        return False
+    return bool(exc.connection_invalidated) or statement_gone(exc)
 
 
 @contextmanager

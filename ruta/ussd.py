@@ -25,7 +25,7 @@ from ruta.conversation import (
     lock_and_read,
     step_conversation,
 )
-from ruta.db import Database, past_deadline
+from ruta.db import Database
 from ruta.directory import DirectoryCache
 from ruta.flowstore import FlowCache
 from ruta.models import (
@@ -108,11 +108,7 @@ def handle(
             with sql.transaction(database.bound()) as tx:
                 return _handle(tx, flows, cache, request, route, now)
         except DBAPIError as exc:
-            # As for an SMS (ruta.conversation.handle_inbound): a dropped connection or a
-            # statement gone from under it is tried once more; nothing was committed.
-            if attempt or past_deadline():
-                raise
-            if not (exc.connection_invalidated or sql.statement_gone(exc)):
+            if not sql.try_again(exc, attempt):
                 raise
     raise AssertionError("unreachable")
 
