@@ -71,10 +71,12 @@ def signed_url(incoming: Incoming, public_base_url: str | None) -> str:
     edge app works it out from the request's own URL when PUBLIC_BASE_URL is not set)."""
     if not public_base_url:
         raise Fallback
+    # As the edge app's ``public_url``: the path within the app (``request.path``), no mount point.
     environ = incoming.environ
-    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     query = environ.get("QUERY_STRING", "")
-    return public_base_url.rstrip("/") + path + (f"?{query}" if query else "")
+    return (
+        public_base_url.rstrip("/") + environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+    )
 
 
 class Lanes:

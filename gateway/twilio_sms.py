@@ -53,15 +53,15 @@ def signed(token: str | None, signature: str, url: str, form: MultiDict[str, str
     fails."""
     if not token or not signature:
         return False
-    signed = "".join(
+    payload = "".join(
         name + value for name in sorted(form) for value in sorted(set(form.getlist(name)))
     )
     given = signature.encode("utf-8", "surrogateescape")
-    if hmac.compare_digest(_signature(token, url, signed).encode("ascii"), given):
+    if hmac.compare_digest(_signature(token, url, payload).encode("ascii"), given):
         return True
     parsed = urlparse(url)
     return any(
-        hmac.compare_digest(_signature(token, each, signed).encode("ascii"), given)
+        hmac.compare_digest(_signature(token, each, payload).encode("ascii"), given)
         for each in (remove_port(parsed), add_port(parsed))
         if each != url
     )
