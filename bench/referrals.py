@@ -328,11 +328,11 @@ def create_contacts(app: Any, cases: int) -> None:
 
 
 def commit_burst(app: Any, cases: int) -> Burst:
-    """Commit ``cases`` consenting requests, one transaction each, as the webhook does, and hand
-    each one's work to RQ after its commit."""
+    """Commit ``cases`` consenting requests, one transaction each, as the webhook does (the
+    contact locked by its lean statement, ``opening.open_case``: the statements a person's last
+    answer runs), and hand each one's work to RQ after its commit."""
     from flows.services import CaseRequest
-    from ruta import cases as case_refs
-    from ruta import clock, contacts, referrals
+    from ruta import clock, contacts, opening, sql
     from ruta import policy as policies
     from ruta.db import db
     from workers import jobs
@@ -341,15 +341,21 @@ def commit_burst(app: Any, cases: int) -> Burst:
     places: dict[str, tuple[str, str]] = {}
     with app.app_context():
         policy = policies.load(app.config.get("RUTA_POLICY_FILE"))
+        engine = db.bound()
         for index in range(cases):
             check_stop()
             municipality = MUNICIPALITIES[index % len(MUNICIPALITIES)]
             category = CATEGORIES[(index // len(MUNICIPALITIES)) % len(CATEGORIES)]
             now = clock.now()
-            with db.transaction() as session:
-                contact = contacts.lock_contact(session, person_number(index), seen_at=now)
-                case, work = referrals.open_case(
-                    session,
+            number = person_number(index)
+            with sql.transaction(engine) as tx:
+                (rows,) = tx.run(contacts.lock(contacts.hash_values(number), now))
+                if not rows:
+                    (rows,) = tx.run(contacts.create(number, now))
+                contact = contacts.locked(rows)
+                assert contact is not None
+                reference, work = opening.open_case(
+                    tx,
                     CaseRequest(
                         category=category,
                         municipality=municipality,
@@ -363,11 +369,9 @@ def commit_burst(app: Any, cases: int) -> Burst:
                     contact_id=contact.id,
                     now=now,
                     policy=policy,
-                    reference=case_refs.new_reference(session),
                 )
-                reference = case.reference
             committed = time.time()
-            if not work.outbox_ids:
+            if reference is None or not work.outbox_ids:
                 raise SystemExit(f"case {reference} committed without an outbox event")
             burst.committed[reference] = committed
             places[reference] = (municipality, category)

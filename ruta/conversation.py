@@ -402,6 +402,7 @@ def step_conversation(
         now=now,
         policy=route.policy,
         cache=directory,
+        tx=tx,
     )
     view = ContactView(
         language=contact.language, opted_out=contact.opted_out and route.budget.channel == "sms"

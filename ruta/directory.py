@@ -15,7 +15,7 @@ from flows.context import Budget
 from flows.model import Issue, Library
 from flows.services import CaseRequest, Choice, OpenRequest, Routing
 from flows.validate import Directory, validate_library
-from ruta import cases, questions, referrals, routing, taxonomy
+from ruta import cases, opening, questions, referrals, routing, taxonomy
 from ruta import policy as policies
 from ruta.models import (
     Category,
@@ -29,6 +29,7 @@ from ruta.models import (
     utcnow,
 )
 from ruta.policy import Policy
+from ruta.sql import Tx
 
 #: Most services one search returns (the flow pages them two or three to an SMS).
 MAX_RESULTS = 9
@@ -291,8 +292,10 @@ class DatabaseServices:
         policy: Policy | None = None,
         country: str | None = None,
         cache: DirectoryCache | None = None,
+        tx: Tx | None = None,
     ) -> None:
         self._session = session
+        self.tx = tx  # the webhook's transaction: a case is opened on its lean path
         self._country = country
         self.cache = cache
         self.channel = channel
@@ -407,6 +410,16 @@ class DatabaseServices:
     def create_case(self, request: CaseRequest) -> str | None:
         # A conversation that began on an older flow version may still answer an old code.
         category = taxonomy.load().canonical(request.category) or request.category
+        if self.tx is not None:
+            reference, work = opening.open_case(
+                self.tx,
+                dataclasses.replace(request, category=category),
+                contact_id=self.contact_id,
+                now=self.now,
+                policy=self.policy,
+            )
+            self.work.merge(work)
+            return reference
         case, work = referrals.open_case(
             self.session,
             dataclasses.replace(request, category=category),
