@@ -159,12 +159,33 @@ def _rebase_url(url: str, base: str) -> str:
     return urlunsplit((target.scheme, target.netloc, path, parts.query, parts.fragment))
 
 
-class _RebasingTwilioHttpClient(TwilioHttpClient):
-    """TwilioHttpClient that sends every request to ``base_url`` (a fake or a proxy)."""
+#: Where the Twilio SDK sends an SMS (``Client().messages.create``).
+TWILIO_API = "https://api.twilio.com"
 
-    def __init__(self, base_url: str, *, timeout: float) -> None:
+
+def _environment_once(client: TwilioHttpClient, url: str) -> None:
+    """The proxy and CA bundle settings of the environment, read now instead of on every send.
+
+    The SDK asks requests to merge them into each request, and requests reads every variable
+    of the environment for it (``getproxies``): 0.7 ms of CPU a send, a third of it. The same
+    settings for ``url`` go on the session once, and the session stops looking."""
+    session = client.session
+    if session is None:
+        return
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    session.trust_env = False
+
+
+class _TwilioHttpClient(TwilioHttpClient):
+    """TwilioHttpClient that sends every request to ``base_url`` (Twilio, a fake or a proxy),
+    with the environment's settings read once (``_environment_once``)."""
+
+    def __init__(self, base_url: str | None, *, timeout: float) -> None:
         super().__init__(timeout=timeout)
         self.base_url = base_url
+        _environment_once(self, base_url or TWILIO_API)
 
     def request(
         self,
@@ -179,7 +200,7 @@ class _RebasingTwilioHttpClient(TwilioHttpClient):
     ) -> TwilioResponse:
         return super().request(
             method,
-            _rebase_url(url, self.base_url),
+            _rebase_url(url, self.base_url) if self.base_url else url,
             params=params,
             data=data,
             headers=headers,
@@ -225,11 +246,7 @@ class TwilioSender:
     ) -> None:
         self.from_number = from_number
         self.api_base_url = api_base_url
-        http_client: TwilioHttpClient
-        if api_base_url:
-            http_client = _RebasingTwilioHttpClient(api_base_url, timeout=timeout)
-        else:
-            http_client = TwilioHttpClient(timeout=timeout)
+        http_client = _TwilioHttpClient(api_base_url, timeout=timeout)
         self._client = TwilioClient(account_sid, auth_token, http_client=http_client)
 
     def send(self, to: str, body: str, *, status_callback: str | None = None) -> SendResult:

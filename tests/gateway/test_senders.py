@@ -409,3 +409,28 @@ def test_the_fake_can_refuse_every_send_until_reset(
     at.send(TO, BODY)
     twilio.send(TO2, BODY)
     assert len(fake.messages()) == 2
+
+
+def test_twilio_reads_the_environment_once_and_still_goes_through_its_proxy(
+    fake: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests reads every environment variable for each request's proxies (0.7 ms a send);
+    the sender reads them when it is built, and a proxy they name is still used."""
+    monkeypatch.setenv("HTTP_PROXY", fake.url)  # the fake answers as the proxy would relay
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    sender = TwilioSender(
+        ACCOUNT_SID, AUTH_TOKEN, FROM, api_base_url="http://twilio.invalid", timeout=5
+    )
+    looked: list[str] = []
+    real = requests.sessions.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        looked.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
+    for _ in range(3):
+        sender.send(TO, BODY)
+    assert [m["to"] for m in fake.messages("twilio")] == [TO] * 3  # through the proxy
+    assert looked == []
