@@ -119,8 +119,9 @@ def enqueue_coalesced(
     priority: str = DEFAULT,
     timeout: int = SEND_TIMEOUT,
     force: bool = False,
+    args: tuple[Any, ...] = (),
 ) -> bool:
-    """Make sure a ``func`` job (no arguments: it looks for its work) is queued or running,
+    """Make sure a ``func`` job (it looks for its work; ``args`` say which) is queued or running,
     enqueueing one only when the flag ``name`` says none is. The job holds the flag while it
     works (``hold``) and releases it (``release``) before it looks for work one last time, so
     work committed before a call here is seen by a job either way. ``force`` (the sweeper, for
@@ -133,7 +134,7 @@ def enqueue_coalesced(
     except RedisError as exc:
         log.warning("enqueue failed, left for the sweeper: %s", type(exc).__name__)
         return False
-    if enqueue(connection, prefix, func, priority=priority, timeout=timeout):
+    if enqueue(connection, prefix, func, *args, priority=priority, timeout=timeout):
         return True
     with contextlib.suppress(RedisError):  # else it expires
         connection.delete(flag)
@@ -190,18 +191,26 @@ def hand_over(work: Work) -> None:
     schedule_deadlines([when for _case_id, when in work.deadlines])
 
 
-def kick_referrals(*, force: bool = False) -> bool:
+def drain_flag(slot: int) -> str:
+    """The coalescing flag of the drain in ``slot``: 0 the drain new work queues, 1.. its
+    helpers while a backlog lasts."""
+    return DRAIN if slot == 0 else f"{DRAIN}-{slot}"
+
+
+def kick_referrals(*, force: bool = False, slot: int = 0) -> bool:
     """A ``drain_referrals`` job queued or at work (on the high queue: before broadcasts);
-    ``force``: queue one whatever the flag says (the sweeper, for events left for minutes)."""
+    ``force``: queue one whatever the flag says (the sweeper, for events left for minutes).
+    ``slot`` > 0: a helper, queued by a drain that finds a backlog."""
     redis, prefix = _connection()
     return enqueue_coalesced(
         redis,
         prefix,
-        DRAIN,
+        drain_flag(slot),
         DRAIN_REFERRALS,
         priority=HIGH,
         timeout=BATCH_JOB_TIMEOUT,
         force=force,
+        args=(slot,) if slot else (),
     )
 
 

@@ -124,7 +124,8 @@ def test_many_cases_are_handed_over_by_a_few_jobs(
     assert waiting == [1, 0, 0]  # 60 cases committed, one drain job queued
     worker()
     run = jobs_run(app)
-    assert run == Counter({"drain_referrals": 1}), run  # no job per case
+    # No job per case: the drain, and the helper its first whole batch of 50 queued.
+    assert run == Counter({"drain_referrals": 2}), run
     # The deadlines of 60 cases in two tiers, claimed at one or two moments: a few scans.
     assert 1 <= scheduled(app, "check_deadlines") <= 4
 
@@ -286,6 +287,42 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
     sweep()
     worker()
     assert alerts_at_provider(fake_provider) == received
+
+
+@pytest.mark.parametrize("drains", [1, 2])
+def test_a_backlog_is_drained_by_two_workers_at_once_each_alert_sent_once(
+    app: Flask,
+    fake_provider: FakeProviderServer,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    drains: int,
+) -> None:
+    """A drain that claims a whole batch queues a helper (RUTA_REFERRAL_DRAINS): a second
+    `ruta worker` claims other batches meanwhile, so twice the alerts are in flight (each drain
+    has 2, the provider taking 0.2 s to answer each); never the same event twice."""
+    monkeypatch.setenv("RUTA_REFERRAL_BATCH", "4")  # the worker processes'
+    monkeypatch.setenv("RUTA_SEND_CONCURRENCY", "2")
+    monkeypatch.setenv("RUTA_REFERRAL_DRAINS", str(drains))
+    references = open_cases(24, clock)
+    expected = {ref: expected_numbers(ref, clock) for ref in references}
+    alerts = sum(len(numbers) for numbers in expected.values())
+    fake_provider.script("twilio", [{"http_status": 201, "delay": 0.2}] * alerts)
+    processes = [spawn_worker(app), spawn_worker(app)]
+    try:
+        wait_for(lambda: len(fake_provider.messages()) >= alerts, 60)
+        time.sleep(0.5)  # time for a send that should not happen to reach the provider
+    finally:
+        for process in processes:
+            kill(process)
+    assert alerts_at_provider(fake_provider) == Counter(
+        {(ref, number): 1 for ref, numbers in expected.items() for number in numbers}
+    )
+    assert fake_provider.most_in_flight("twilio") == 2 * drains
+    with db.transaction() as session:
+        statuses = session.scalars(
+            select(Message.status).where(Message.purpose == MessagePurpose.ALERT.value)
+        ).all()
+    assert statuses == ["sent"] * alerts
 
 
 @pytest.mark.parametrize("concurrency", [1, 5])

@@ -46,6 +46,7 @@ from ruta.jobqueue import (
     DRAIN,
     HIGH,
     SEND_RETRY,
+    drain_flag,
     enqueue,
     enqueue_at,
     enqueue_coalesced,
@@ -312,31 +313,41 @@ def _failed_alert(message_id: int, reason: str) -> None:
     hand_over(work)
 
 
-def drain_referrals() -> dict[str, int]:
+def drain_referrals(slot: int = 0) -> dict[str, int]:
     """Hand pending referrals over, a batch at a time, while there are any; then look again
     every GATHER seconds for LINGER seconds, so cases arriving one by one go out a few at a
     time rather than a job each. While it works it holds the drain flag (no other drain job is
     queued for new work); after DRAIN_SECONDS it queues its successor behind whatever else
-    waits on the queue."""
+    waits on the queue.
+
+    A drain that claims a whole batch (a backlog) queues helpers, up to RUTA_REFERRAL_DRAINS
+    drains in all, so other workers claim batches beside it (``FOR UPDATE SKIP LOCKED``: never
+    the same events). A helper (``slot`` > 0) stops at its first batch that is not whole."""
     redis = current_app.extensions["ruta.redis"]
     prefix = current_app.config["RUTA_QUEUE_PREFIX"]
     config = current_app.config
     channel = referrals.outbound_channel(config)
     done: Counter[str] = Counter()
+    flag = drain_flag(slot)
     if configuration_problem(channel, config):
         # The cases stay "new", their deadlines not started, until alerts can go out; the
         # sweeper queues this job again every minute.
-        release(redis, prefix, DRAIN)
+        release(redis, prefix, flag)
         return dict(done)
     limit = max(1, int(config.get("RUTA_REFERRAL_BATCH") or 50))
+    drains = max(1, int(config.get("RUTA_REFERRAL_DRAINS") or 1))
     try:
-        return _drain(redis, prefix, channel, limit, done)
+        if slot:
+            return _help(redis, prefix, flag, channel, limit, done)
+        return _drain(redis, prefix, channel, limit, drains, done)
     except BaseException:
-        release(redis, prefix, DRAIN)  # the next work queues a drain at once
+        release(redis, prefix, flag)  # the next work queues a drain at once
         raise
 
 
-def _drain(redis: Any, prefix: str, channel: str, limit: int, done: Counter[str]) -> dict[str, int]:
+def _drain(
+    redis: Any, prefix: str, channel: str, limit: int, drains: int, done: Counter[str]
+) -> dict[str, int]:
     started = time.monotonic()
     idle_since: float | None = None
     while True:
@@ -348,6 +359,8 @@ def _drain(redis: Any, prefix: str, channel: str, limit: int, done: Counter[str]
             kick_referrals()  # after release: work committed from here on is its successor's
             return dict(done)
         if claimed == limit:
+            for slot in range(1, drains):
+                kick_referrals(slot=slot)  # a flag already set: nothing sent but the SET
             idle_since = None
             continue
         if claimed:
@@ -362,6 +375,20 @@ def _drain(redis: Any, prefix: str, channel: str, limit: int, done: Counter[str]
     release(redis, prefix, DRAIN)
     if _drain_batch(channel, limit, done) == limit:
         kick_referrals()
+    return dict(done)
+
+
+def _help(
+    redis: Any, prefix: str, flag: str, channel: str, limit: int, done: Counter[str]
+) -> dict[str, int]:
+    """A helper's loop: whole batches only, for at most DRAIN_SECONDS; what is left when it
+    stops is the first drain's (which holds its own flag until it has looked once more)."""
+    started = time.monotonic()
+    while time.monotonic() - started < DRAIN_SECONDS:
+        hold(redis, prefix, flag)
+        if _drain_batch(channel, limit, done) < limit:
+            break
+    release(redis, prefix, flag)
     return dict(done)
 
 
