@@ -276,9 +276,24 @@ def open_case(
             wording=request.consent_wording,
             organizations=case.consent_scope,
         )
-    if case.consent_at is not None and case.municipality_id is not None:
+    if (
+        case.consent_at is not None
+        and case.municipality_id is not None
+        and not _forward_pending(session, case.id)
+    ):
         work.outbox_ids.append(_forward_event(session, case, 0, now).id)
     return case, work
+
+
+def _forward_pending(session: Session, case_id: int) -> bool:
+    """The case already waits for the drain: a second event would alert the same focal points
+    again once the first had moved the case on (a request repeated before its hand-over)."""
+    pending = select(OutboxEvent.id).where(
+        OutboxEvent.case_id == case_id,
+        OutboxEvent.kind == FORWARD,
+        OutboxEvent.dispatched_at.is_(None),
+    )
+    return session.scalar(pending.limit(1)) is not None
 
 
 def record_unrouted(

@@ -244,3 +244,20 @@ def test_opening_a_case_is_two_round_trips_without_the_orm(
         assert reference is not None and work.outbox_ids
         assert len(round_trips) == 2, round_trips
         assert orm_sessions == []
+
+
+def test_a_second_request_before_the_first_is_handed_over_forwards_it_once(app: Flask) -> None:
+    """A person whose consented request is still waiting for the drain asks again (another
+    phone, a USSD session and an SMS at once): the same case, no second forward event, which
+    would alert the same focal points twice once the first had moved the case on."""
+    now = clock.now()
+    contact_id = new_contact("+50688401009")
+    first, work = lean(CONSENTING, contact_id, now)
+    assert first is not None and len(work.outbox_ids) == 1
+    again, more = lean(CONSENTING, contact_id, now)
+    assert again == first and more.outbox_ids == []
+    with db.transaction() as session:
+        pending = session.scalars(
+            select(OutboxEvent.id).where(OutboxEvent.dispatched_at.is_(None))
+        ).all()
+    assert list(pending) == work.outbox_ids
