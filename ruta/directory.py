@@ -410,26 +410,24 @@ class DatabaseServices:
     def create_case(self, request: CaseRequest) -> str | None:
         # A conversation that began on an older flow version may still answer an old code.
         category = taxonomy.load().canonical(request.category) or request.category
-        if self.tx is not None:
+        request = dataclasses.replace(request, category=category)
+        reference: str | None
+        if self.tx is not None:  # the webhook's transaction: its lean path
             reference, work = opening.open_case(
-                self.tx,
-                dataclasses.replace(request, category=category),
+                self.tx, request, contact_id=self.contact_id, now=self.now, policy=self.policy
+            )
+        else:
+            case, work = referrals.open_case(
+                self.session,
+                request,
                 contact_id=self.contact_id,
                 now=self.now,
                 policy=self.policy,
+                reference=cases.new_reference(self.session),
             )
-            self.work.merge(work)
-            return reference
-        case, work = referrals.open_case(
-            self.session,
-            dataclasses.replace(request, category=category),
-            contact_id=self.contact_id,
-            now=self.now,
-            policy=self.policy,
-            reference=cases.new_reference(self.session),
-        )
+            reference = case.reference if case is not None else None
         self.work.merge(work)
-        return case.reference if case is not None else None
+        return reference
 
     def open_request(self, language: str) -> OpenRequest | None:
         if self.contact_id is None:
