@@ -28,8 +28,10 @@ from ruta.models import (
     OutboxEvent,
     UnroutedRequest,
 )
+from tests.conftest import TwilioPhone
 from tests.gateway.test_lean_path import orm_sessions as orm_sessions  # a fixture
 from tests.gateway.test_lean_path import round_trips as round_trips  # a fixture
+from tests.test_referrals import ask_for_help, ask_help_answers
 
 CONSENTING = CaseRequest(
     category="health",
@@ -261,3 +263,25 @@ def test_a_second_request_before_the_first_is_handed_over_forwards_it_once(app: 
             select(OutboxEvent.id).where(OutboxEvent.dispatched_at.is_(None))
         ).all()
     assert list(pending) == work.outbox_ids
+
+
+def test_the_answer_that_opens_a_case_takes_the_lean_path_in_four_round_trips(
+    phone: TwilioPhone, round_trips: list[list[str]], orm_sessions: list[Session]
+) -> None:
+    """Over the webhook: the person's last answer locks and reads (1), opens the case (2) and
+    writes the reply and the state (1), with no ORM session."""
+    ask_for_help(TwilioPhone(phone.client, "+50688401010"))  # statements prepared, caches warm
+    *answers, last = ask_help_answers()
+    for answer in answers:
+        phone.text(answer)
+    round_trips.clear()
+    orm_sessions.clear()
+    reply = phone.text(last)
+    assert "Referencia:" in reply
+    assert len(round_trips) == 4, round_trips
+    assert orm_sessions == []
+    with db.transaction() as session:
+        case = session.scalar(
+            select(Case).where(Case.reference == reply.split("Referencia: ")[1][:5])
+        )
+        assert case is not None and case.consent_at is not None
