@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from flows.services import CaseRequest
@@ -129,6 +129,11 @@ def test_the_lean_path_opens_the_case_the_orm_opens(app: Flask, name: str) -> No
     if name == "consenting":  # the case holds what the person said, encrypted as the ORM does
         assert mine["description"] == CONSENTING.description
         assert mine["consent_scope"] and mine["urgency"] == "standard"
+        with db.transaction() as session:
+            stored_text = session.execute(
+                text("SELECT description FROM cases WHERE reference = :ref"), {"ref": ours}
+            ).scalar_one()
+        assert stored_text and "medico" not in stored_text  # the database sees ciphertext
     if name == "not safe: immediate":
         assert mine["urgency"] == "immediate" and expected["outbox"][0][2] == "high"
 
