@@ -14,9 +14,14 @@ REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 REFERENCE_LENGTH = 5
 
 
+def draw_reference() -> str:
+    """Five characters of the alphabet, at random (whether a case has them is the caller's)."""
+    return "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+
+
 def new_reference(session: Session) -> str:
     """A reference no case has yet (the unique index settles a simultaneous draw)."""
     while True:
-        reference = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+        reference = draw_reference()
         if session.scalar(select(Case.id).where(Case.reference == reference)) is None:
             return reference

@@ -14,27 +14,25 @@ to ``referrals.open_case`` in the same transaction, which decides as it always h
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import BindParameter, and_, bindparam, exists, insert, literal_column, or_, select
+from sqlalchemy import BindParameter, bindparam, insert, literal_column, select
 
 from flows.services import CaseRequest
-from ruta import cases, referrals
+from ruta import cases, referrals, routing
 from ruta import policy as policies
+from ruta.cases import draw_reference as new_reference
 from ruta.models import (
     OPEN_CASE_STATUSES,
     Case,
     CaseEvent,
     CaseStatus,
-    DataSharingAgreement,
     FocalPoint,
     Municipality,
     OutboxEvent,
     RoutingChain,
-    RoutingStep,
     UnroutedRequest,
     utcnow,
 )
@@ -59,9 +57,7 @@ _TAKEN = Prepared(select(Case.id).where(Case.reference == bindparam("reference")
 
 
 def _route_statement() -> Prepared:
-    """``routing.resolve`` by the place's code, so it goes out with the other reads: every
-    focal point of the chain with its position, and the country's coordinators, each with
-    whether its organisation has an agreement in force."""
+    """``routing.resolve``'s query by the place's code, so it goes out with the other reads."""
     chain_id = (
         select(RoutingChain.id)
         .join(Municipality, Municipality.id == RoutingChain.municipality_id)
@@ -69,36 +65,13 @@ def _route_statement() -> Prepared:
         .scalar_subquery()
     )
     country = select(Municipality.country).where(Municipality.code == _code).scalar_subquery()
-    agreed = (
-        exists()
-        .where(
-            DataSharingAgreement.organization_id == FocalPoint.organization_id,
-            DataSharingAgreement.expires_on >= bindparam("today"),
-        )
-        .label("agreed")
-    )
-    return Prepared(
-        select(
-            FocalPoint.id,
-            FocalPoint.organization_id,
-            RoutingStep.position,
-            FocalPoint.active,
-            FocalPoint.is_coordinator,
-            FocalPoint.country,
-            agreed,
-        )
-        .outerjoin(
-            RoutingStep,
-            and_(RoutingStep.focal_point_id == FocalPoint.id, RoutingStep.chain_id == chain_id),
-        )
-        .where(
-            or_(
-                RoutingStep.id.is_not(None),
-                and_(FocalPoint.is_coordinator.is_(True), FocalPoint.country == country),
-            )
-        )
-        .order_by(RoutingStep.position, RoutingStep.id, FocalPoint.id)
-    )
+    columns = [
+        FocalPoint.organization_id,
+        FocalPoint.active,
+        FocalPoint.is_coordinator,
+        FocalPoint.country,
+    ]
+    return Prepared(routing.stages_query(columns, chain_id, country, bindparam("today")))
 
 
 _ROUTE = _route_statement()
@@ -173,7 +146,7 @@ class Reach:
         # country, active and of an organisation with an agreement in force.
         found = {
             organization_id
-            for _, organization_id, position, active, coordinator, fp_country, agreed in rows
+            for organization_id, active, coordinator, fp_country, position, agreed in rows
             if active
             and agreed
             and (position is not None or (coordinator and country and fp_country == country))
@@ -187,10 +160,6 @@ def reach(tx: Tx, municipality: str, category: str, today: date) -> Reach | None
         _PLACE(code=municipality), _ROUTE(code=municipality, category=category, today=today)
     )
     return Reach.of(rows, place[0][1]) if place else None
-
-
-def new_reference() -> str:
-    return "".join(secrets.choice(cases.REFERENCE_ALPHABET) for _ in range(cases.REFERENCE_LENGTH))
 
 
 def open_case(

@@ -9,11 +9,12 @@ organisation; ``gaps`` lists what resolves to nobody, for ``ruta routing check``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from flows.loader import parse_flow
@@ -122,24 +123,8 @@ def resolve(
         )
         .scalar_subquery()
     )
-    agreed = (
-        exists()
-        .where(
-            DataSharingAgreement.organization_id == FocalPoint.organization_id,
-            DataSharingAgreement.expires_on >= today,
-        )
-        .label("agreed")
-    )
-    in_chain = RoutingStep.id.is_not(None)
-    coordinating = and_(FocalPoint.is_coordinator.is_(True), FocalPoint.country == country)
     rows = session.execute(
-        select(FocalPoint, RoutingStep.position, agreed)
-        .outerjoin(
-            RoutingStep,
-            and_(RoutingStep.focal_point_id == FocalPoint.id, RoutingStep.chain_id == chain_id),
-        )
-        .where(or_(in_chain, coordinating) if country else in_chain)
-        .order_by(RoutingStep.position, RoutingStep.id, FocalPoint.id)
+        stages_query([FocalPoint], chain_id, country, today, coordinators=bool(country))
     ).all()
     positions: dict[int, list[FocalPoint]] = {}
     intake: dict[int, FocalPoint] = {}
@@ -153,6 +138,35 @@ def resolve(
     stages = [positions[p] for p in sorted(positions)]
     stages.append([intake[key] for key in sorted(intake)])
     return Route(stages)
+
+
+def stages_query(
+    columns: Sequence[Any], chain_id: Any, country: Any, today: Any, *, coordinators: bool = True
+) -> Select[Any]:
+    """``columns`` of every focal point of the chain ``chain_id``, then its position (None for
+    a coordinator outside the chain) and whether its organisation has an agreement in force
+    ``today``; with ``coordinators``, every coordinator of ``country`` too. ``resolve`` and
+    ``ruta/opening.py`` (by the place's code, with the other reads of a new case) ask it."""
+    agreed = (
+        exists()
+        .where(
+            DataSharingAgreement.organization_id == FocalPoint.organization_id,
+            DataSharingAgreement.expires_on >= today,
+        )
+        .label("agreed")
+    )
+    in_chain = RoutingStep.id.is_not(None)
+    coordinating = and_(FocalPoint.is_coordinator.is_(True), FocalPoint.country == country)
+    return (
+        select(*columns, RoutingStep.position, agreed)
+        .select_from(FocalPoint)
+        .outerjoin(
+            RoutingStep,
+            and_(RoutingStep.focal_point_id == FocalPoint.id, RoutingStep.chain_id == chain_id),
+        )
+        .where(or_(in_chain, coordinating) if coordinators else in_chain)
+        .order_by(RoutingStep.position, RoutingStep.id, FocalPoint.id)
+    )
 
 
 def resolve_place(session: Session, municipality_code: str, category: str, today: date) -> Route:

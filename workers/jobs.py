@@ -83,7 +83,6 @@ RETENTION_EVERY = 3600
 MAX_SEND_ATTEMPTS = (SEND_RETRY.max or 0) + 1
 #: Messages a person or focal point may receive although they opted out.
 ALWAYS_SENT = (MessagePurpose.OPT_OUT_CONFIRMATION.value,)
-#: Names of the coalesced jobs (their "queued" flags in Redis).
 #: Alerts sent between two writes of their outcomes (one statement each): a worker killed
 #: mid-batch leaves at most this many sends whose outcome the sweeper asks the provider about
 #: (besides those in flight, RUTA_SEND_CONCURRENCY), and a delivery report soon finds its
@@ -416,19 +415,17 @@ def _send_alerts(batch: handover.Batch, channel: str, claimed_at: float) -> Coun
     released: list[int] = []  # never tried (the send window closed): sent by their own job
     if batch.suppressed:
         metrics.outcomes(channel, suppressed=len(batch.suppressed))
-    senders = _senders(channel) if batch.sends else None
     callback = status_callback_url(current_app.config, channel)
     sent_each = (
-        _send_each(batch.sends, senders, callback, claimed_at) if senders is not None else None
+        _send_each(batch.sends, _senders(channel), callback, claimed_at) if batch.sends else None
     )
     for start in range(0, len(batch.sends), OUTCOMES_EVERY):
         outcomes: dict[int, dict[str, Any]] = {}
         counts: Counter[str] = Counter()
         handoffs: list[float] = []
         chunk = batch.sends[start : start + OUTCOMES_EVERY]
-        assert sent_each is not None
-        for item in chunk:
-            sent = next(sent_each)
+        # The chunk first: zip stops at its end without taking the next outcome.
+        for item, sent in zip(chunk, sent_each or (), strict=False):
             if sent is None:  # the send window closed before its turn
                 outcomes[item.message_id] = {"status": MessageStatus.QUEUED.value, "attempts": 0}
                 released.append(item.message_id)
