@@ -142,6 +142,14 @@ def run_cli(env: dict[str, str], *args: str) -> None:
     log(f"ruta {' '.join(args)}: {done.stdout.strip().splitlines()[-1:]}")
 
 
+#: gunicorn worker classes by the name --worker-class takes here.
+WORKER_CLASSES = {
+    "balanced": "gateway.serving.BalancedThreadWorker",
+    "gthread": "gthread",
+    "sync": "sync",
+}
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     workers: int
@@ -151,10 +159,11 @@ class ServerSettings:
     config: str | None = None
 
     def args(self) -> list[str]:
-        args = ["--workers", str(self.workers), "--worker-class", self.worker_class]
+        worker_class = WORKER_CLASSES.get(self.worker_class, self.worker_class)
+        args = ["--workers", str(self.workers), "--worker-class", worker_class]
         if self.config:
             args += ["--config", self.config]
-        if self.worker_class == "gthread":
+        if self.worker_class != "sync":
             args += ["--threads", str(self.threads), "--keep-alive", "5"]
         # --timeout 20 as in the Procfile; a short graceful timeout for a quick tear-down.
         return [*args, "--timeout", "20", "--backlog", str(self.backlog), "--graceful-timeout", "5"]
@@ -660,7 +669,7 @@ def report(results: list[Measurement], settings: ServerSettings, args: argparse.
             )
         )
         return passed
-    threads = f" --threads {settings.threads}" if settings.worker_class == "gthread" else ""
+    threads = f" --threads {settings.threads}" if settings.worker_class != "sync" else ""
     print(
         f"\n{TITLES[args.channel]}: {args.concurrency} connections, "
         f"{args.duration:g} s measured after {args.warmup:g} s warm-up, {os.cpu_count()} CPUs\n"
@@ -734,9 +743,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="phones = connections")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
-    # Defaults: the Procfile's web process (gunicorn --workers 2 --threads 4 -k gthread).
+    # Defaults: the Procfile's web process (gunicorn --workers 2 --threads 4, balanced gthread).
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="gthread")
+    parser.add_argument(
+        "--worker-class",
+        choices=tuple(WORKER_CLASSES),
+        default="balanced",
+        help="balanced: the Procfile's (gateway.serving), gthread: gunicorn's own",
+    )
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     parser.add_argument(
         "--gunicorn-config",
