@@ -147,10 +147,13 @@ def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], N
     ``COMMIT`` or ``ROLLBACK`` of an open transaction. In pipeline mode statements are only
     queued: the round trip is the sync that sends them and reads their results (leaving the
     pipeline, ``Pipeline.sync()``, or a commit in the pipeline), with the ``BEGIN`` it carries.
-    Counted in psycopg, not in SQLAlchemy, so statements sent by any layer count alike. Returns
+    Counted in psycopg, not in SQLAlchemy, so statements sent by any layer count alike, and
+    in ``ruta.sql._send``, which hands libpq a batch's query string without a cursor. Returns
     what undoes it (tests/gateway/test_lean_path.py counts a walk, then stops)."""
     import psycopg
     from psycopg import pq
+
+    import ruta.sql
 
     idle = pq.TransactionStatus.IDLE
 
@@ -198,6 +201,13 @@ def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], N
 
         return end
 
+    def on_send(original: Any) -> Any:
+        def send(raw: Any, query: str, *args: Any) -> Any:
+            round_trip(query.split(";\n"))
+            return original(raw, query, *args)
+
+        return send
+
     def on_sync(original: Any) -> Any:
         def sync(self: Any, *args: Any, **kwargs: Any) -> Any:
             flush(self._conn)
@@ -212,6 +222,7 @@ def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], N
         (psycopg.Connection, "rollback", lambda f: on_end(f, "ROLLBACK")),
         (psycopg.Pipeline, "sync", on_sync),
         (psycopg.Pipeline, "__exit__", on_sync),
+        (ruta.sql, "_send", on_send),
     ]
     originals = [(owner, name, owner.__dict__[name]) for owner, name, _ in patched]
     for owner, name, wrap in patched:

@@ -4,11 +4,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, Integer, bindparam, literal_column, select, text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Engine,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.exc import DBAPIError
 
 from ruta import sql
@@ -46,18 +61,16 @@ def run(engine: Engine, *calls: sql.Call) -> list[list[sql.Row]]:
 
 
 def sent(engine: Engine, monkeypatch: pytest.MonkeyPatch, *calls: sql.Call) -> list[str]:
-    """What ``calls`` send, statement by statement (ruta/sql.py sends through a ClientCursor)."""
-    from psycopg import ClientCursor
-
+    """What ``calls`` send, statement by statement (ruta/sql.py sends through ``_send``)."""
     queries: list[str] = []
-    original = ClientCursor.execute
+    original = sql._send
 
-    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        queries.extend(str(query).split(";\n"))
-        return original(self, query, *args, **kwargs)
+    def send(raw: Any, query: str, encoding: str) -> list[Any]:
+        queries.extend(query.split(";\n"))
+        return original(raw, query, encoding)
 
     with monkeypatch.context() as patch:
-        patch.setattr(ClientCursor, "execute", execute)
+        patch.setattr(sql, "_send", send)
         run(engine, *calls)
     return queries
 
@@ -165,3 +178,71 @@ def test_a_message_whose_statements_were_deallocated_is_answered(client: Any, ph
     assert deallocate_everywhere() >= 1
     kind, screen = handset.press("1")
     assert kind == "CON" and screen
+
+
+# --- the arguments, rendered as SQL literals by ruta/sql.py ----------------------------------
+
+#: Typed as a column gives its parameter a type (cast: a bare ``SELECT $1`` would be text).
+ECHO = sql.Prepared(
+    select(
+        cast(bindparam("text"), Text),
+        cast(bindparam("number"), BigInteger),
+        cast(bindparam("flag"), Boolean),
+        cast(bindparam("when"), DateTime(timezone=True)),
+    )
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
+    number=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    flag=st.one_of(st.none(), st.booleans()),
+    when=st.one_of(
+        st.none(),
+        st.datetimes(
+            min_value=datetime(1900, 1, 1),
+            max_value=datetime(2200, 1, 1),
+            timezones=st.sampled_from([UTC, timezone(timedelta(hours=-6))]),
+        ),
+    ),
+)
+def test_every_argument_reaches_the_database_as_it_was(
+    one_connection: Engine, text: str, number: int | None, flag: bool | None, when: datetime | None
+) -> None:
+    """Quotes, backslashes, any character but NUL (and lone surrogates, which are not text
+    UTF-8 can carry), big integers, NULLs and times come back unchanged: what the literals say
+    is what was bound."""
+    sent = {"text": text, "number": number, "flag": flag, "when": when}
+    assert run(one_connection, ECHO(**sent)) == [[(text, number, flag, when)]]
+
+
+def test_text_with_a_nul_is_refused_as_before(one_connection: Engine) -> None:
+    with pytest.raises(DBAPIError, match="NUL"):
+        run(one_connection, ECHO(text="a\x00b", number=1, flag=True, when=None))
+    assert run(one_connection, ONE(n=1)) == [[(2,)]]
+
+
+def test_without_standard_conforming_strings_psycopg_renders_the_arguments(
+    one_connection: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``standard_conforming_strings`` off a backslash in a plain literal is an escape:
+    the values go through psycopg's adapters, which know it, and still arrive unchanged."""
+    tricky = "C:\\\\temp\\\\n 'quoted' \\\\"
+    with one_connection.connect() as connection:
+        connection.exec_driver_sql("SET standard_conforming_strings = off")
+        connection.commit()
+    try:
+        statements = sent(
+            one_connection, monkeypatch, ECHO(text=tricky, number=None, flag=None, when=None)
+        )
+        assert run(one_connection, ECHO(text=tricky, number=None, flag=None, when=None)) == [
+            [(tricky, None, None, None)]
+        ]
+        assert any(" E'" in statement for statement in statements), statements
+    finally:
+        with one_connection.connect() as connection:
+            connection.exec_driver_sql("SET standard_conforming_strings = on")
+            connection.commit()
