@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -85,6 +86,7 @@ def hash_key(prefix: str) -> str:
     return f"{prefix}:metrics"
 
 
+@lru_cache(maxsize=1024)  # a few channels, outcomes and buckets: built once each, not per message
 def _field(spec: Spec, values: tuple[str, ...], suffix: str = "") -> str:
     # A value of another shape becomes "other" rather than an error: recording a figure must
     # never turn a handled message into a failed one.
