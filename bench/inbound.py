@@ -415,6 +415,23 @@ class Measurement:
     others_cpu_s: float = math.nan
     load_generator_cpu_s: float = math.nan
 
+    def add(self, other: Measurement) -> None:
+        """Another round of the same target: its counts, latencies and CPU added to these."""
+        busy = (
+            self.machine_busy_percent * self.duration_s
+            + other.machine_busy_percent * other.duration_s
+        ) / (self.duration_s + other.duration_s)
+        self.machine_busy_percent = round(busy, 1)
+        for name in (
+            "duration_s", "messages", "errors", "connects", "timed_out", "walks",
+            "walks_failed", "wrong_replies", "web_cpu_s", "postgres_cpu_s", "round_trips",
+            "others_cpu_s", "load_generator_cpu_s",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.error_samples = (self.error_samples + other.error_samples)[:5]
+        self.latencies_ms += other.latencies_ms
+        self.per_phone_min, self.per_phone_max = other.per_phone_min, other.per_phone_max
+
     def note_error(self, text: str) -> None:
         self.errors += 1
         if len(self.error_samples) < 5:
@@ -465,6 +482,7 @@ async def drive(
     duration: float,
     unique_sids: bool,
     probe: Probe | None = None,
+    resume: list[int] | None = None,
 ) -> Measurement:
     """Keep exactly ``concurrency`` phones busy for ``warmup + duration`` seconds; ``probe``
     takes CPU and round-trip snapshots at both edges of the measured window (in a thread)."""
@@ -483,19 +501,22 @@ async def drive(
         _transport, protocol = await loop.create_connection(Connection, HOST, port)
         return protocol
 
-    counts = [0] * concurrency
+    # Where each phone stopped in an earlier round (``resume``, updated in place, always at the
+    # start of a walk): its next message carries a new MessageSid and starts a walk afresh.
+    counts = resume if resume is not None else [0] * concurrency
+    first = list(counts)
 
     async def phone(index: int) -> None:
         connection: Connection | None = None
         walk_ok = True
-        for seq in range(max_per_phone):
+        for seq in range(first[index], max_per_phone):
             if seq % steps == 0:
                 walk_ok = True
             counts[index] = seq
             request = book.get(index, seq, unique_sids)
             sent = clock()
-            if sent >= measure_until:
-                break
+            if sent >= measure_until and (resume is None or seq % steps == 0):
+                break  # with rounds to come, a walk is finished first (unmeasured)
             try:
                 if connection is None or connection.closed:
                     result.connects += 1
@@ -658,6 +679,7 @@ def report(results: list[Measurement], settings: ServerSettings, args: argparse.
                     "concurrency": args.concurrency,
                     "warmup_s": args.warmup,
                     "duration_s": args.duration,
+                    "rounds": args.rounds,
                     "gunicorn": asdict(settings),
                     "results": [r.summary() for r in results],
                     "ratio": round(ratio, 3),
@@ -672,7 +694,9 @@ def report(results: list[Measurement], settings: ServerSettings, args: argparse.
     threads = f" --threads {settings.threads}" if settings.worker_class != "sync" else ""
     print(
         f"\n{TITLES[args.channel]}: {args.concurrency} connections, "
-        f"{args.duration:g} s measured after {args.warmup:g} s warm-up, {os.cpu_count()} CPUs\n"
+        f"{args.duration:g} s measured after {args.warmup:g} s warm-up"
+        + (f", {args.rounds} rounds each (alternating)" if args.rounds > 1 else "")
+        + f", {os.cpu_count()} CPUs\n"
         f"gunicorn --workers {settings.workers} --worker-class {settings.worker_class}{threads}\n"
     )
     print(f"{'target':<8}{'messages/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'errors':>8}")
@@ -743,6 +767,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="phones = connections")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each target this many times, alternating (ruta, bare, bare, ruta...), "
+        "and report the rounds together; later rounds warm up for at most 2 s",
+    )
     # Defaults: the Procfile's web process (gunicorn --workers 2 --threads 4, balanced gthread).
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
@@ -775,6 +806,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.concurrency <= 1000 or args.duration <= 0 or args.warmup < 0:
         parser.error("need 1 <= --concurrency <= 1000, --duration > 0, --warmup >= 0")
+    if not 1 <= args.rounds <= 10:
+        parser.error("need 1 <= --rounds <= 10")
     if args.duration + args.warmup > 600:
         parser.error("--warmup + --duration is limited to 600 s")
     return args
@@ -819,7 +852,8 @@ def main(argv: list[str] | None = None) -> int:
 
             per_phone = len(CONVERSATION) * math.ceil(
                 args.presign_rate
-                * (args.warmup + args.duration)
+                * (args.warmup + args.duration + 10)
+                * args.rounds
                 / args.concurrency
                 / len(CONVERSATION)
             )
@@ -836,31 +870,46 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.perf_counter() - started:.1f}s"
             )
             backends = Backends(libpq_url(database_url))
-            probes = {
-                "ruta": Probe(ruta.process.pid, backends, counts),
-                "bare": Probe(bare.process.pid, None, None),
-            }
-            results: list[Measurement] = []
-            for server in (ruta, bare):
+            # Rounds in the order ruta, bare, bare, ruta, ruta, bare...: a machine whose speed
+            # drifts during the run (a shared one does) weighs on both targets alike.
+            order = [
+                pair
+                for r in range(args.rounds)
+                for pair in ((ruta, bare) if r % 2 == 0 else (bare, ruta))
+            ]
+            resume: dict[str, list[int]] = {s.name: [0] * args.concurrency for s in servers}
+            measured: dict[str, Measurement] = {}
+            for server in order:
                 if args.only and server.name != args.only:
-                    results.append(Measurement(server.name, args.concurrency, args.duration))
                     continue
+                warmup = args.warmup if server.name not in measured else min(args.warmup, 2.0)
                 log(f"driving {server.name} on port {server.port} ...")
-                results.append(
-                    asyncio.run(
-                        drive(
-                            server.name,
-                            server.port,
-                            book,
-                            args.concurrency,
-                            args.warmup,
-                            args.duration,
-                            unique_sids=server.name == "ruta",
-                            probe=probes[server.name],
-                        )
+                result = asyncio.run(
+                    drive(
+                        server.name,
+                        server.port,
+                        book,
+                        args.concurrency,
+                        warmup,
+                        args.duration,
+                        unique_sids=server.name == "ruta",
+                        probe=Probe(
+                            server.process.pid,
+                            backends if server is ruta else None,
+                            counts if server is ruta else None,
+                        ),
+                        resume=resume[server.name] if args.rounds > 1 else None,
                     )
                 )
-                time.sleep(1.0)  # let the database settle between the two runs
+                if server.name in measured:
+                    measured[server.name].add(result)
+                else:
+                    measured[server.name] = result
+                time.sleep(1.0)  # let the database settle between runs
+            results = [
+                measured.get(name) or Measurement(name, args.concurrency, args.duration)
+                for name in ("ruta", "bare")
+            ]
             backends.close()
             args.signed_in_loop = book.signed_in_loop
             for server in servers:
