@@ -89,12 +89,13 @@ def release_slot(slot: int) -> None:
     _table[slot * _FIELDS + _PID] = 0
 
 
-def beat(slot: int, conns: int | None = None) -> None:
-    """A worker's loop came round (and, with ``conns``, how many connections it holds)."""
-    base = slot * _FIELDS
-    _table[base + _BEAT] = time.monotonic()
-    if conns is not None:
-        _table[base + _CONNS] = conns
+def beat(slot: int) -> None:
+    """A worker's loop came round."""
+    _table[slot * _FIELDS + _BEAT] = time.monotonic()
+
+
+def record_connections(slot: int, conns: int) -> None:
+    _table[slot * _FIELDS + _CONNS] = conns
 
 
 class BalancedThreadWorker(ThreadWorker):
@@ -114,7 +115,7 @@ class BalancedThreadWorker(ThreadWorker):
     def nr_conns(self, value: int) -> None:
         self._conns = value
         if self._slot is not None:
-            _table[self._slot * _FIELDS + _CONNS] = value
+            record_connections(self._slot, value)
 
     @property
     def worker_connections(self) -> int:

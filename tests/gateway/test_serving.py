@@ -204,8 +204,8 @@ def test_each_worker_compares_itself_with_the_least_loaded_other(
     other = serving.claim_slot(sleeper.pid)
     assert own is not None and other is not None and own != other
     rows += [own, other]
-    serving.beat(other, conns=5)
-    serving.beat(own, conns=9)
+    serving.record_connections(other, 5)
+    serving.record_connections(own, 9)
     assert serving.fewest_elsewhere(own) == 5
     assert serving.fewest_elsewhere(other) == 9
 
@@ -217,12 +217,13 @@ def test_a_dead_or_hung_worker_is_left_out(
     other = serving.claim_slot(sleeper.pid)
     assert own is not None and other is not None
     rows += [own, other]
-    serving.beat(other, conns=0)
+    serving.record_connections(other, 0)
+    serving.beat(other)
     assert serving.fewest_elsewhere(own) == 0
     # Hung: its loop has not come round for longer than STALE_SECONDS.
     serving._table[other * serving._FIELDS + serving._BEAT] -= serving.STALE_SECONDS + 1
     assert serving.fewest_elsewhere(own) is None
-    serving.beat(other, conns=0)
+    serving.beat(other)
     assert serving.fewest_elsewhere(own) == 0
     sleeper.kill()
     sleeper.wait()
