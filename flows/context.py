@@ -103,6 +103,8 @@ class Context:
     now: datetime
     replies: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: What a node works out more than once in one visit (a menu's options), by its own keys.
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     def values(self) -> dict[str, Any]:
         return {
@@ -113,7 +115,8 @@ class Context:
 
     def render(self, texts: Texts | str) -> str:
         template = texts if isinstance(texts, str) else self.flow.text(texts, self.language)
-        return fill(template, self.values())
+        # Most texts name no variable: no values to gather (a tenth of a menu's rendering).
+        return fill(template, self.values()) if "{" in template else template
 
     def fits(self, text: str) -> bool:
         """Would ``text`` fit, after what this step has already said, in one reply?"""
@@ -126,7 +129,8 @@ class Context:
             self.replies.append(text)
 
     def message(self, key: str) -> str:
-        return fill(self.settings.message(key, self.language), self.values())
+        template = self.settings.message(key, self.language)
+        return fill(template, self.values()) if "{" in template else template
 
     def emit(self, kind: str, **data: Any) -> None:
         self.events.append(Event(kind, data))

@@ -75,12 +75,15 @@ class Engine:
         services: Services,
         budget: Budget,
         now: datetime,
+        owned: bool = False,
     ) -> StepResult:
-        """Advance one conversation by one inbound message."""
+        """Advance one conversation by one inbound message. ``state`` is left as it was, unless
+        ``owned``: the caller hands it over (parsed for this step alone) to be changed in place."""
         text = clean_input(text)
         word = fold(text)
         settings = self.library.settings
-        run = _Run(self, _copied(state) if state else None, services, budget, now)
+        kept = state if owned else _copied(state)
+        run = _Run(self, kept if state else None, services, budget, now)
 
         def role(name: str) -> bool:
             return word in self._words.get(name, set())

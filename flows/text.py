@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 #: The longest inbound text the engine looks at; Twilio reassembles up to 1600 characters.
@@ -28,9 +29,12 @@ def fold(text: str) -> str:
     return " ".join(stripped.split())
 
 
+@lru_cache(maxsize=4096)
 def to_gsm7(text: str) -> str:
     """The letters the GSM 7-bit alphabet lacks written plainly (``Escazú`` to ``Escazu``; ``ñ``
-    and ``é``, which it has, stay), so a menu of names costs what its length says."""
+    and ``é``, which it has, stay), so a menu of names costs what its length says. Remembered:
+    it is given menu labels (the directory's names, the flows' texts), a few hundred, on every
+    step."""
     from flows.encoding import GSM7, GSM7_BASIC, GSM7_EXTENSION
 
     text = unicodedata.normalize("NFC", text)

@@ -263,11 +263,11 @@ class Stored:
 
 
 def lock_and_read(
-    tx: Tx, e164: str, channel: str, now: datetime, *also: Call
+    tx: Tx, e164: str, hashes: dict[str, str], channel: str, now: datetime, *also: Call
 ) -> tuple[ContactRow, Stored, list[list[Row]]]:
     """The first round trip: lock the contact, ``also`` (statements that find it by its
-    number), read the conversation and the counters. A new number: create it, and again."""
-    hashes = contacts.hash_values(e164)
+    number's ``hashes``), read the conversation and the counters. A new number: create it,
+    and again."""
     read = read_statement(len(hashes))(channel=channel, **hashes)
     locked, *results, stored = tx.run(contacts.lock(hashes, now), *also, read)
     if not locked:
@@ -298,7 +298,9 @@ def _handle(
         updated_at=utcnow(),
         **hashes,
     )
-    contact, stored, (inserted,) = lock_and_read(tx, message.sender, message.channel, now, logged)
+    contact, stored, (inserted,) = lock_and_read(
+        tx, message.sender, hashes, message.channel, now, logged
+    )
     if not inserted:  # this provider id is already in the log: a redelivery
         return _replay(tx, message)
     inbound_id = inserted[0][0]
@@ -411,7 +413,7 @@ def step_conversation(
         result = engine.redisplay(state, view, services=services, budget=route.budget, now=now)
     else:
         result = engine.step(
-            state, view, message.text, services=services, budget=route.budget, now=now
+            state, view, message.text, services=services, budget=route.budget, now=now, owned=True
         )
     changes: dict[str, Any] = {}
     for event in result.events:

@@ -261,8 +261,15 @@ class Tx:
         from psycopg.adapt import Transformer
 
         raw = self._raw
-        cursor = ClientCursor(raw)  # psycopg's adapters, for what _literal does not render
-        prepared = self._prepared(cursor) if self.prepare else None
+        cursors: list[Any] = []
+
+        def mogrify(sql: str, arguments: Any) -> str:
+            # psycopg's adapters, for what _literal does not render (made when first needed)
+            if not cursors:
+                cursors.append(ClientCursor(raw))
+            return str(cursors[0].mogrify(sql, arguments))
+
+        prepared = self._prepared() if self.prepare else None
         parts: list[str] = []
         fresh: list[str] = []
         if prepared is not None:
@@ -279,9 +286,9 @@ class Tx:
             if prepared is not None and form.prepare_sql:
                 arguments = form.arguments(values)
                 rendered = form.execute_literally(arguments) if plain else None
-                parts.append(rendered or cursor.mogrify(form.execute_sql, arguments))
+                parts.append(rendered or mogrify(form.execute_sql, arguments))
             else:
-                parts.append(cursor.mogrify(form.sql, form.bind(values)))
+                parts.append(mogrify(form.sql, form.bind(values)))
         if commit:
             parts.append("COMMIT")
         if not parts:
@@ -309,14 +316,16 @@ class Tx:
                 results.append([])
         return results
 
-    def _prepared(self, cursor: Any) -> set[str]:
+    def _prepared(self) -> set[str]:
         """The names of the statements prepared on this connection (none on a new one)."""
         prepared: set[str] | None = self._info.get(_PREPARED)
         if prepared is None:
             prepared = self._info[_PREPARED] = set()
         elif self._info.pop(_IN_DOUBT, False):
-            cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'ruta\\_%'")
-            prepared = self._info[_PREPARED] = {name for (name,) in cursor.fetchall()}
+            listed = self._raw.execute(
+                "SELECT name FROM pg_prepared_statements WHERE name LIKE 'ruta\\_%'"
+            ).fetchall()
+            prepared = self._info[_PREPARED] = {name for (name,) in listed}
         return prepared
 
     def close(self) -> None:

@@ -217,6 +217,7 @@ def _handle(
     contact, stored, (this, previous) = lock_and_read(
         tx,
         request.msisdn,
+        hashes,
         CHANNEL,
         now,
         _THIS(**where),

@@ -160,7 +160,14 @@ main_menu:
 
     def _options(self, ctx: Context) -> list[tuple[str, str, dict[str, Any]]]:
         """(value, label, option) for every option in the person's language; on a channel that
-        wants plain labels, names in GSM-7 letters (typed with accents, they still match)."""
+        wants plain labels, names in GSM-7 letters (typed with accents, they still match).
+        Worked out once a visit: entering or answering a menu shows it again."""
+        key = ("menu options", ctx.language)
+        if key not in ctx.memo:
+            ctx.memo[key] = self._options_now(ctx)
+        return ctx.memo[key]
+
+    def _options_now(self, ctx: Context) -> list[tuple[str, str, dict[str, Any]]]:
         spec = ctx.node.spec
         found: list[tuple[str, str, dict[str, Any]]]
         if "options_action" in spec:

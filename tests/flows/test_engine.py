@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,3 +224,79 @@ def test_a_missing_translation_falls_back_to_the_default_language(session: Sessi
     doc["languages"] = ["es", "en", "fr"]
     talk = Talk(Engine(library(doc)), session, language="fr")
     assert talk.send("HOLA").text == "Hola solo en es"
+
+
+def _menu_with_counted_options(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A flow whose menu takes its options from a registered action that notes each run."""
+    from flows.actions import ACTIONS, Action, ActionResult
+
+    runs: list[str] = []
+
+    def places(ctx: Any, args: dict[str, str]) -> ActionResult:
+        runs.append(ctx.language)
+        return ActionResult(
+            value=[{"value": "1", "label": "Upala"}, {"value": "2", "label": "Escazú"}]
+        )
+
+    monkeypatch.setitem(ACTIONS, "counted_places", Action("counted_places", places))
+    return runs
+
+
+def test_a_menu_works_its_options_out_once_a_visit(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entering a menu lays it out and shows it; an answer that is not an option is matched and
+    the menu shown again: each from the same options, the directory read once for each."""
+    runs = _menu_with_counted_options(monkeypatch)
+    doc = flow(
+        {
+            "m": {
+                "type": "menu",
+                "text": {"es": "Lugar", "en": "Place"},
+                "options_action": "counted_places",
+                "save_as": "place",
+                "next": "done",
+            },
+            "done": {"type": "end", "text": {"es": "Listo: {place_label}", "en": "Done"}},
+        }
+    )
+    talk = Talk(Engine(library(doc)), session)
+    talk.budget = Budget("sms", 2, plain_labels=True)
+    assert talk.send("HOLA").text == "Lugar\n1 Upala\n2 Escazu"
+    assert runs == ["es"]
+    assert talk.send("7").text.endswith("Lugar\n1 Upala\n2 Escazu")  # not an option: shown again
+    assert runs == ["es", "es"]
+    assert talk.send("escazu").text == "Listo: Escazu"
+    assert runs == ["es", "es", "es"]
+
+
+def test_a_step_leaves_the_callers_state_alone_unless_handed_over(session: Session) -> None:
+    """A host may keep the state it passed (the simulator does); one that parsed it for this
+    step alone hands it over with ``owned`` and is spared the copy, for the same result."""
+    engine = Engine(library(ASK_AGE))
+    talk = Talk(engine, session)
+    talk.send("HOLA")
+    kept = copy.deepcopy(talk.state)
+    given = copy.deepcopy(talk.state)
+
+    def step(state: dict[str, Any], owned: bool) -> StepResult:
+        return engine.step(
+            state,
+            talk.contact,
+            "12",
+            services=DatabaseServices(session, channel="test", contact_id=None),
+            budget=talk.budget,
+            now=NOW,
+            owned=owned,
+        )
+
+    copied = step(given, owned=False)
+    assert given == kept
+    assert copied.state is not given
+    handed = step(given, owned=True)
+    assert handed.state is given
+    assert (handed.replies, handed.state, handed.events) == (
+        copied.replies,
+        copied.state,
+        copied.events,
+    )
