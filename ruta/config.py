@@ -19,7 +19,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_TRUST_PROXY": ("0", "1: trust X-Forwarded-Proto/Host/For (one hop, our own proxy)"),
     "RUTA_SECRET_KEY": (None, "Flask secret key; required outside `ruta dev` and tests"),
     "RUTA_COOKIE_SECURE": ("1", "0 only for plain-http local use: admin cookies over http"),
-    "RUTA_DATA_KEY": (None, "Fernet keys, comma-separated, first one current"),
+    "RUTA_DATA_KEY": (None, "data keys, comma-separated, first one current"),
     "RUTA_LOOKUP_KEYS": (None, "lookup-hash keys, first one current; default: the last data key"),
     "RUTA_INSTANCE_DIR": ("instance", "folder for the SQLite file, embedded Redis and dev keys"),
     "RUTA_SESSION_TIMEOUT_MINUTES": ("30", "inactivity after which a conversation starts over"),

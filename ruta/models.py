@@ -55,7 +55,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class EncryptedText(TypeDecorator[str]):
-    """Text encrypted with the installed vault; the database only ever sees Fernet tokens."""
+    """Text encrypted with the installed vault; the database only ever sees sealed values."""
 
     impl = Text
     cache_ok = True

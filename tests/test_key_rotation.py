@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy import column as sql_column
 from sqlalchemy import func, select, table
@@ -197,12 +197,10 @@ def stored() -> dict[tuple[str, str, int], str]:
 
 
 def readable(data_key: str) -> dict[tuple[str, str, int], str]:
-    """Every encrypted value, decrypted with ``data_key`` alone (InvalidToken if any is not)."""
-    fernet = Fernet(data_key.encode())
+    """Every encrypted value, decrypted with ``data_key`` alone (DataKeyError if any is not)."""
+    vault = crypto.Vault(data_key)
     return {
-        place: fernet.decrypt(token.encode()).decode()
-        for place, token in stored().items()
-        if place[1] != "phone_hash"
+        place: vault.decrypt(token) for place, token in stored().items() if place[1] != "phone_hash"
     }
 
 
@@ -255,7 +253,7 @@ def test_rotate_leaves_every_row_readable_with_the_new_keys_alone(
     app = deployment.app(NEW_DATA_KEY, LOOKUP_KEY)
     with app.app_context():
         assert readable(NEW_DATA_KEY) == before  # every value, with the new data key alone
-        with pytest.raises(InvalidToken):
+        with pytest.raises(crypto.DataKeyError):
             readable(OLD_DATA_KEY)
         vault = crypto.current()
         with db.transaction() as session:
@@ -282,6 +280,42 @@ def test_rotate_leaves_every_row_readable_with_the_new_keys_alone(
             assert session.get(Contact, person) is None
             assert contacts.find_contact(session, PERSON) is None
         assert not [value for value in readable(NEW_DATA_KEY).values() if DESCRIPTION in value]
+
+
+def test_values_an_earlier_ruta_wrote_as_fernet_tokens_are_read_and_rewritten(
+    deployment: Deployment,
+) -> None:
+    """Before the AEAD format every value was a Fernet token of the same keys: a database of
+    then is served as it is, and ``ruta keys rotate``, even with no new key, rewrites it."""
+    app = deployment.app(OLD_DATA_KEY)
+    reference = populate(app)
+    fernet = Fernet(OLD_DATA_KEY.encode())
+    with app.app_context():
+        before = readable(OLD_DATA_KEY)
+        with db.transaction() as session:
+            for (name, column, row), plain in before.items():
+                session.execute(
+                    table(name, sql_column("id"), sql_column(column))
+                    .update()
+                    .where(sql_column("id") == row)
+                    .values({column: fernet.encrypt(plain.encode()).decode()})
+                )
+        legacy = stored()
+        assert all(
+            legacy[place].startswith("gAAAAA") for place in before
+        )  # as an earlier Ruta left it
+        assert readable(OLD_DATA_KEY) == before
+        focal_point = Phone(app.test_client(), UPALA_1)  # found, their case read: as before
+        assert f"Caso {reference} aceptado" in focal_point.text(f"OK {reference}")
+
+    assert rewritten(deployment.rotate(OLD_DATA_KEY, None)) > 0
+    with app.app_context():
+        after = stored()
+        assert all(after[place].startswith(crypto.PREFIX) for place in before)
+        assert {
+            place: plain for place, plain in readable(OLD_DATA_KEY).items() if place in before
+        } == before
+    assert rewritten(deployment.rotate(OLD_DATA_KEY, None)) == 0
 
 
 def test_a_second_rotation_rewrites_nothing(deployment: Deployment) -> None:
@@ -339,7 +373,7 @@ def test_a_rotation_stopped_half_way_finishes_on_a_rerun_and_ruta_serves_meanwhi
         assert rehashed and waiting  # stopped half-way
         assert len(ids) == people + 1 and "+50688007788" in rehashed  # new rows: the new key
         raw = stored()
-        Fernet(NEW_DATA_KEY.encode()).decrypt(raw[("contacts", "phone", ids["+50688007788"])])
+        crypto.Vault(NEW_DATA_KEY).decrypt(raw[("contacts", "phone", ids["+50688007788"])])
         # Whichever hash a row has at this moment, its number finds it.
         for number in (min(rehashed), min(waiting)):
             Phone(client, number).text("HOLA")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from ruta import crypto
 from ruta.db import db
 from tests.conftest import PERSON, TwilioPhone
+
+VAULT = crypto.Vault(crypto.generate_key())
 
 
 def test_numbers_and_bodies_are_encrypted_at_rest(phone: TwilioPhone) -> None:
@@ -72,6 +78,62 @@ def test_lookup_keys_default_to_the_last_data_key_and_older_ones_are_still_tried
     assert after.lookup_hash(number) in again.lookup_hashes(number)
     with pytest.raises(crypto.DataKeyError):
         crypto.Vault(new, "not-a-key")
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_any_text_comes_back_as_it_went_in(text: str) -> None:
+    assert VAULT.decrypt(VAULT.encrypt(text)) == text
+
+
+def test_values_are_sealed_and_a_changed_byte_is_refused() -> None:
+    token = VAULT.encrypt("+50688001122")
+    assert token.startswith(crypto.PREFIX) and "50688001122" not in token
+    assert VAULT.encrypt("+50688001122") != token  # a fresh nonce each time
+    raw = bytearray(base64.urlsafe_b64decode(token[len(crypto.PREFIX) :]))
+    for index in range(len(raw)):  # key id, nonce, ciphertext, tag
+        changed = raw.copy()
+        changed[index] ^= 0x01
+        forged = crypto.PREFIX + base64.urlsafe_b64encode(bytes(changed)).decode()
+        with pytest.raises(crypto.DataKeyError):
+            VAULT.decrypt(forged)
+    for garbage in ("", crypto.PREFIX, crypto.PREFIX + "!!!", "gAAAAAnot-a-token", token[:-8]):
+        with pytest.raises(crypto.DataKeyError):
+            VAULT.decrypt(garbage)
+    with pytest.raises(crypto.DataKeyError):  # another key's vault
+        crypto.Vault(crypto.generate_key()).decrypt(token)
+
+
+def test_a_value_sealed_under_one_key_is_not_read_as_another_keys() -> None:
+    """The key id is authenticated with the value: relabelled as the other key's, it fails."""
+    first, second = crypto.generate_key(), crypto.generate_key()
+    both = crypto.Vault(f"{first},{second}")
+    token = crypto.Vault(second).encrypt("texto")
+    assert both.decrypt(token) == "texto"
+    raw = base64.urlsafe_b64decode(token[len(crypto.PREFIX) :])
+    first_id = base64.urlsafe_b64decode(crypto.Vault(first).encrypt("x")[len(crypto.PREFIX) :])[:4]
+    relabelled = crypto.PREFIX + base64.urlsafe_b64encode(first_id + raw[4:]).decode()
+    with pytest.raises(crypto.DataKeyError):
+        both.decrypt(relabelled)
+
+
+def test_fernet_tokens_of_an_earlier_ruta_are_read_and_rotated() -> None:
+    old = crypto.generate_key()
+    legacy = Fernet(old.encode()).encrypt(b"+50688001122").decode()
+    assert crypto.Vault(old).decrypt(legacy) == "+50688001122"
+    assert not crypto.Vault(old).is_current(legacy)  # rewritten by `ruta keys rotate`
+    new = crypto.generate_key()
+    rotated = crypto.Vault(f"{new},{old}").rotate(legacy)
+    assert rotated.startswith(crypto.PREFIX) and crypto.Vault(new).is_current(rotated)
+    assert crypto.Vault(new).decrypt(rotated) == "+50688001122"
+    assert not crypto.Vault(f"{old},{new}").is_current(rotated)  # sealed under a key now second
+    with pytest.raises(crypto.DataKeyError):
+        crypto.Vault(new).decrypt(legacy)
+
+
+def test_a_key_listed_twice_is_one_key() -> None:
+    key = crypto.generate_key()
+    assert crypto.Vault(f"{key},{key}").decrypt(crypto.Vault(key).encrypt("x")) == "x"
 
 
 def test_a_bad_data_key_fails_fast() -> None:
