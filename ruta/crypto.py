@@ -11,9 +11,10 @@ configured one by HKDF, as ``r1.`` and the URL-safe base64 of the key's 4-byte i
 it. GCM-SIV rather than GCM: a repeated random nonce would reveal only that two values are equal,
 never the key stream. Before December 2026 values were Fernet tokens (``gAAAAA...``, AES-128-CBC
 with HMAC-SHA256): they are still read with the same keys, and ``ruta keys rotate`` rewrites them.
-The change was for speed: a Fernet token cost three to four times the CPU of an AEAD seal on
-the webhooks' path (each sets up its cipher and HMAC anew: about 50 us against 20 us a value
-there, four values a message; docs/benchmarks.md).
+The change was for speed: on the webhooks' path, between everything else a message runs, a
+Fernet token (a cipher and an HMAC set up anew each time, in caches gone cold) cost 50-60 us to
+write and 70-90 to read, a sealed value 24 and 37; a message writes three and reads one
+(docs/benchmarks.md).
 
 Lookups (find a contact by number) cannot use randomised encryption, so they use HMAC-SHA256.
 ``RUTA_LOOKUP_KEYS`` holds the lookup keys, the first one current: new hashes use it, lookups try
