@@ -27,7 +27,6 @@ stops trying it once the old data key leaves ``RUTA_DATA_KEY``.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -84,6 +83,14 @@ def _sealer(key: str) -> tuple[bytes, AESGCMSIV]:
     return _derive(key, b"ruta data key id v1", _KEY_ID), aead
 
 
+def _opened(token: str) -> tuple[bytes, bytes, bytes]:
+    """A sealed value's key id, nonce and ciphertext with its tag; ValueError if it is not one."""
+    raw = base64.urlsafe_b64decode(token[len(PREFIX) :])
+    if len(raw) < _KEY_ID + _NONCE:
+        raise ValueError("too short")
+    return raw[:_KEY_ID], raw[_KEY_ID : _KEY_ID + _NONCE], raw[_KEY_ID + _NONCE :]
+
+
 class Vault:
     """Encrypts, decrypts and hashes personal data with the configured keys."""
 
@@ -118,17 +125,12 @@ class Vault:
         try:
             if not token.startswith(PREFIX):
                 return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
-            raw = base64.urlsafe_b64decode(token[len(PREFIX) :])
-            key_id, nonce, sealed = (
-                raw[:_KEY_ID],
-                raw[_KEY_ID : _KEY_ID + _NONCE],
-                raw[_KEY_ID + _NONCE :],
-            )
+            key_id, nonce, sealed = _opened(token)
             aead = self._sealers.get(key_id)
-            if aead is None or len(nonce) != _NONCE:
+            if aead is None:
                 raise InvalidToken
             return aead.decrypt(nonce, sealed, _AAD_PREFIX + key_id).decode("utf-8")
-        except (InvalidToken, InvalidTag, binascii.Error, ValueError) as exc:
+        except (InvalidToken, InvalidTag, ValueError) as exc:  # binascii.Error is a ValueError
             raise DataKeyError("cannot decrypt: no configured key matches") from exc
 
     def rotate(self, token: str) -> str:
@@ -137,17 +139,11 @@ class Vault:
 
     def is_current(self, token: str) -> bool:
         """Whether ``token`` is sealed under the current key already (nothing to rotate)."""
-        if not token.startswith(PREFIX):
-            return False
         try:
-            raw = base64.urlsafe_b64decode(token[len(PREFIX) :])
-        except (binascii.Error, ValueError):
-            return False
-        if raw[:_KEY_ID] != self._current_id:
-            return False
-        try:
+            if not token.startswith(PREFIX) or _opened(token)[0] != self._current_id:
+                return False
             self.decrypt(token)
-        except DataKeyError:
+        except (ValueError, DataKeyError):
             return False
         return True
 

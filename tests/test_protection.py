@@ -86,6 +86,14 @@ def test_any_text_comes_back_as_it_went_in(text: str) -> None:
     assert VAULT.decrypt(VAULT.encrypt(text)) == text
 
 
+@settings(max_examples=300, deadline=None)
+@given(token=st.one_of(st.text(), st.text().map(lambda t: crypto.PREFIX + t)))
+def test_anything_that_is_not_a_value_of_ours_is_refused_with_one_error(token: str) -> None:
+    with pytest.raises(crypto.DataKeyError):
+        VAULT.decrypt(token)
+    assert not VAULT.is_current(token)
+
+
 def test_values_are_sealed_and_a_changed_byte_is_refused() -> None:
     token = VAULT.encrypt("+50688001122")
     assert token.startswith(crypto.PREFIX) and "50688001122" not in token
