@@ -192,6 +192,7 @@ class Tx:
         self._info = connection.connection.info
         self.prepare = connection.get_execution_options().get("ruta_prepare", True)
         self._threshold = None
+        self._client_cursor: Any = None
         if self.batched:
             raw.autocommit = True
             # psycopg's own preparing (statements it sees often, for the ORM) would count
@@ -257,18 +258,10 @@ class Tx:
         With the engine's ``ruta_prepare`` option off (RUTA_DB_PREPARE=0: a PgBouncer in
         transaction mode may hand each transaction another server connection) the statements
         themselves are sent. ``_send`` sends the string and reads every result."""
-        from psycopg import ClientCursor
         from psycopg.adapt import Transformer
 
         raw = self._raw
-        cursors: list[Any] = []
-
-        def mogrify(sql: str, arguments: Any) -> str:
-            # psycopg's adapters, for what _literal does not render (made when first needed)
-            if not cursors:
-                cursors.append(ClientCursor(raw))
-            return str(cursors[0].mogrify(sql, arguments))
-
+        mogrify = self._mogrify
         prepared = self._prepared() if self.prepare else None
         parts: list[str] = []
         fresh: list[str] = []
@@ -315,6 +308,15 @@ class Tx:
             else:
                 results.append([])
         return results
+
+    def _mogrify(self, sql: str, arguments: Any) -> str:
+        """``sql`` with ``arguments`` bound by psycopg's adapters, for what ``_literal`` does not
+        render (its cursor made the first time a transaction needs it, which most never do)."""
+        from psycopg import ClientCursor
+
+        if self._client_cursor is None:
+            self._client_cursor = ClientCursor(self._raw)
+        return str(self._client_cursor.mogrify(sql, arguments))
 
     def _prepared(self) -> set[str]:
         """The names of the statements prepared on this connection (none on a new one)."""
