@@ -53,9 +53,8 @@ def signed(token: str | None, signature: str, url: str, form: MultiDict[str, str
     fails."""
     if not token or not signature:
         return False
-    payload = "".join(
-        name + value for name in sorted(form) for value in sorted(set(form.getlist(name)))
-    )
+    # Names in order, each name's distinct values in order: the distinct pairs, sorted.
+    payload = "".join(name + value for name, value in sorted(set(form.items(multi=True))))
     given = signature.encode("utf-8", "surrogateescape")
     if hmac.compare_digest(_signature(token, url, payload).encode("ascii"), given):
         return True

@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 from werkzeug.test import Client
 
+from gateway.lanes import form_pairs
 from ruta.db import db
 from ruta.models import Message
 from tests.conftest import AT_TOKEN, PUBLIC_BASE_URL, TwilioPhone, sign
@@ -194,3 +199,42 @@ def test_a_form_stating_its_utf8_charset_takes_the_lane_and_keeps_its_accents(
     assert stored == "Jiménez"
     assert post_signed(client, phone.params("1"), "ISO-8859-1").status_code == 200
     assert dispatched == [SMS_PATH]  # another charset: the edge app reads it, as before
+
+
+# The lane's form parser reads what the standard library's reads, on any text: names and values
+# with "+", "%" escapes (valid, broken, of bytes that are not UTF-8), empty fields, no "=".
+_FORM_TEXT = st.lists(
+    st.one_of(
+        st.text(alphabet="ab=+%&20C3A9ff;é", max_size=12),
+        st.sampled_from(["%2B", "%zz", "%C3%A9", "%FF", "a=b=c", "=", "&&", "+=+"]),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@given(text=_FORM_TEXT)
+@settings(max_examples=400)
+def test_the_lanes_form_parser_reads_what_parse_qsl_reads(text: str) -> None:
+    expected = parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")
+    assert form_pairs(text) == expected
+
+
+_NAMES = st.sampled_from(["Body", "From", "To", "MessageSid", "b", "B", "a_1"])
+_VALUES = st.text(alphabet="ab +1é&=%", max_size=6)
+
+
+@given(pairs=st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
+@settings(max_examples=200)
+def test_the_signature_is_twilios_over_repeated_and_unordered_fields(
+    pairs: list[tuple[str, str]],
+) -> None:
+    from twilio.request_validator import RequestValidator
+
+    from gateway.twilio_sms import signed
+
+    form = MultiDict(pairs)
+    validator = RequestValidator("token")
+    genuine = validator.compute_signature(SMS_URL, form)
+    assert signed("token", genuine, SMS_URL, form)
+    assert validator.validate(SMS_URL, form, genuine)
+    assert not signed("token", genuine, SMS_URL, MultiDict([*pairs, ("Extra", "1")]))
