@@ -3,6 +3,9 @@ the webhooks, the spool's drain and the admin's simulator lay screens out alike.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from flask import current_app
 
 from flows.context import PAGE_CHARS, Budget
@@ -17,11 +20,21 @@ def page_chars() -> int:
 
 def sms_budget() -> Budget:
     config = current_app.config
+    return _sms_budget(
+        config["RUTA_SMS_MAX_SEGMENTS"],
+        config["RUTA_SMS_TRANSLITERATE"],
+        config["AT_USSD_MAX_CHARS"],
+        config["USSD_JSON_MAX_CHARS"],
+    )
+
+
+@lru_cache(maxsize=64)  # one per configuration (a Budget is frozen): not built per message
+def _sms_budget(segments: Any, transliterate: Any, at_chars: Any, json_chars: Any) -> Budget:
     return Budget(
         "sms",
-        int(config["RUTA_SMS_MAX_SEGMENTS"]),
-        page_chars=page_chars(),
-        plain_labels=bool(config["RUTA_SMS_TRANSLITERATE"]),
+        int(segments),
+        page_chars=min(PAGE_CHARS, int(at_chars), int(json_chars)),
+        plain_labels=bool(transliterate),
     )
 
 

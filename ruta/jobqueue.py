@@ -183,6 +183,8 @@ def _connection() -> tuple[Redis, str]:
 
 def hand_over(work: Work) -> None:
     """Give committed work to RQ. Whatever Redis refuses stays in the database for the sweeper."""
+    if not (work.message_ids or work.outbox_ids or work.deadlines):
+        return  # most messages: a menu answered inline
     redis, prefix = _connection()
     for message_id in work.message_ids:
         enqueue(redis, prefix, SEND_MESSAGE, message_id, priority=HIGH, retry=SEND_RETRY)

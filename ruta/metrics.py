@@ -99,10 +99,11 @@ def _target() -> tuple[Any, str] | None:
     """This app's Redis and hash; None outside an app (a script, a unit of the engine)."""
     if not has_app_context():
         return None
-    redis = current_app.extensions.get("ruta.redis")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    redis = app.extensions.get("ruta.redis")
     if redis is None:
         return None
-    return redis, hash_key(current_app.config["RUTA_QUEUE_PREFIX"])
+    return redis, hash_key(app.config["RUTA_QUEUE_PREFIX"])
 
 
 def _send(redis: Any, key: str, increments: Mapping[str, float]) -> None:
