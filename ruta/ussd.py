@@ -8,7 +8,6 @@ nothing. A person who redials within five minutes of a session that was cut off 
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from ruta.conversation import (
     InboundMessage,
     Route,
     Stored,
+    load_state,
     lock_and_read,
     step_conversation,
 )
@@ -342,7 +342,7 @@ def _was_cut_off(previous: list[Row], stored: Stored, now: datetime) -> bool:
     ended_normally, updated_at = previous[0]
     if ended_normally or updated_at < now - RESUME_WINDOW:
         return False
-    return stored.state is not None and not json.loads(stored.state).get("ended")
+    return stored.state is not None and not load_state(stored.state).get("ended")
 
 
 def session_ended(

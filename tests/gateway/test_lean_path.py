@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, delete, event, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -409,3 +411,41 @@ def test_a_connection_the_database_dropped_is_retried_once(
     assert "municipio" in reply
     redis = phone.client.application.extensions["ruta.redis"]
     assert spool.waiting(redis, prepared["RUTA_QUEUE_PREFIX"]) == 0  # answered, not kept
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(state=st.dictionaries(st.text(max_size=8), _JSON, max_size=6))
+@settings(max_examples=300)
+def test_a_state_is_read_back_as_written_and_as_the_standard_library_wrote_it(
+    state: dict[str, Any],
+) -> None:
+    """The state is JSON written by orjson (ruta/conversation.py); states written before, by
+    the standard library (ASCII escapes, spaces), read the same."""
+    import json
+
+    from ruta.conversation import dump_state, load_state
+
+    assert load_state(dump_state(state)) == state
+    assert json.loads(dump_state(state)) == state
+    assert load_state(json.dumps(state)) == state
+
+
+def test_a_conversation_stored_by_the_standard_library_goes_on(
+    app: Flask, phone: TwilioPhone
+) -> None:
+    import json
+
+    assert "Buscar servicios" in phone.text("HOLA")
+    with Session(db.bound()) as session:
+        stored = session.scalars(select(ConversationSession)).one()
+        stored.state = json.dumps(json.loads(stored.state))  # as written before orjson
+        session.commit()
+    assert "Upala" in phone.text("1")
