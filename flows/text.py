@@ -30,6 +30,13 @@ def fold(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
+def fold_known(text: str) -> str:
+    """``fold`` of a text of the flows or the directory (a label, a keyword), remembered: a
+    word typed at a menu is compared with every option's. Never given a person's words."""
+    return fold(text)
+
+
+@lru_cache(maxsize=4096)
 def to_gsm7(text: str) -> str:
     """The letters the GSM 7-bit alphabet lacks written plainly (``Escazú`` to ``Escazu``; ``ñ``
     and ``é``, which it has, stay), so a menu of names costs what its length says. Remembered:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flows.context import Budget, Context, End, Outcome, Wait
 from flows.model import Flow, Node
 from flows.nodes.base import NodeKind, register
-from flows.text import fold
+from flows.text import fold, fold_known
 
 MAX_ITEMS_PER_PAGE = 3
 SMS_OFFER_NUMBER = "1"
@@ -96,7 +96,7 @@ show_services:
             ctx.emit("sms_requested", text=full)
             ctx.say(ctx.message("sms_coming"))
             return End()
-        more_words = {fold(w) for w in ctx.settings.keywords.get("more", [])}
+        more_words = {fold_known(w) for w in ctx.settings.keywords.get("more", [])}
         if word == ctx.budget.more_number or word in more_words:
             return self._show(ctx)
         ctx.say(ctx.message("list_hint"))

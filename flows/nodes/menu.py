@@ -15,7 +15,7 @@ from flows.actions import ACTIONS
 from flows.context import Budget, Context, Next, Outcome, Wait
 from flows.model import MAX_MENU_OPTIONS, Flow, Issue, Node, Texts
 from flows.nodes.base import NodeKind, help_text, layout_help, register, texts_of
-from flows.text import fold, to_gsm7
+from flows.text import fold, fold_known, to_gsm7
 from flows.translatable import Text
 
 
@@ -53,7 +53,7 @@ def _keywords(option: dict[str, Any], language: str) -> list[str]:
     words = option.get("keywords") or []
     if isinstance(words, dict):
         words = list(words.get(language, [])) + [w for ws in words.values() for w in ws]
-    return [fold(str(w)) for w in words]
+    return [fold_known(str(w)) for w in words]
 
 
 @register
@@ -294,12 +294,12 @@ main_menu:
             if 1 <= number <= end - start:
                 chosen = start + number - 1
         else:
-            if has_more and word in {fold(w) for w in ctx.settings.keywords.get("more", [])}:
+            if has_more and word in {fold_known(w) for w in ctx.settings.keywords.get("more", [])}:
                 ctx.scratch["page"] = page + 1
                 self._show(ctx)
                 return Wait()
             for index, (_value, label, option) in enumerate(options):
-                if word and (word == fold(label) or word in _keywords(option, ctx.language)):
+                if word and (word == fold_known(label) or word in _keywords(option, ctx.language)):
                     chosen = index
                     break
         if chosen is None:
