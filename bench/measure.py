@@ -118,27 +118,36 @@ class Backends:
 
 
 class _Counter:
+    """A running count in a file of this process's own, kept cheap: it runs in the process
+    measured, on every round trip (no ``getpid`` call each time: a fork starts a new file)."""
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.lock = threading.Lock()
-        self.pid = -1
         self.count = 0
         self.map: mmap.mmap | None = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self.lock = threading.Lock()
+        self.count, self.map = 0, None
+
+    def _open(self) -> mmap.mmap:
+        path = self.folder / str(os.getpid())
+        path.write_bytes(b"\0" * 8)
+        with path.open("r+b") as handle:
+            self.map = mmap.mmap(handle.fileno(), 8)
+        return self.map
 
     def add(self, n: int) -> None:
         with self.lock:
-            if os.getpid() != self.pid:  # first use, or a forked child: a file of its own
-                self.pid, self.count = os.getpid(), 0
-                path = self.folder / str(self.pid)
-                path.write_bytes(b"\0" * 8)
-                with path.open("r+b") as handle:
-                    self.map = mmap.mmap(handle.fileno(), 8)
             self.count += n
-            assert self.map is not None
-            struct.pack_into("q", self.map, 0, self.count)
+            struct.pack_into("q", self.map or self._open(), 0, self.count)
 
 
-def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], None]:
+def count_round_trips(
+    round_trip: Callable[[list[str]], None], *, statements: bool = True
+) -> Callable[[], None]:
     """Call ``round_trip(statements)`` for every network round trip psycopg makes, with what
     went out in it (every engine, every connection of this process).
 
@@ -149,7 +158,9 @@ def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], N
     pipeline, ``Pipeline.sync()``, or a commit in the pipeline), with the ``BEGIN`` it carries.
     Counted in psycopg, not in SQLAlchemy, so statements sent by any layer count alike, and
     in ``ruta.sql._send``, which hands libpq a batch's query string without a cursor. Returns
-    what undoes it (tests/gateway/test_lean_path.py counts a walk, then stops)."""
+    what undoes it (tests/gateway/test_lean_path.py counts a walk, then stops). With
+    ``statements`` off, a batch is not split into its statements (``round_trip`` gets an empty
+    list): the count alone, at the least cost to the process measured."""
     import psycopg
     from psycopg import pq
 
@@ -203,7 +214,7 @@ def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], N
 
     def on_send(original: Any) -> Any:
         def send(raw: Any, query: str, *args: Any) -> Any:
-            round_trip(query.split(";\n"))
+            round_trip(query.split(";\n") if statements else [])
             return original(raw, query, *args)
 
         return send
@@ -238,7 +249,7 @@ def count_round_trips(round_trip: Callable[[list[str]], None]) -> Callable[[], N
 def install(folder: str | os.PathLike[str]) -> None:
     """Count this process's database round trips into ``folder``."""
     counter = _Counter(Path(folder))
-    count_round_trips(lambda _statements: counter.add(1))
+    count_round_trips(lambda _statements: counter.add(1), statements=False)
 
 
 def read_round_trips(folder: Path) -> int:
