@@ -246,3 +246,40 @@ def test_without_standard_conforming_strings_psycopg_renders_the_arguments(
         with one_connection.connect() as connection:
             connection.exec_driver_sql("SET standard_conforming_strings = on")
             connection.commit()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_error_between_batches_rolls_back_and_returns_the_connection_as_it_came(
+    one_connection: Engine,
+) -> None:
+    """The webhook's transaction uses the pool's connection without SQLAlchemy's Connection:
+    an exception raised between two batches (the engine's, say) still rolls the server's
+    transaction back, and the connection goes back to the pool out of autocommit mode, where
+    the admin's ORM expects it."""
+    with one_connection.begin() as connection:
+        connection.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS interrupted (n int)"))
+    insert = sql.Prepared(text("INSERT INTO interrupted (n) VALUES (:n)").bindparams(n=0))
+    with pytest.raises(_Interrupted), sql.transaction(one_connection) as tx:
+        tx.run(insert(n=1))
+        assert tx._connection is None  # nothing made SQLAlchemy's Connection
+        raise _Interrupted
+    with one_connection.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw.autocommit is False
+        assert connection.execute(text("SELECT count(*) FROM interrupted")).scalar() == 0
+    assert run(one_connection, insert(n=2)) == [[]]
+    with one_connection.connect() as connection:
+        assert connection.execute(text("SELECT n FROM interrupted")).scalars().all() == [2]
+
+
+def test_a_committed_transaction_returns_the_connection_idle_and_out_of_autocommit(
+    one_connection: Engine,
+) -> None:
+    assert run(one_connection, ONE(n=1)) == [[(2,)]]
+    with one_connection.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw.autocommit is False
+        assert raw.info.transaction_status.name == "IDLE"
