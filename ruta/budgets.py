@@ -15,7 +15,11 @@ def page_chars() -> int:
     """Menu pages are laid out alike on SMS and USSD, to the smallest USSD screen configured,
     so an option has the same number on both channels."""
     config = current_app.config
-    return min(PAGE_CHARS, int(config["AT_USSD_MAX_CHARS"]), int(config["USSD_JSON_MAX_CHARS"]))
+    return _page_chars(config["AT_USSD_MAX_CHARS"], config["USSD_JSON_MAX_CHARS"])
+
+
+def _page_chars(at_chars: Any, json_chars: Any) -> int:
+    return min(PAGE_CHARS, int(at_chars), int(json_chars))
 
 
 def sms_budget() -> Budget:
@@ -33,7 +37,7 @@ def _sms_budget(segments: Any, transliterate: Any, at_chars: Any, json_chars: An
     return Budget(
         "sms",
         int(segments),
-        page_chars=min(PAGE_CHARS, int(at_chars), int(json_chars)),
+        page_chars=_page_chars(at_chars, json_chars),
         plain_labels=bool(transliterate),
     )
 

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import Dialect
@@ -145,7 +145,7 @@ class _Form:
         exec(compile(source, f"<ruta.sql {self.name}>", "exec"), scope)  # noqa: S102
         return scope["render"]
 
-    def _missing(self, name: str) -> Any:
+    def _missing(self, name: str) -> NoReturn:
         raise KeyError(f"no value for parameter {name!r} of {self.sql[:60]!r}")
 
     def arguments(self, values: Mapping[str, Any]) -> list[Any]:
@@ -159,7 +159,7 @@ class _Form:
             if name in values:
                 value = values[name]
             elif required:
-                raise KeyError(f"no value for parameter {name!r} of {self.sql[:60]!r}")
+                self._missing(name)
             else:
                 value = default
             bound.append(processor(value) if processor is not None else value)
