@@ -31,6 +31,8 @@ from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, NoReturn
 
+from psycopg import ClientCursor, InterfaceError, errors, generators, pq
+from psycopg.adapt import Transformer
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -47,6 +49,8 @@ _NAMES = itertools.count(1)
 #: error has left that set in doubt (see ``Tx._prepared``).
 _PREPARED = "ruta.prepared"
 _IN_DOUBT = "ruta.prepared_in_doubt"
+#: In the same ``info``: psycopg's loader of result rows for the connection, made once.
+_LOADER = "ruta.loader"
 
 
 class _Form:
@@ -329,8 +333,6 @@ class Tx:
         With the engine's ``ruta_prepare`` option off (RUTA_DB_PREPARE=0: a PgBouncer in
         transaction mode may hand each transaction another server connection) the statements
         themselves are sent. ``_send`` sends the string and reads every result."""
-        from psycopg.adapt import Transformer
-
         raw = self._raw
         mogrify = self._mogrify
         prepared = self._prepared() if self.prepare else None
@@ -371,7 +373,9 @@ class Tx:
         if prepared is not None:
             prepared.update(fresh)
         self.begun = True
-        loader = Transformer(raw)
+        loader = self._info.get(_LOADER)
+        if loader is None:
+            loader = self._info[_LOADER] = Transformer(raw)
         results = []
         mine = answers[skip : skip + len(forms)]  # not the PREPAREs, BEGIN and COMMIT
         for (form, _), answer in zip(forms, mine, strict=True):
@@ -385,8 +389,6 @@ class Tx:
     def _mogrify(self, sql: str, arguments: Any) -> str:
         """``sql`` with ``arguments`` bound by psycopg's adapters, for what ``_literal`` does not
         render (its cursor made the first time a transaction needs it, which most never do)."""
-        from psycopg import ClientCursor
-
         if self._client_cursor is None:
             self._client_cursor = ClientCursor(self._raw)
         return str(self._client_cursor.mogrify(sql, arguments))
@@ -422,8 +424,6 @@ def _send(raw: Any, query: str, encoding: str) -> list[Any]:
     preparing, its result sets: 59 against 36 us for five statements, measured alone); the
     first statement that failed
     raises the error psycopg would, and the ones after it did not run."""
-    from psycopg import InterfaceError, errors, generators, pq
-
     with raw.lock:
         raw.pgconn.send_query(query.encode(encoding))
         answers: list[Any] = raw.wait(generators.fetch_many(raw.pgconn))
