@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from urllib.parse import urlparse
 
@@ -31,8 +30,8 @@ def public_url() -> str:
 
 
 def _signature(token: str, url: str, signed: str) -> str:
-    digest = hmac.new(token.encode("utf-8"), (url + signed).encode("utf-8"), hashlib.sha1)
-    return base64.b64encode(digest.digest()).decode("ascii")
+    digest = hmac.digest(token.encode("utf-8"), (url + signed).encode("utf-8"), "sha1")
+    return base64.b64encode(digest).decode("ascii")
 
 
 def signature_valid() -> bool:

@@ -27,7 +27,6 @@ stops trying it once the old data key leaves ``RUTA_DATA_KEY``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 
@@ -158,7 +157,7 @@ class Vault:
 
     @staticmethod
     def _hash(key: bytes, value: str) -> str:
-        return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.digest(key, value.encode("utf-8"), "sha256").hex()
 
 
 _vault: Vault | None = None
