@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 LABEL_VALUE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: ``_field``'s cache key, per message
 class Spec:
     """One metric: its Prometheus name (without ``_total``), help and label names; a histogram
     has its upper bounds (seconds)."""
