@@ -9,6 +9,7 @@ on every channel; pages are the same on SMS and USSD.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from flows.actions import ACTIONS
@@ -47,6 +48,24 @@ def layout(
         pages.append((start, end))
         start = end
     return pages or [(0, 0)]
+
+
+@lru_cache(maxsize=512)
+def _paged(
+    labels: tuple[str, ...], more: str, room: int, budget: Budget
+) -> tuple[tuple[int, int], ...]:
+    """``layout`` of a menu's labels leaving ``room`` characters for what comes before them:
+    the same few menus are shown again and again, each split worked out once per process."""
+    reserve = "x" * room + "\n"
+    # Only an SMS budget tighter than a page (one segment, accents kept) changes the split.
+    return tuple(
+        layout(
+            list(labels),
+            more,
+            budget.page_chars - len(reserve),
+            lambda text: budget.fits(reserve + text),
+        )
+    )
 
 
 def _keywords(option: dict[str, Any], language: str) -> list[str]:
@@ -229,16 +248,9 @@ main_menu:
             len(ctx.message("invalid_option")),
             len(layout_help(ctx)),
         )
-        reserve = "x" * room + "\n"
-        # Only an SMS budget tighter than a page (one segment, accents kept) changes the split.
-        pages = layout(
-            labels,
-            self._more_line(ctx),
-            ctx.budget.page_chars - len(reserve),
-            lambda text: ctx.budget.fits(reserve + text),
-        )
+        pages = _paged(tuple(labels), self._more_line(ctx), room, ctx.budget)
         ctx.scratch["pages"] = [list(p) for p in pages]
-        return pages
+        return list(pages)
 
     def _show(self, ctx: Context) -> None:
         labels = [label for _, label, _ in self._options(ctx)]
