@@ -24,6 +24,8 @@ def clean_input(text: str | None) -> str:
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form: ``SALÚD`` and ``salud`` both give ``salud``."""
+    if text.isascii():  # most of what people type ("1", "hola"): no accents to take off
+        return " ".join(text.lower().split())
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(stripped.split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from flows.context import Budget
@@ -183,6 +186,15 @@ def test_fill_never_reads_a_value_as_a_template() -> None:
 
 def test_fold() -> None:
     assert fold("  SALÚD  Pública ") == "salud publica"
+    assert fold("  HOLA \t Ruta\n") == "hola ruta"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_fold_of_ascii_text_takes_the_short_way_to_the_same_answer(text: str) -> None:
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    slow = " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
+    assert fold(text) == slow
 
 
 def test_expired_session_starts_over(session: Session) -> None:
