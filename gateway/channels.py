@@ -21,21 +21,22 @@ log = logging.getLogger(__name__)
 
 def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:
     """Run ``message`` through the flows; hand queued replies and referrals to RQ after commit."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # once, not per use
     route = Route(
         budget=sms_budget(),
         reply_inline=reply_inline,
-        policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
-        outbound_channel=referrals.outbound_channel(current_app.config),
+        policy=policies.load(app.config.get("RUTA_POLICY_FILE")),
+        outbound_channel=referrals.outbound_channel(app.config),
     )
     with metrics.inbound_step(message.channel) as step:
         with database_or_spool(lambda: _entry(message)) as kept:
             handled = handle_inbound(
                 db,
-                current_app.extensions["ruta.flows"],
+                app.extensions["ruta.flows"],
                 message,
                 route,
                 now=clock.now(),
-                directory=current_app.extensions.get("ruta.directory"),
+                directory=app.extensions.get("ruta.directory"),
             )
         if kept:
             step.outcome = "spooled"

@@ -344,8 +344,8 @@ class DatabaseServices:
     def municipalities(self, language: str) -> list[Choice]:
         """The places of the phone's country first, the others behind "Otro pais"; every
         place when the phone's country has none (or the directory has no other country)."""
-        places = self._places()
-        home = [choice for country, choice in places if country == self.country]
+        places, own = self._places(), self.country
+        home = [choice for country, choice in places if country == own]
         if not home or len(home) == len(places):
             return [choice for _, choice in places]
         label = OTHER_COUNTRY_LABELS.get(language, OTHER_COUNTRY_LABELS["en"])
@@ -353,7 +353,8 @@ class DatabaseServices:
 
     def other_municipalities(self, language: str) -> list[Choice]:
         """The places of every other country, by country."""
-        return [choice for country, choice in self._places() if country != self.country]
+        places, own = self._places(), self.country
+        return [choice for country, choice in places if country != own]
 
     def municipality_name(self, code: str) -> str | None:
         if self.cache is not None:
