@@ -51,22 +51,23 @@ def inputs(raw: Any, name: str) -> str:
 
 def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
     """Compute the screen inside the request (no enqueue-and-wait), then hand work to RQ."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # once, not per use
     route = Route(
         budget=ussd_budget(rules.max_chars, request.service_code),
         reply_inline=True,
-        policy=policies.load(current_app.config.get("RUTA_POLICY_FILE")),
-        outbound_channel=referrals.outbound_channel(current_app.config),
+        policy=policies.load(app.config.get("RUTA_POLICY_FILE")),
+        outbound_channel=referrals.outbound_channel(app.config),
     )
     with metrics.inbound_step(f"ussd-{request.provider}") as step:
         try:
             with deadline(db.timeout):
                 reply, work = ussd.handle(
                     db,
-                    current_app.extensions["ruta.flows"],
+                    app.extensions["ruta.flows"],
                     request,
                     route,
                     now=clock.now(),
-                    directory=current_app.extensions.get("ruta.directory"),
+                    directory=app.extensions.get("ruta.directory"),
                 )
             step.outcome = "handled"
         except UNAVAILABLE as exc:

@@ -46,4 +46,9 @@ def ussd_budget(max_chars: int, service_code: str = "") -> Budget:
     """A USSD screen; end screens name the code to dial again (the one the person dialled
     when ``RUTA_USSD_CODE`` is not set)."""
     code = current_app.config.get("RUTA_USSD_CODE") or service_code
-    return Budget.ussd(max_chars, dial_code=code, page_chars=page_chars())
+    return _ussd_budget(max_chars, code, page_chars())
+
+
+@lru_cache(maxsize=64)  # a screen size and a code or two per deployment: not built per step
+def _ussd_budget(max_chars: int, code: str, page_chars: int) -> Budget:
+    return Budget.ussd(max_chars, dial_code=code, page_chars=page_chars)
