@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+from collections import deque
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -41,6 +42,30 @@ PREFIX = "r1."
 _AAD_PREFIX = PREFIX.encode("ascii")
 _KEY_ID = 4
 _NONCE = 12
+
+
+class _Nonces:
+    """Random nonces for one process, drawn from the OS a few hundred at a time: a message
+    seals three values, and ``os.urandom`` is a system call (which also lets go of the GIL)
+    each time. Each nonce is handed out once (a deque's ``popleft`` is atomic); a forked
+    child empties its copy, so it never hands out one of its parent's."""
+
+    BLOCK = 256
+
+    def __init__(self) -> None:
+        self._pool: deque[bytes] = deque()
+        os.register_at_fork(after_in_child=self._pool.clear)
+
+    def take(self) -> bytes:
+        try:
+            return self._pool.popleft()
+        except IndexError:
+            block = os.urandom(_NONCE * self.BLOCK)
+            self._pool.extend(block[i : i + _NONCE] for i in range(0, len(block), _NONCE))
+            return self._pool.popleft()
+
+
+_nonces = _Nonces()
 
 
 class DataKeyError(ValueError):
@@ -116,7 +141,7 @@ class Vault:
 
     def encrypt(self, plain: str) -> str:
         header = _AAD_PREFIX + self._current_id
-        nonce = os.urandom(_NONCE)
+        nonce = _nonces.take()
         sealed = self._current.encrypt(nonce, plain.encode("utf-8"), header)
         return PREFIX + base64.urlsafe_b64encode(self._current_id + nonce + sealed).decode("ascii")
 
