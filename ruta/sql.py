@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -235,9 +235,13 @@ Call = tuple[Prepared, Mapping[str, Any]]
 class Tx:
     """One transaction on one pooled connection, its statements sent in batches (``run``).
 
-    On PostgreSQL the transaction is opened by the first batch's ``BEGIN`` (the driver is in
-    autocommit mode meanwhile, so it sends no ``BEGIN`` of its own, a round trip) and closed by
-    the last one's ``COMMIT``; the connection goes back to the pool as it came. There the pool's
+    On PostgreSQL the transaction is opened by the first batch's ``BEGIN`` and closed by the
+    last one's ``COMMIT``; the connection goes back to the pool as it came. The batches go to
+    libpq under the driver, which sends no ``BEGIN`` of its own for them; it reads the
+    server's transaction status, so an ORM statement (``session``) runs in the transaction a
+    batch began, and the driver's commit or rollback ends it. The driver's settings are left
+    as the pool keeps them (turning autocommit on and off around every message cost 2 % of a
+    webhook's CPU). There the pool's
     connection is used as it is: SQLAlchemy's ``Connection`` (made, begun, committed and closed
     around every message: 5-8 % of a webhook's CPU under load) is made only when something needs
     it (``connection``): the ORM's rare paths, and the handling of a driver's error.
@@ -257,13 +261,7 @@ class Tx:
         # Kept by the pool with the driver's connection, forgotten with it.
         self._info = pooled.info
         self.prepare = engine.get_execution_options().get("ruta_prepare", True)
-        self._threshold = None
         self._client_cursor: Any = None
-        if self.batched:
-            raw.autocommit = True
-            # psycopg's own preparing (statements it sees often, for the ORM) would count
-            # every one of these query strings, each new: a hash and an LRU entry apiece.
-            self._threshold, raw.prepare_threshold = raw.prepare_threshold, None
 
     @property
     def connection(self) -> Connection:
@@ -402,6 +400,10 @@ class Tx:
             listed = self._raw.execute(
                 "SELECT name FROM pg_prepared_statements WHERE name LIKE 'ruta\\_%'"
             ).fetchall()
+            if not self.begun:
+                # The driver opened a transaction for it: ended at once, the connection is idle
+                # for the batch's own BEGIN.
+                self._raw.commit()
             prepared = self._info[_PREPARED] = {name for (name,) in listed}
         return prepared
 
@@ -409,13 +411,6 @@ class Tx:
         if self._session is not None:
             self._session.close()
             self._session = None
-
-    def release(self) -> None:
-        """The driver as the pool lent it (once the transaction is over)."""
-        if self.batched:
-            self._raw.prepare_threshold = self._threshold
-            with suppress(Exception):  # a connection cut by a deadline is dropped anyway
-                self._raw.autocommit = False
 
 
 def _send(raw: Any, query: str, encoding: str) -> list[Any]:
@@ -527,7 +522,6 @@ def transaction(engine: Engine) -> Iterator[Tx]:
         tx.close()
         if tx.begun and not tx.committed:
             tx.run(commit=True)
-        tx.release()
         done = True
     except BaseException:
         tx.close()
@@ -538,7 +532,6 @@ def transaction(engine: Engine) -> Iterator[Tx]:
                 tx._raw.rollback()  # sends ROLLBACK: the server's transaction is ours
             except Exception as exc:  # a connection cut by a deadline, say: not reused
                 pooled.invalidate(exc)
-        tx.release()
         raise
     finally:
         if tx._connection is not None:

@@ -106,7 +106,15 @@ def test_statements_deallocated_behind_its_back_fail_once_then_are_prepared_agai
         connection.commit()
     with pytest.raises(DBAPIError, match="does not exist"):
         run(one_connection, ONE(n=1))
+    with one_connection.connect() as connection:
+        raw = connection.connection.driver_connection
+    notices: list[str] = []
+    raw.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary))
+    # The next batch asks the server which statements it holds, through the driver, before its
+    # own BEGIN: that BEGIN must not land inside a transaction the driver opened.
     assert run(one_connection, ONE(n=1)) == [[(2,)]]
+    assert notices == []
+    assert raw.info.transaction_status.name == "IDLE"
 
 
 def test_with_prepare_off_the_statements_themselves_are_sent(
