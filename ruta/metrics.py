@@ -148,7 +148,8 @@ class _Pending:
             figures = self._figures.setdefault((redis, key), {})
             for field, amount in increments.items():
                 figures[field] = figures.get(field, 0) + amount
-        self._wake.set()
+        if not self._wake.is_set():  # set already but for once a second: no lock to take
+            self._wake.set()
 
     def flush(self) -> None:
         with self._lock:
