@@ -241,10 +241,10 @@ class Tx:
     server's transaction status, so an ORM statement (``session``) runs in the transaction a
     batch began, and the driver's commit or rollback ends it. The driver's settings are left
     as the pool keeps them (turning autocommit on and off around every message cost 2 % of a
-    webhook's CPU). There the pool's
-    connection is used as it is: SQLAlchemy's ``Connection`` (made, begun, committed and closed
-    around every message: 5-8 % of a webhook's CPU under load) is made only when something needs
-    it (``connection``): the ORM's rare paths, and the handling of a driver's error.
+    webhook's CPU). The pool's connection is used as it is: SQLAlchemy's ``Connection`` (made,
+    begun, committed and closed around every message: 5-8 % of a webhook's CPU under load) is
+    made only when something needs it (``connection``): the ORM's rare paths, and the handling
+    of a driver's error.
     """
 
     def __init__(self, engine: Engine, pooled: Any, connection: Connection | None = None) -> None:
