@@ -9,8 +9,7 @@ from contextlib import contextmanager
 
 from flask import current_app
 
-from ruta import clock, metrics, referrals, spool
-from ruta import policy as policies
+from ruta import clock, metrics, spool
 from ruta.budgets import sms_budget
 from ruta.conversation import Handled, InboundMessage, Route, handle_inbound
 from ruta.db import UNAVAILABLE, db, deadline
@@ -22,12 +21,7 @@ log = logging.getLogger(__name__)
 def receive(message: InboundMessage, *, reply_inline: bool) -> Handled:
     """Run ``message`` through the flows; hand queued replies and referrals to RQ after commit."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # once, not per use
-    route = Route(
-        budget=sms_budget(),
-        reply_inline=reply_inline,
-        policy=policies.load(app.config.get("RUTA_POLICY_FILE")),
-        outbound_channel=referrals.outbound_channel(app.config),
-    )
+    route = Route.configured(app.config, sms_budget(), reply_inline=reply_inline)
     with metrics.inbound_step(message.channel) as step:
         with database_or_spool(lambda: _entry(message)) as kept:
             handled = handle_inbound(

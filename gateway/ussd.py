@@ -14,8 +14,7 @@ from typing import Any
 from flask import current_app
 
 from gateway import fields
-from ruta import clock, metrics, referrals, ussd
-from ruta import policy as policies
+from ruta import clock, metrics, ussd
 from ruta.budgets import ussd_budget
 from ruta.conversation import Route
 from ruta.db import UNAVAILABLE, db, deadline
@@ -52,12 +51,8 @@ def inputs(raw: Any, name: str) -> str:
 def answer(request: ussd.UssdRequest, rules: ScreenRules) -> ussd.UssdReply:
     """Compute the screen inside the request (no enqueue-and-wait), then hand work to RQ."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # once, not per use
-    route = Route(
-        budget=ussd_budget(rules.max_chars, request.service_code),
-        reply_inline=True,
-        policy=policies.load(app.config.get("RUTA_POLICY_FILE")),
-        outbound_channel=referrals.outbound_channel(app.config),
-    )
+    budget = ussd_budget(rules.max_chars, request.service_code)
+    route = Route.configured(app.config, budget, reply_inline=True)
     with metrics.inbound_step(f"ussd-{request.provider}") as step:
         try:
             with deadline(db.timeout):

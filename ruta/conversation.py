@@ -31,6 +31,7 @@ from flows.context import Budget
 from flows.encoding import sms_cost
 from flows.engine import ContactView, Engine, StepResult
 from ruta import contacts, referrals, sql
+from ruta import policy as policies
 from ruta.contacts import ContactRow
 from ruta.db import Database
 from ruta.directory import DatabaseServices, DirectoryCache, end_subscriptions
@@ -81,6 +82,16 @@ class Route:
     reply_inline: bool
     policy: Policy
     outbound_channel: str
+
+    @classmethod
+    def configured(cls, config: dict[str, Any], budget: Budget, *, reply_inline: bool) -> Route:
+        """The route an app's configuration gives a channel that replies within ``budget``."""
+        return cls(
+            budget=budget,
+            reply_inline=reply_inline,
+            policy=policies.load(config.get("RUTA_POLICY_FILE")),
+            outbound_channel=referrals.outbound_channel(config),
+        )
 
 
 def handle_inbound(

@@ -10,8 +10,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
-from ruta import policy as policies
-from ruta import referrals, spool
+from ruta import spool
 from ruta.conversation import InboundMessage, Route, handle_inbound
 from ruta.db import UNAVAILABLE, db
 from ruta.models import Message, MessageStatus
@@ -73,13 +72,9 @@ def _process(entry: spool.Entry) -> None:
             entry.to,
         )
         return
-    config = current_app.config
-    route = Route(
-        budget=sms_budget(),  # the same screens a live message gets
-        reply_inline=False,  # the webhook has answered; replies go through the provider's API
-        policy=policies.load(config.get("RUTA_POLICY_FILE")),
-        outbound_channel=referrals.outbound_channel(config),
-    )
+    # The same screens a live message gets; the webhook has answered, so replies go through
+    # the provider's API.
+    route = Route.configured(current_app.config, sms_budget(), reply_inline=False)
     message = InboundMessage(
         entry.channel,
         entry.sender or "",
