@@ -25,7 +25,10 @@ next batch.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -33,7 +36,7 @@ from typing import Any, NoReturn
 
 from psycopg import ClientCursor, InterfaceError, errors, generators, pq
 from psycopg.adapt import Transformer
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, QueuePool, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -492,6 +495,105 @@ def _checkout(engine: Engine) -> Any:
         raise  # unreachable: the handler raises
 
 
+class _Kept:
+    """Connections a transaction committed on, kept out of the pool for the next transaction
+    of this process, most recently used first (a stack: the same few stay warm).
+
+    Checking a connection out of SQLAlchemy's pool and back in (its proxy, its records, its
+    queue's locks, its events) cost 5-6 % of a webhook's CPU, more than any other part of a
+    message's bookkeeping, for a connection every message of a web thread needs again at
+    once. Kept here, they stay checked out as far as the pool knows: at most one fewer than
+    the pool's size, so the admin's ORM in the same process always finds one in the pool, and
+    never an overflow connection (which the pool closes when it comes back). Only what the
+    pool would have handed out as it is goes on the stack: a connection idle after a commit,
+    of a ``QueuePool`` that does not recycle connections by age. The pool's ``checkout``
+    event is fired again when one is taken (the deadlines' watch, ruta/db.py, listens).
+
+    Whatever goes wrong in a transaction empties the stack back into the pool, which checks
+    what it hands out next against its own invalidation (a database restart drops every
+    connection as old as the one that failed); so does ``Engine.dispose``. A forked child
+    starts with none (its parent's are its parent's to use).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        pool = engine.pool
+        limit = pool.size() - 1 if isinstance(pool, QueuePool) else 0
+        self.limit = limit if getattr(pool, "_recycle", -1) < 0 else 0
+        self.idle: deque[Any] = deque()
+        self._pid = _process_id
+
+    @classmethod
+    def of(cls, engine: Engine) -> _Kept:
+        kept: _Kept | None = engine.__dict__.get(_KEPT)
+        if kept is None or kept._pid != _process_id:
+            with _making:  # two threads' first transactions: one stack
+                kept = engine.__dict__.get(_KEPT)
+                if kept is None:
+                    event.listen(engine, "engine_disposed", _close_kept)
+                elif kept._pid != _process_id:
+                    _inherited.append(kept)  # never finalized: the sockets are the parent's
+                if kept is None or kept._pid != _process_id:
+                    kept = engine.__dict__[_KEPT] = cls(engine)
+        return kept
+
+    def take(self, engine: Engine) -> Any:
+        try:
+            pooled = self.idle.pop()
+        except IndexError:
+            return _checkout(engine)
+        engine.pool.dispatch.checkout(pooled.dbapi_connection, pooled._connection_record, pooled)
+        return pooled
+
+    def keep(self, pooled: Any, raw: Any) -> bool:
+        """Keep ``pooled`` if there is room and it is idle; False: the caller returns it."""
+        if len(self.idle) >= self.limit or raw.pgconn.transaction_status != IDLE:
+            return False
+        self.idle.append(pooled)
+        return True
+
+    def release(self, *, close: bool = False) -> None:
+        """Every kept connection back to the pool, or closed (``close``: the pool is gone)."""
+        while True:
+            try:
+                pooled = self.idle.pop()
+            except IndexError:
+                return
+            if close:
+                pooled.invalidate()
+            else:
+                pooled._close_special(transaction_reset=True)
+
+
+_KEPT = "_ruta_kept"
+IDLE = pq.TransactionStatus.IDLE
+#: Stacks a forked child inherited: referenced for ever, so that no proxy of its parent's
+#: connections is ever finalized (which would send a ROLLBACK on the parent's socket).
+_inherited: list[_Kept] = []
+_process_id = os.getpid()
+_making = threading.Lock()
+
+
+def _forked() -> None:
+    global _process_id
+    _process_id = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def return_kept(engine: Engine) -> None:
+    """Every connection this process keeps for ``engine``'s transactions back to its pool (for
+    what works on the pool's idle connections)."""
+    _Kept.of(engine).release()
+
+
+def _close_kept(engine: Engine) -> None:
+    """``Engine.dispose``: its pool has closed what it held; the kept ones are closed too."""
+    kept: _Kept | None = engine.__dict__.get(_KEPT)
+    if kept is not None and kept._pid == _process_id:
+        kept.release(close=True)
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Tx]:
     """A ``Tx``: committed by its last ``run(..., commit=True)`` or at the end of the block,
@@ -512,7 +614,8 @@ def transaction(engine: Engine) -> Iterator[Tx]:
                 connection.rollback()
                 raise
         return
-    pooled = _checkout(engine)
+    kept = _Kept.of(engine)
+    pooled = kept.take(engine)
     tx = Tx(engine, pooled)
     done = False
     try:
@@ -524,6 +627,7 @@ def transaction(engine: Engine) -> Iterator[Tx]:
             tx.run(commit=True)
         done = True
     except BaseException:
+        kept.release()
         tx.close()
         if tx._connection is not None:
             tx._connection.rollback()
@@ -539,8 +643,9 @@ def transaction(engine: Engine) -> Iterator[Tx]:
                 tx._connection.commit()  # the driver is idle: this sends nothing
             tx._connection.close()
         elif done:
-            # Committed and idle: back to the pool without its reset (a call into the driver
-            # for a ROLLBACK it would not send), as SQLAlchemy's Connection returns one.
-            pooled._close_special(transaction_reset=True)
+            if not kept.keep(pooled, tx._raw):
+                # Committed and idle: back to the pool without its reset (a call into the
+                # driver for a ROLLBACK it would not send), as SQLAlchemy's Connection does.
+                pooled._close_special(transaction_reset=True)
         else:
             pooled.close()  # the pool's reset rolls back what is left, or drops it
