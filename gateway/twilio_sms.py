@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
+from collections.abc import Callable
+from functools import lru_cache
 from urllib.parse import urlparse
 
 from flask import Blueprint, Response, current_app, request
@@ -13,6 +16,7 @@ from werkzeug.datastructures import MultiDict
 from gateway import fields, lanes
 from gateway.channels import receive
 from ruta.conversation import InboundMessage
+from ruta.crypto import keyed_hmac
 
 bp = Blueprint("twilio_sms", __name__)
 CHANNEL = "twilio"
@@ -29,9 +33,13 @@ def public_url() -> str:
     return request.base_url + (f"?{query}" if query else "")
 
 
+@lru_cache(maxsize=8)
+def _mac(token: str) -> Callable[[bytes], bytes]:
+    return keyed_hmac(token.encode("utf-8"), hashlib.sha1)
+
+
 def _signature(token: str, url: str, signed: str) -> str:
-    digest = hmac.digest(token.encode("utf-8"), (url + signed).encode("utf-8"), "sha1")
-    return base64.b64encode(digest).decode("ascii")
+    return base64.b64encode(_mac(token)((url + signed).encode("utf-8"))).decode("ascii")
 
 
 def signature_valid() -> bool:

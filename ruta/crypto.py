@@ -27,9 +27,12 @@ stops trying it once the old data key leaves ``RUTA_DATA_KEY``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import os
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -66,6 +69,30 @@ class _Nonces:
 
 
 _nonces = _Nonces()
+
+
+def keyed_hmac(key: bytes, digest: Callable[..., Any]) -> Callable[[bytes], bytes]:
+    """HMAC under ``key`` with ``digest`` (``hashlib.sha256``...), as a function of the value.
+
+    The standard library's HMAC, keyed once and copied for each value: its inner and outer
+    hash states are worked out with the key, and a value costs two hash copies and updates.
+    ``hmac.digest`` sets up OpenSSL's HMAC afresh on every call, which between a webhook's
+    other work (its caches cold) took 6.7-9.2 us against 2.6-4.5 (an HMAC-SHA256 of a phone
+    number, measured here).
+    """
+
+    def construct(data: bytes = b"") -> Any:
+        return digest(data)
+
+    # A constructor of its own, not the name or OpenSSL's: the standard library's own HMAC.
+    template = hmac.new(key, digestmod=construct)
+
+    def mac(value: bytes) -> bytes:
+        copy = template.copy()
+        copy.update(value)
+        return copy.digest()
+
+    return mac
 
 
 class DataKeyError(ValueError):
@@ -138,6 +165,7 @@ class Vault:
             if derived not in hash_keys:
                 hash_keys.append(derived)
         self._hash_keys = hash_keys
+        self._macs = [keyed_hmac(key, hashlib.sha256) for key in hash_keys]
 
     def encrypt(self, plain: str) -> str:
         header = _AAD_PREFIX + self._current_id
@@ -173,16 +201,13 @@ class Vault:
 
     def lookup_hash(self, value: str) -> str:
         """The hash new rows are stored under: the current lookup key's."""
-        return self._hash(self._hash_keys[0], value)
+        return self._macs[0](value.encode("utf-8")).hex()
 
     def lookup_hashes(self, value: str) -> list[str]:
         """Every hash ``value`` may be stored under, the current one first: a row keeps the
         hash it was written with until ``ruta keys rotate`` rewrites it."""
-        return [self._hash(key, value) for key in self._hash_keys]
-
-    @staticmethod
-    def _hash(key: bytes, value: str) -> str:
-        return hmac.digest(key, value.encode("utf-8"), "sha256").hex()
+        encoded = value.encode("utf-8")
+        return [mac(encoded).hex() for mac in self._macs]
 
 
 _vault: Vault | None = None
