@@ -99,9 +99,8 @@ def test_a_failed_transaction_gives_every_kept_connection_back_to_the_pool(
     at_once(engine, 3)
     pool: Any = engine.pool
     assert pool.checkedout() == 2
-    with pytest.raises(DBAPIError, match="division by zero"):
-        with sql.transaction(engine) as tx:
-            tx.run(FAILS(zero=0))
+    with pytest.raises(DBAPIError, match="division by zero"), sql.transaction(engine) as tx:
+        tx.run(FAILS(zero=0))
     assert pool.checkedout() == 0 and pool.checkedin() == 3
     backend(engine)  # and keeping starts again
     assert pool.checkedout() == 1
