@@ -52,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         timeout=db_timeout(settings),
         pre_ping=settings.get("RUTA_DB_ROLE") == "worker",
         prepare=settings["RUTA_DB_PREPARE"],
+        pool_size=settings["RUTA_DB_POOL_SIZE"],
     )
     app.extensions["ruta.redis"] = connect(settings["REDIS_URL"], settings["RUTA_INSTANCE_DIR"])
     app.extensions["ruta.flows"] = FlowCache(

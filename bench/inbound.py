@@ -774,7 +774,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="measure each target this many times, alternating (ruta, bare, bare, ruta...), "
         "and report the rounds together; later rounds warm up for at most 2 s",
     )
-    # Defaults: the Procfile's web process (gunicorn --workers 2 --threads 4, balanced gthread).
+    # Defaults: the Procfile's web process (gunicorn --workers 2 --threads 6, balanced gthread).
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--worker-class",
@@ -782,7 +782,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="balanced",
         help="balanced: the Procfile's (gateway.serving), gthread: gunicorn's own",
     )
-    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument("--threads", type=int, default=6, help="threads per gthread worker")
     parser.add_argument(
         "--gunicorn-config",
         help="extra gunicorn config file for both servers (e.g. hooks that profile a worker)",

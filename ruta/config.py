@@ -61,6 +61,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RUTA_WORKER_DB_TIMEOUT": ("60", "seconds a worker's database call may take"),
     "RUTA_DB_ROLE": ("web", "web or worker: which database timeout applies (ruta worker: worker)"),
     "RUTA_DB_PREPARE": ("1", "0 behind a PgBouncer in transaction mode: no prepared statements"),
+    "RUTA_DB_POOL_SIZE": ("8", "database connections a process keeps: the web's threads and two"),
     "RUTA_PROVIDER_TIMEOUT": ("10", "seconds a provider has to answer a send"),
     "RUTA_METRICS_TOKEN": (None, "bearer token a Prometheus scrape of /metrics must send"),
     "PORT": ("8000", "port the Procfile's web process listens on"),
@@ -116,6 +117,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RUTA_CASE_ANONYMISE_DAYS",
         "RUTA_ADMIN_IDLE_MINUTES",
         "RUTA_ADMIN_SESSION_HOURS",
+        "RUTA_DB_POOL_SIZE",
     ):
         try:
             config[name] = int(config[name])

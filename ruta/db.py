@@ -230,6 +230,7 @@ class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self.timeout = WEB_TIMEOUT
+        self.pool_size: int | None = None
         self._factory: sessionmaker[Session] | None = None
 
     def init(
@@ -239,18 +240,22 @@ class Database:
         timeout: float = WEB_TIMEOUT,
         pre_ping: bool = False,
         prepare: bool = True,
+        pool_size: int | None = None,
     ) -> None:
         if (
             self.engine is not None
             and str(self.engine.url) == url
             and self.timeout == timeout
             and self.engine.get_execution_options().get("ruta_prepare") == prepare
+            and self.pool_size == pool_size
         ):
             return
         if self.engine is not None:
             self.engine.dispose()
         self.timeout = timeout
-        self.engine = make_engine(url, timeout=timeout, pre_ping=pre_ping, prepare=prepare)
+        self.pool_size = pool_size
+        extra = {} if pool_size is None or url.startswith("sqlite") else {"pool_size": pool_size}
+        self.engine = make_engine(url, timeout=timeout, pre_ping=pre_ping, prepare=prepare, **extra)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def bound(self) -> Engine:

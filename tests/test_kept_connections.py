@@ -149,3 +149,24 @@ def test_a_forked_child_leaves_its_parents_kept_connection_alone(engine: Engine)
     assert os.waitstatus_to_exitcode(status) == 0
     assert child_backend not in (0, parent)
     assert backend(engine) == parent  # and the parent's still answers it
+
+
+def test_the_pool_is_as_large_as_the_setting_and_holds_every_web_thread_and_the_admin(
+    app: Flask,
+) -> None:
+    import shlex
+    from pathlib import Path
+
+    from ruta.config import ConfigError, from_environment
+
+    assert from_environment({})["RUTA_DB_POOL_SIZE"] == 8
+    assert from_environment({"RUTA_DB_POOL_SIZE": "12"})["RUTA_DB_POOL_SIZE"] == 12
+    with pytest.raises(ConfigError, match="RUTA_DB_POOL_SIZE"):
+        from_environment({"RUTA_DB_POOL_SIZE": "many"})
+    procfile = (Path(__file__).parent.parent / "Procfile").read_text(encoding="utf-8")
+    web = shlex.split(next(line for line in procfile.splitlines() if line.startswith("web:")))
+    threads = int(web[web.index("--threads") + 1])
+    assert threads + 1 <= from_environment({})["RUTA_DB_POOL_SIZE"]  # kept: one fewer
+    assert db.engine is not None
+    if db.engine.dialect.name == "postgresql":
+        assert db.engine.pool.size() == app.config["RUTA_DB_POOL_SIZE"]  # type: ignore[attr-defined]
