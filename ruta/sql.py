@@ -506,7 +506,8 @@ class _Kept:
     the pool's size, so the admin's ORM in the same process always finds one in the pool, and
     never an overflow connection (which the pool closes when it comes back). Only what the
     pool would have handed out as it is goes on the stack: a connection idle after a commit,
-    of a ``QueuePool`` that does not recycle connections by age. The pool's ``checkout``
+    of a ``QueuePool`` that neither recycles connections by age nor pings them before use (the
+    workers' engines do: they keep none). The pool's ``checkout``
     event is fired again when one is taken (the deadlines' watch, ruta/db.py, listens).
 
     Whatever goes wrong in a transaction empties the stack back into the pool, which checks
@@ -518,7 +519,9 @@ class _Kept:
     def __init__(self, engine: Engine) -> None:
         pool = engine.pool
         limit = pool.size() - 1 if isinstance(pool, QueuePool) else 0
-        self.limit = limit if getattr(pool, "_recycle", -1) < 0 else 0
+        if getattr(pool, "_recycle", -1) >= 0 or getattr(pool, "_pre_ping", False):
+            limit = 0  # the pool checks its connections as it hands them out: let it
+        self.limit = limit
         self.idle: deque[Any] = deque()
         self._pid = _process_id
 

@@ -80,6 +80,18 @@ def test_the_next_transaction_runs_on_the_connection_the_last_one_committed_on(
     assert backend(engine) == first
 
 
+def test_an_engine_that_pings_its_connections_keeps_none(engine: Engine) -> None:
+    """The workers' engines ping a connection before each use: the pool hands them out."""
+    pinging = make_engine(
+        engine.url.render_as_string(hide_password=False), pool_size=3, pre_ping=True
+    )
+    try:
+        backend(pinging)
+        assert pinging.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        pinging.dispose()
+
+
 def test_one_connection_always_stays_in_the_pool_for_the_rest_of_the_process(
     engine: Engine,
 ) -> None:
