@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ruta import sql
 from ruta.db import _watched, db, deadline, make_engine
+from tests.engines import own_engine
 
 BACKEND = sql.Prepared(select(literal_column("pg_backend_pid()", Integer)))
 FAILS = sql.Prepared(select(literal_column("1") / bindparam("zero", type_=Integer)))
@@ -25,14 +26,8 @@ FAILS = sql.Prepared(select(literal_column("1") / bindparam("zero", type_=Intege
 @pytest.fixture()
 def engine(app: Flask) -> Iterator[Engine]:
     """An engine of three pooled connections and no overflow."""
-    assert db.engine is not None
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite's transactions are SQLAlchemy's own")
-    engine = make_engine(
-        db.engine.url.render_as_string(hide_password=False), pool_size=3, max_overflow=0
-    )
-    yield engine
-    engine.dispose()
+    with own_engine("SQLite's transactions are SQLAlchemy's own", pool_size=3, max_overflow=0) as e:
+        yield e
 
 
 def backend(engine: Engine) -> int:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ruta import sql
 from ruta.db import db, make_engine
+from tests.engines import own_engine
 
 ONE = sql.Prepared(select(literal_column("1") + bindparam("n", type_=Integer)))
 FAILS = sql.Prepared(select(literal_column("1") / bindparam("zero", type_=Integer)))
@@ -36,14 +37,8 @@ FAILS = sql.Prepared(select(literal_column("1") / bindparam("zero", type_=Intege
 @pytest.fixture()
 def one_connection(app: Flask) -> Iterator[Engine]:
     """An engine of one pooled connection, so every transaction finds what the last left."""
-    assert db.engine is not None
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's")
-    engine = make_engine(
-        db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0
-    )
-    yield engine
-    engine.dispose()
+    with own_engine("prepared statements are PostgreSQL's", pool_size=1, max_overflow=0) as e:
+        yield e
 
 
 def prepared_names(engine: Engine) -> set[str]:
