@@ -46,13 +46,15 @@ def make_engine(
     timeout: float = WEB_TIMEOUT,
     pre_ping: bool = False,
     prepare: bool = True,
+    pool_size: int | None = None,
     **kwargs: Any,
 ) -> Engine:
     """An engine whose every wait is bounded by ``timeout``. ``pre_ping`` (workers) checks each
     pooled connection before use; the web does not pay that round trip: a connection found
     dropped fails its first statement, the pool drops every connection as old as it, and the
     inbound path tries once more (``ruta.conversation.handle_inbound``). ``prepare``: whether
-    ruta/sql.py's transactions prepare their statements on the server (RUTA_DB_PREPARE)."""
+    ruta/sql.py's transactions prepare their statements on the server (RUTA_DB_PREPARE);
+    ``pool_size``: the PostgreSQL pool's (RUTA_DB_POOL_SIZE; SQLite keeps SQLAlchemy's)."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
     if url.startswith("postgresql://"):
@@ -79,6 +81,8 @@ def make_engine(
         )
         kwargs.setdefault("pool_pre_ping", pre_ping)
         kwargs.setdefault("pool_timeout", timeout)
+        if pool_size is not None:
+            kwargs.setdefault("pool_size", pool_size)
     engine = create_engine(url, **kwargs)
     engine.update_execution_options(ruta_prepare=prepare)
     if engine.dialect.name == "sqlite":
@@ -254,8 +258,9 @@ class Database:
             self.engine.dispose()
         self.timeout = timeout
         self.pool_size = pool_size
-        extra = {} if pool_size is None or url.startswith("sqlite") else {"pool_size": pool_size}
-        self.engine = make_engine(url, timeout=timeout, pre_ping=pre_ping, prepare=prepare, **extra)
+        self.engine = make_engine(
+            url, timeout=timeout, pre_ping=pre_ping, prepare=prepare, pool_size=pool_size
+        )
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def bound(self) -> Engine:

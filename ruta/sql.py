@@ -507,8 +507,8 @@ class _Kept:
     never an overflow connection (which the pool closes when it comes back). Only what the
     pool would have handed out as it is goes on the stack: a connection idle after a commit,
     of a ``QueuePool`` that neither recycles connections by age nor pings them before use (the
-    workers' engines do: they keep none). The pool's ``checkout``
-    event is fired again when one is taken (the deadlines' watch, ruta/db.py, listens).
+    workers' engines do: they keep none). The pool's ``checkout`` event is fired again when
+    one is taken (the deadlines' watch, ruta/db.py, listens).
 
     Whatever goes wrong in a transaction empties the stack back into the pool, which checks
     what it hands out next against its own invalidation (a database restart drops every
@@ -533,10 +533,11 @@ class _Kept:
                 kept = engine.__dict__.get(_KEPT)
                 if kept is None:
                     event.listen(engine, "engine_disposed", _close_kept)
-                elif kept._pid != _process_id:
+                elif kept._pid == _process_id:
+                    return kept  # another thread made it
+                else:
                     _inherited.append(kept)  # never finalized: the sockets are the parent's
-                if kept is None or kept._pid != _process_id:
-                    kept = engine.__dict__[_KEPT] = cls(engine)
+                kept = engine.__dict__[_KEPT] = cls(engine)
         return kept
 
     def take(self, engine: Engine) -> Any:
@@ -549,7 +550,7 @@ class _Kept:
 
     def keep(self, pooled: Any, raw: Any) -> bool:
         """Keep ``pooled`` if there is room and it is idle; False: the caller returns it."""
-        if len(self.idle) >= self.limit or raw.pgconn.transaction_status != IDLE:
+        if len(self.idle) >= self.limit or raw.pgconn.transaction_status != _IDLE:
             return False
         self.idle.append(pooled)
         return True
@@ -568,7 +569,7 @@ class _Kept:
 
 
 _KEPT = "_ruta_kept"
-IDLE = pq.TransactionStatus.IDLE
+_IDLE = pq.TransactionStatus.IDLE
 #: Stacks a forked child inherited: referenced for ever, so that no proxy of its parent's
 #: connections is ever finalized (which would send a ROLLBACK on the parent's socket).
 _inherited: list[_Kept] = []
