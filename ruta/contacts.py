@@ -14,7 +14,6 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningUpdate
 
 from ruta import crypto
 from ruta.models import Contact, utcnow
@@ -157,22 +156,17 @@ def contact_id_of(count: int) -> ScalarSelect[int]:
     return select(Contact.id).where(matches(count)).order_by(Contact.id).limit(1).scalar_subquery()
 
 
-def locking(count: int) -> ReturningUpdate[int, str | None, bool, datetime | None]:
-    """The statement of ``lock``, for one that does more in the same statement."""
-    return (
-        update(Contact)
-        .where(matches(count))
-        .values(last_seen_at=bindparam("now"))
-        .returning(*_RETURNED)
-    )
-
-
 def lock(hashes: dict[str, str], now: datetime) -> Call:
     """Lock the number's contact row by recording when it was seen (see ``lock_contact``):
     no row when the number is new, then ``create``."""
     prepared = _LOCKS.get(len(hashes))
     if prepared is None:
-        prepared = _LOCKS[len(hashes)] = Prepared(locking(len(hashes)))
+        prepared = _LOCKS[len(hashes)] = Prepared(
+            update(Contact)
+            .where(matches(len(hashes)))
+            .values(last_seen_at=bindparam("now"))
+            .returning(*_RETURNED)
+        )
     return prepared(now=now, **hashes)
 
 

@@ -141,7 +141,6 @@ def load_state(text: str) -> Any:
 # --- statements, built once (ruta/sql.py) -----------------------------------------------------
 
 _INBOUND: dict[int, Prepared] = {}
-_LOCKED_AND_LOGGED: dict[int, Prepared] = {}
 _READ: dict[int, Prepared] = {}
 _CONTACT_CHANGES: dict[frozenset[str], Prepared] = {}
 _COLUMNS = Message.__table__.c
@@ -149,26 +148,6 @@ _COLUMNS = Message.__table__.c
 
 def _version(name: str) -> Any:
     return select(CacheVersion.version).where(CacheVersion.name == name).scalar_subquery()
-
-
-def _inbound_values(contact_id: Any) -> dict[str, Any]:
-    """The columns of an inbound message's row: its contact's id from ``contact_id``, the
-    others bound."""
-    bound = {
-        "direction": "direction",
-        "channel": "channel",
-        "provider_message_id": "pid",
-        "body": "body",
-        "status": "status",
-        "purpose": "purpose",
-        "attempts": "attempts",
-        "created_at": "created_at",
-        "updated_at": "updated_at",
-    }
-    values = {
-        column: bindparam(name, type_=_COLUMNS[column].type) for column, name in bound.items()
-    }
-    return {**values, "contact_id": contact_id}
 
 
 def inbound_statement(count: int) -> Prepared:
@@ -179,7 +158,18 @@ def inbound_statement(count: int) -> Prepared:
     the number has no contact yet."""
     prepared = _INBOUND.get(count)
     if prepared is None:
-        values = _inbound_values(Contact.id)
+        values = {
+            "direction": bindparam("direction", type_=_COLUMNS.direction.type),
+            "channel": bindparam("channel", type_=_COLUMNS.channel.type),
+            "provider_message_id": bindparam("pid", type_=_COLUMNS.provider_message_id.type),
+            "contact_id": Contact.id,
+            "body": bindparam("body", type_=_COLUMNS.body.type),
+            "status": bindparam("status", type_=_COLUMNS.status.type),
+            "purpose": bindparam("purpose", type_=_COLUMNS.purpose.type),
+            "attempts": bindparam("attempts", type_=_COLUMNS.attempts.type),
+            "created_at": bindparam("created_at", type_=_COLUMNS.created_at.type),
+            "updated_at": bindparam("updated_at", type_=_COLUMNS.updated_at.type),
+        }
         rows = select(*values.values()).where(contacts.matches(count)).order_by(Contact.id).limit(1)
 
         def build(dialect: str) -> Any:
@@ -192,31 +182,6 @@ def inbound_statement(count: int) -> Prepared:
             )
 
         prepared = _INBOUND[count] = Prepared(build)
-    return prepared
-
-
-def locked_and_logged_statement(count: int) -> Prepared:
-    """PostgreSQL: the lock (``contacts.lock``) and the log (``inbound_statement``) as one
-    statement, ``WITH locked AS (UPDATE contacts ...), logged AS (INSERT INTO messages ...
-    FROM locked ...)``: the lock's rows, each with the new message's id (NULL for a
-    redelivery). One statement fewer a message for the server to start, plan and end, and
-    no second lookup of the contact. A redelivery that waited for the lock is still found:
-    under READ COMMITTED ``ON CONFLICT`` checks the newest committed rows, not the
-    statement's snapshot."""
-    prepared = _LOCKED_AND_LOGGED.get(count)
-    if prepared is None:
-        locked = contacts.locking(count).cte("locked")
-        values = _inbound_values(locked.c.id)
-        logged = (
-            postgresql_insert(Message)
-            .from_select(list(values), select(*values.values()).order_by(locked.c.id).limit(1))
-            .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
-            .returning(Message.id)
-            .cte("logged")
-        )
-        prepared = _LOCKED_AND_LOGGED[count] = Prepared(
-            select(*locked.c, select(logged.c.id).scalar_subquery())
-        )
     return prepared
 
 
@@ -323,36 +288,15 @@ class Stored:
 
 
 def lock_and_read(
-    tx: Tx,
-    e164: str,
-    hashes: dict[str, str],
-    channel: str,
-    now: datetime,
-    *also: Call,
-    logging: Call | None = None,
+    tx: Tx, e164: str, hashes: dict[str, str], channel: str, now: datetime, *also: Call
 ) -> tuple[ContactRow, Stored, list[list[Row]]]:
     """The first round trip: lock the contact, ``also`` (statements that find it by its
     number's ``hashes``), read the conversation and the counters. A new number: create it,
-    and again. ``logging``: the inbound message's log (``inbound_statement``), its rows first
-    of the results; on PostgreSQL it goes in one statement with the lock
-    (``locked_and_logged_statement``) unless the number is new."""
+    and again."""
     read = read_statement(len(hashes))(channel=channel, **hashes)
-    first = () if logging is None else (logging,)
-    if logging is not None and tx.batched:
-        lock = locked_and_logged_statement(len(hashes))(**logging[1], now=now)
-        rows, *results, stored = tx.run(lock, *also, read)
-        if rows:
-            *row, message_id = min(rows, key=lambda row: row[0])
-            logged = [] if message_id is None else [(message_id,)]
-            contact = contacts.locked([tuple(row)])
-            assert contact is not None
-            return contact, Stored.of(stored), [logged, *results]
-    else:
-        locked, *results, stored = tx.run(contacts.lock(hashes, now), *first, *also, read)
-        contact = contacts.locked(locked)
-        if contact is not None:
-            return contact, Stored.of(stored), results
-    locked, *results, stored = tx.run(contacts.create(e164, now), *first, *also, read)
+    locked, *results, stored = tx.run(contacts.lock(hashes, now), *also, read)
+    if not locked:
+        locked, *results, stored = tx.run(contacts.create(e164, now), *also, read)
     contact = contacts.locked(locked)
     assert contact is not None
     return contact, Stored.of(stored), results
@@ -380,7 +324,7 @@ def _handle(
         **hashes,
     )
     contact, stored, (inserted,) = lock_and_read(
-        tx, message.sender, hashes, message.channel, now, logging=logged
+        tx, message.sender, hashes, message.channel, now, logged
     )
     if not inserted:  # this provider id is already in the log: a redelivery
         return _replay(tx, message)
@@ -442,7 +386,7 @@ def _handle(
                 created_at=utcnow(),
             )
         )
-    results = tx.run(*writes, commit=True, together=True)  # each its own table
+    results = tx.run(*writes, commit=True)
     if reply and not route.reply_inline:
         work.message_ids.insert(0, results[-1][0][0])
     log.info(

@@ -14,9 +14,8 @@ and the ``COMMIT`` when the batch ends it (``Tx._batch``). A statement of a batc
 previous one has finished (its locks taken), and under READ COMMITTED it sees what was committed
 before it started: a read placed after a lock in the same batch sees the state left by whoever
 held the lock. Each statement is prepared on the server once per connection and the batch
-carries ``EXECUTE``s of it (``PREPARE`` first, in the same string, the first time). Writes
-that touch different rows may go as one statement (``Tx.run(..., together=True)``,
-``_Together``). On SQLite (in process) the statements run one after the other.
+carries ``EXECUTE``s of it (``PREPARE`` first, in the same string, the first time). On SQLite
+(in process) the statements run one after the other.
 
 Rare paths (asking for help, subscribing, a focal point's command) still use the ORM:
 ``Tx.session()`` is a ``Session`` on the same connection and transaction, flushed before the
@@ -45,8 +44,6 @@ from sqlalchemy.sql import ClauseElement
 
 Row = tuple[Any, ...]
 Processor = Callable[[Any], Any]
-#: A statement's arguments rendered as SQL literals (``_Form._renderer``).
-Renderer = Callable[[Mapping[str, Any]], tuple[str | None, list[Any]]]
 
 #: psycopg's placeholders in SQLAlchemy's pyformat SQL, and its escaped percent sign.
 _PLACEHOLDER = re.compile(r"%%|%\(([^)]+)\)s")
@@ -87,8 +84,6 @@ class _Form:
         self._rows = self._rows_function()
         self.prepare_sql = ""
         self.execute_sql = ""
-        self.body = ""  # the SQL with $n parameters, on PostgreSQL
-        self.arity = 0
         self._order: list[int] = []
         if dialect.name == "postgresql" and not self.positional:
             self._server_side()
@@ -96,78 +91,66 @@ class _Form:
     def _server_side(self) -> None:
         """The statement as ``PREPARE`` takes it (``$n`` parameters, types from its casts and
         columns) and the ``EXECUTE`` that runs it, its arguments bound as literals."""
-        self.body, numbers = self._numbered(0)
-        self.arity = len(numbers)
-        self.prepare_sql = f"PREPARE {self.name} AS {self.body}"
-        position = {sql_name: index for index, (_, sql_name, *_) in enumerate(self.params)}
-        self._order = [position[name] for name in numbers]
-        arguments = ", ".join(["%s"] * len(numbers))
-        self.execute_sql = (
-            f"EXECUTE {self.name}({arguments})" if numbers else f"EXECUTE {self.name}"
-        )
-        self.render, self.literals = self._renderer()
-
-    def _numbered(self, offset: int) -> tuple[str, dict[str, int]]:
-        """The SQL with ``$n`` parameters from ``offset + 1`` on, in the order they appear,
-        and each parameter's number."""
         numbers: dict[str, int] = {}
 
         def number(match: re.Match[str]) -> str:
             name = match.group(1)
             if name is None:
                 return "%"
-            return f"${offset + numbers.setdefault(name, len(numbers) + 1)}"
+            return f"${numbers.setdefault(name, len(numbers) + 1)}"
 
-        return _PLACEHOLDER.sub(number, self.sql), numbers
+        body = _PLACEHOLDER.sub(number, self.sql)
+        self.prepare_sql = f"PREPARE {self.name} AS {body}"
+        position = {sql_name: index for index, (_, sql_name, *_) in enumerate(self.params)}
+        self._order = [position[name] for name in numbers]
+        arguments = ", ".join(["%s"] * len(numbers))
+        self.execute_sql = (
+            f"EXECUTE {self.name}({arguments})" if numbers else f"EXECUTE {self.name}"
+        )
+        self.render = self._renderer()
 
-    def _renderer(self) -> tuple[Renderer, Renderer]:
+    def _renderer(self) -> Callable[[Mapping[str, Any]], tuple[str | None, list[Any]]]:
         """``render(values)``: the ``EXECUTE`` with its arguments as literals, or None and the
-        arguments when one is of a type ``_literal`` does not render; ``literals(values)``: the
-        same for the arguments' list alone ("" for none), for a statement sent as part of
-        another (``_Together``). Generated once per statement as straight-line code (the loop
-        over the parameters unrolled, text quoted inline): a generic loop over ten parameters
-        cost 10-15 us a statement, a webhook runs five."""
+        arguments when one is of a type ``_literal`` does not render. Generated once per
+        statement as straight-line code (the loop over the parameters unrolled, text quoted
+        inline): a generic loop over ten parameters cost 10-15 us a statement, a webhook runs
+        five."""
         scope: dict[str, Any] = {"_literal": _literal, "_missing": self._missing}
-        body = []
+        lines = ["def render(values):"]
         for index, (name, _, default, processor, required) in enumerate(self.params):
             key = f"_k{index}"
             scope[key] = name
             if required:
                 found = f"values[{key}] if {key} in values else _missing({key})"
-                body.append(f"    b{index} = {found}")
+                lines.append(f"    b{index} = {found}")
             else:
                 scope[f"_d{index}"] = default
-                body.append(f"    b{index} = values.get({key}, _d{index})")
+                lines.append(f"    b{index} = values.get({key}, _d{index})")
             if processor is not None:
                 scope[f"_p{index}"] = processor
-                body.append(f"    b{index} = _p{index}(b{index})")
+                lines.append(f"    b{index} = _p{index}(b{index})")
         arguments = [f"b{index}" for index in self._order]
         literals = [f"l{position}" for position in range(len(arguments))]
         for literal, argument in zip(literals, arguments, strict=True):
             # Text, the most frequent argument, quoted here; anything else by ``_literal``.
             quoted = f'"\'" + {argument}.replace("\'", "\'\'") + "\'"'
-            body.append(
+            lines.append(
                 f"    {literal} = {quoted} if {argument}.__class__ is str"
                 f" and '\\x00' not in {argument} else _literal({argument})"
             )
         scope["_plain"] = self.execute_sql
-        lines = ["def render(values):", *body]
-        alone = ["def literals(values):", *body]
         if literals:
             unknown = " or ".join(f"{literal} is None" for literal in literals)
-            for function in (lines, alone):
-                function.append(f"    if {unknown}:")
-                function.append(f"        return None, [{', '.join(arguments)}]")
+            lines.append(f"    if {unknown}:")
+            lines.append(f"        return None, [{', '.join(arguments)}]")
             scope["_head"] = f"EXECUTE {self.name}("
             joined = " + ', ' + ".join(literals)
             lines.append(f"    return _head + {joined} + ')', []")
-            alone.append(f"    return {joined}, []")
         else:
             lines.append("    return _plain, []")
-            alone.append("    return '', []")
-        source = "\n".join(lines) + "\n\n" + "\n".join(alone)
+        source = "\n".join(lines)
         exec(compile(source, f"<ruta.sql {self.name}>", "exec"), scope)  # noqa: S102
-        return scope["render"], scope["literals"]
+        return scope["render"]
 
     def _missing(self, name: str) -> NoReturn:
         raise KeyError(f"no value for parameter {name!r} of {self.sql[:60]!r}")
@@ -225,64 +208,6 @@ class _Form:
 
     def _bad_width(self) -> bool:
         raise ValueError(f"a row of {self.sql[:60]!r} has not {len(self.results)} columns")
-
-
-#: Each sequence of statements ``_Together`` was asked for: the one statement, or None.
-_TOGETHER: dict[tuple[str, ...], _Together | None] = {}
-
-
-class _Together:
-    """Statements sent as one (``Tx.run(..., together=True)``): ``WITH w0 AS (first), ...
-    last``, prepared once per connection like any other, its rows the last one's.
-
-    PostgreSQL then starts, plans, snapshots and ends one statement where it ran several,
-    and the client renders one ``EXECUTE`` and reads one result. Only for statements that
-    touch different rows and read nothing another writes: the parts of one statement share
-    its snapshot and do not see each other's changes. A part before the last must be an
-    INSERT, UPDATE or DELETE returning nothing (one in ``WITH`` runs whether or not it is
-    read; a SELECT would not); ``of`` answers None for anything else, which is then sent as
-    it is."""
-
-    def __init__(self, parts: Sequence[_Form]) -> None:
-        self.parts = parts
-        self.name = f"ruta_{next(_NAMES)}"
-        bodies, offset = [], 0
-        for part in parts:
-            body, _ = part._numbered(offset)
-            bodies.append(body)
-            offset += part.arity
-        heads = ", ".join(f"w{index} AS ({body})" for index, body in enumerate(bodies[:-1]))
-        self.sql = f"WITH {heads} {bodies[-1]}"
-        self.prepare_sql = f"PREPARE {self.name} AS {self.sql}"
-        self.execute_sql = f"EXECUTE {self.name}({', '.join(['%s'] * offset)})"
-        self.returns_rows = parts[-1].returns_rows
-        self.rows = parts[-1].rows
-
-    @classmethod
-    def of(cls, parts: Sequence[_Form]) -> _Together | None:
-        key = tuple(part.name for part in parts)
-        if key not in _TOGETHER:
-            writes = all(part.body.startswith(("INSERT ", "UPDATE ", "DELETE ")) for part in parts)
-            fits = writes and not any(part.returns_rows for part in parts[:-1])
-            _TOGETHER[key] = cls(parts) if fits and len(parts) > 1 else None
-        return _TOGETHER[key]
-
-    def render(self, values: Sequence[Mapping[str, Any]]) -> tuple[str | None, list[Any]]:
-        texts = []
-        for part, one in zip(self.parts, values, strict=True):
-            text, _ = part.literals(one)
-            if text is None:
-                return None, self.arguments(values)
-            if text:
-                texts.append(text)
-        return f"EXECUTE {self.name}({', '.join(texts)})", []
-
-    def arguments(self, values: Sequence[Mapping[str, Any]]) -> list[Any]:
-        return [
-            argument
-            for part, one in zip(self.parts, values, strict=True)
-            for argument in part.arguments(one)
-        ]
 
 
 class Prepared:
@@ -362,25 +287,17 @@ class Tx:
             )
         return self._session
 
-    def run(self, *calls: Call, commit: bool = False, together: bool = False) -> list[list[Row]]:
+    def run(self, *calls: Call, commit: bool = False) -> list[list[Row]]:
         """Execute ``calls`` in order, in one round trip on PostgreSQL, and return each one's
         rows (processed: decrypted, timezone-aware...). ``commit`` ends the transaction with
-        the batch. ``together``: the calls touch different rows and none reads what another
-        writes, so that on PostgreSQL they may go as one statement (``_Together``)."""
+        the batch."""
         if self._session is not None:
             self._session.flush()
-        forms: list[tuple[Any, Any]] = [
-            (prepared.form(self.dialect), values) for prepared, values in calls
-        ]
+        forms = [(prepared.form(self.dialect), values) for prepared, values in calls]
         sql, params = "", None
         try:
             if self.batched:
-                one = _Together.of([f for f, _ in forms]) if together and self.prepare else None
-                if one is not None:
-                    last = self._batch([(one, [values for _, values in forms])], commit)
-                    results = [[] for _ in forms[1:]] + last
-                else:
-                    results = self._batch(forms, commit)
+                results = self._batch(forms, commit)
             else:
                 results = []
                 cursor = self._raw.cursor()
@@ -404,7 +321,7 @@ class Tx:
             self.committed = True
         return results
 
-    def _batch(self, forms: list[tuple[Any, Any]], commit: bool) -> Any:
+    def _batch(self, forms: list[tuple[_Form, Mapping[str, Any]]], commit: bool) -> Any:
         """One query string, sent with the simple query protocol, which runs several statements
         in order (each with its own snapshot under READ COMMITTED).
 
@@ -416,9 +333,7 @@ class Tx:
         (``_Form.render``), anything else by psycopg's ``ClientCursor`` adapters.
         With the engine's ``ruta_prepare`` option off (RUTA_DB_PREPARE=0: a PgBouncer in
         transaction mode may hand each transaction another server connection) the statements
-        themselves are sent. ``_send`` sends the string and reads every result.
-
-        ``forms``: each a ``_Form`` with its values, or a ``_Together`` with its parts'."""
+        themselves are sent. ``_send`` sends the string and reads every result."""
         raw = self._raw
         mogrify = self._mogrify
         prepared = self._prepared() if self.prepare else None

@@ -310,7 +310,7 @@ def _handle(
         writes.insert(0, _NEW(**where, contact_id=contact.id, **saved))
     else:
         writes.insert(0, (_SAVED_END if reply.end else _SAVED)(id=ussd.id, **saved))
-    results = tx.run(*writes, commit=True, together=True)  # each row its own
+    results = tx.run(*writes, commit=True)
     for call, rows in zip(writes, results, strict=True):
         if call[0] is OUTBOUND_MESSAGE:
             work.message_ids.append(rows[0][0])

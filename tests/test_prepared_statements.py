@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Date,
     DateTime,
     Engine,
     Integer,
@@ -51,14 +50,12 @@ def prepared_names(engine: Engine) -> set[str]:
         )
 
 
-def run(engine: Engine, *calls: sql.Call, together: bool = False) -> list[list[sql.Row]]:
+def run(engine: Engine, *calls: sql.Call) -> list[list[sql.Row]]:
     with sql.transaction(engine) as tx:
-        return tx.run(*calls, commit=True, together=together)
+        return tx.run(*calls, commit=True)
 
 
-def sent(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch, *calls: sql.Call, together: bool = False
-) -> list[str]:
+def sent(engine: Engine, monkeypatch: pytest.MonkeyPatch, *calls: sql.Call) -> list[str]:
     """What ``calls`` send, statement by statement (ruta/sql.py sends through ``_send``)."""
     queries: list[str] = []
     original = sql._send
@@ -69,7 +66,7 @@ def sent(
 
     with monkeypatch.context() as patch:
         patch.setattr(sql, "_send", send)
-        run(engine, *calls, together=together)
+        run(engine, *calls)
     return queries
 
 
@@ -290,91 +287,3 @@ def test_a_committed_transaction_returns_the_connection_idle_and_out_of_autocomm
         raw = connection.connection.driver_connection
         assert raw.autocommit is False
         assert raw.info.transaction_status.name == "IDLE"
-
-
-# --- statements sent together (Tx.run(..., together=True)) -------------------------------------
-
-ADD = sql.Prepared(
-    text("INSERT INTO probe (id, note, day) VALUES (:id, :note, :day)").bindparams(
-        bindparam("day", type_=Date)
-    )
-)
-CHANGE = sql.Prepared(text("UPDATE probe SET note = :note WHERE id = :id"))
-ADDED = sql.Prepared(
-    text("INSERT INTO probe (id, note) VALUES (:id, :note) RETURNING id, note").columns(
-        id=Integer, note=Text
-    )
-)
-
-
-@pytest.fixture()
-def probe(one_connection: Engine) -> Engine:
-    """The one connection's engine, with an empty table of its own (a temporary one)."""
-    with one_connection.begin() as connection:
-        connection.execute(
-            text(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS probe"
-                " (id int PRIMARY KEY, note text, day date)"
-            )
-        )
-        connection.execute(text("DELETE FROM probe"))
-    return one_connection
-
-
-def probe_rows(engine: Engine) -> list[tuple[Any, ...]]:
-    with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(text("SELECT * FROM probe ORDER BY id"))]
-
-
-def executed(queries: list[str]) -> list[str]:
-    return [query for query in queries if query.startswith("EXECUTE ")]
-
-
-def test_writes_sent_together_are_one_statement_that_does_what_each_would(
-    probe: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    run(probe, ADD(id=1, note="one", day=None))
-    calls = (
-        CHANGE(id=1, note="it's \\ one"),
-        ADD(id=2, note="two", day=None),
-        ADDED(id=3, note="3"),
-    )
-    queries = sent(probe, monkeypatch, *calls, together=True)
-    (prepare,) = [query for query in queries if query.startswith("PREPARE ")]
-    assert " AS WITH w0 AS (UPDATE probe" in prepare and "w1 AS (INSERT INTO probe" in prepare
-    assert len(executed(queries)) == 1, queries
-    assert probe_rows(probe) == [(1, "it's \\ one", None), (2, "two", None), (3, "3", None)]
-    # Prepared once; a part's argument no literal renders (a date) sends every part's through
-    # psycopg's adapters, still as one statement; each call has its rows, the last's its own.
-    day = date(2026, 12, 2)
-    again = (CHANGE(id=2, note="dos"), ADD(id=4, note="four", day=day), ADDED(id=5, note="5"))
-    queries = sent(probe, monkeypatch, *again, together=True)
-    assert not [query for query in queries if query.startswith("PREPARE ")]
-    assert len(executed(queries)) == 1, queries
-    results = run(probe, ADD(id=6, note="six", day=day), ADDED(id=7, note="7"), together=True)
-    assert results == [[], [(7, "7")]]
-    assert probe_rows(probe)[1:] == [
-        (2, "dos", None),
-        (3, "3", None),
-        (4, "four", day),
-        (5, "5", None),
-        (6, "six", day),
-        (7, "7", None),
-    ]
-
-
-def test_statements_that_cannot_go_together_are_sent_apart(
-    probe: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A part before the last with rows to return (they would be lost), or a SELECT (in a
-    ``WITH`` it would not run unless read): each is sent as it is."""
-    queries = sent(probe, monkeypatch, ADDED(id=1, note="a"), CHANGE(id=1, note="b"), together=True)
-    assert len(executed(queries)) == 2
-    assert run(probe, ADDED(id=2, note="c"), CHANGE(id=2, note="d"), together=True) == [
-        [(2, "c")],
-        [],
-    ]
-    queries = sent(probe, monkeypatch, CHANGE(id=1, note="e"), ONE(n=1), together=True)
-    assert len(executed(queries)) == 2
-    assert run(probe, CHANGE(id=2, note="f"), ONE(n=1), together=True) == [[], [(2,)]]
-    assert probe_rows(probe) == [(1, "e", None), (2, "f", None)]
