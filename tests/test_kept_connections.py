@@ -16,7 +16,7 @@ from sqlalchemy import Engine, Integer, bindparam, literal_column, select, text
 from sqlalchemy.exc import DBAPIError
 
 from ruta import sql
-from ruta.db import _watched, db, deadline, make_engine
+from ruta.db import _watched, db, deadline
 from tests.engines import own_engine
 
 BACKEND = sql.Prepared(select(literal_column("pg_backend_pid()", Integer)))
@@ -75,16 +75,11 @@ def test_the_next_transaction_runs_on_the_connection_the_last_one_committed_on(
     assert backend(engine) == first
 
 
-def test_an_engine_that_pings_its_connections_keeps_none(engine: Engine) -> None:
+def test_an_engine_that_pings_its_connections_keeps_none(app: Flask) -> None:
     """The workers' engines ping a connection before each use: the pool hands them out."""
-    pinging = make_engine(
-        engine.url.render_as_string(hide_password=False), pool_size=3, pre_ping=True
-    )
-    try:
-        backend(pinging)
-        assert pinging.pool.checkedout() == 0  # type: ignore[attr-defined]
-    finally:
-        pinging.dispose()
+    with own_engine("SQLite's transactions are SQLAlchemy's own", pool_size=3, pre_ping=True) as e:
+        backend(e)
+        assert e.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 def test_one_connection_always_stays_in_the_pool_for_the_rest_of_the_process(
@@ -115,16 +110,13 @@ def test_a_failed_transaction_gives_every_kept_connection_back_to_the_pool(
 
 def test_disposing_of_the_engine_closes_the_kept_connections(engine: Engine) -> None:
     pid = backend(engine)
-    watcher = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1)
-    try:
+    with own_engine("SQLite's transactions are SQLAlchemy's own", pool_size=1) as watcher:
         assert alive(watcher, pid)
         engine.dispose()
         deadline_at = time.monotonic() + 5
         while alive(watcher, pid) and time.monotonic() < deadline_at:
             time.sleep(0.05)
         assert not alive(watcher, pid)
-    finally:
-        watcher.dispose()
     assert backend(engine) != pid
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from ruta import sql
-from ruta.db import db, make_engine
+from ruta.db import db
 from tests.engines import own_engine
 
 ONE = sql.Prepared(select(literal_column("1") + bindparam("n", type_=Integer)))
@@ -115,23 +115,14 @@ def test_statements_deallocated_behind_its_back_fail_once_then_are_prepared_agai
 def test_with_prepare_off_the_statements_themselves_are_sent(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert db.engine is not None
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's")
-    engine = make_engine(
-        db.engine.url.render_as_string(hide_password=False),
-        pool_size=1,
-        max_overflow=0,
-        prepare=False,
-    )
-    try:
+    with own_engine(
+        "prepared statements are PostgreSQL's", pool_size=1, max_overflow=0, prepare=False
+    ) as engine:
         queries = sent(engine, monkeypatch, ONE(n=1))
         assert queries[0] == "BEGIN" and queries[-1] == "COMMIT"
         assert queries[1].startswith("SELECT") and "EXECUTE" not in queries[1]
         assert run(engine, ONE(n=1)) == [[(2,)]]
         assert prepared_names(engine) == set()
-    finally:
-        engine.dispose()
 
 
 def test_the_setting_reaches_the_engine(prepared: dict[str, Any]) -> None:
